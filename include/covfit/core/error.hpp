@@ -1,0 +1,30 @@
+// Error types shared by every module.
+//
+// InputError: the user gave us something we cannot use (job file, data, path,
+// flag). It carries the place (file:line, dataset name, key) so main() can print one
+// line and exit 2. Numerical failure of a single task is never an exception: it is a
+// status in that task's result.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace covfit {
+
+class InputError : public std::runtime_error {
+ public:
+  // `where` names the place: "jobs/demo.toml:12", "case.h5:/X", "--shard".
+  InputError(const std::string& where, const std::string& what)
+      : std::runtime_error(where.empty() ? what : where + ": " + what), where_(where) {}
+  const std::string& where() const noexcept { return where_; }
+
+ private:
+  std::string where_;
+};
+
+// Something outside the user's control failed (disk full, HDF5 library error).
+class RuntimeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace covfit

@@ -1,0 +1,32 @@
+// 2D point data sets for RBF fitting: built-in generators and the HDF5 reader.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "covfit/job/spec.hpp"
+#include "covfit/rbf/model.hpp"
+
+namespace covfit::data {
+
+struct PointData {
+  std::string name;
+  std::vector<double> x, y, values;  // N each
+  std::vector<rbf::Canonical> planted;  // planted kernels (empty unless source = planted)
+  double variance() const;              // population variance of values
+};
+
+// Franke's test function on [0,1]^2.
+double franke(double x, double y);
+PointData franke_grid(const std::string& name, int grid);
+
+// Random anisotropic mixture: `kernels` rotated Gaussians with sigmas in [0.04, 0.15]
+// (ratio up to `anisotropy`), weights +-[0.5, 1.5], points uniform in [0,1]^2, plus
+// N(0, noise^2). Deterministic in `seed`.
+PointData planted_mixture(const std::string& name, int points, int kernels, double anisotropy,
+                          double noise, std::uint64_t seed);
+
+// Build a data set from its spec (reads the HDF5 file for source = "hdf5"). Throws
+// InputError naming file/dataset on bad input (shape, non-finite values, too few points).
+PointData load(const job::DataSpec& spec);
+
+}  // namespace covfit::data

@@ -1,0 +1,122 @@
+// Small RAII layer over the HDF5 C API, plus appendable compound tables.
+//
+// Every HDF5 failure becomes covfit::RuntimeError (or InputError where the caller says
+// the file is user input). HDF5's own error stack printing is switched off once.
+#pragma once
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace covfit::io {
+
+// Owns one hid_t and closes it with the right H5*close.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer closer);
+  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, -1)), close_(o.close_) {}
+  Handle& operator=(Handle&& o) noexcept;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { reset(); }
+  hid_t get() const { return id_; }
+  explicit operator bool() const { return id_ >= 0; }
+  void reset();
+
+ private:
+  hid_t id_ = -1;
+  Closer close_ = nullptr;
+};
+
+void quiet_hdf5_errors();
+bool exists(hid_t loc, const std::string& path);  // link exists (every level)
+
+// Attributes on a file, group or dataset.
+void write_attr(hid_t obj, const std::string& name, const std::string& value);
+void write_attr(hid_t obj, const std::string& name, std::int64_t value);
+void write_attr(hid_t obj, const std::string& name, double value);
+void write_attr(hid_t obj, const std::string& name, const std::vector<double>& values);
+bool has_attr(hid_t obj, const std::string& name);
+std::string read_attr_string(hid_t obj, const std::string& name);
+std::int64_t read_attr_int(hid_t obj, const std::string& name);
+
+// Whole fixed-size datasets (input data, small matrices).
+struct DoubleArray {
+  std::vector<hsize_t> dims;
+  std::vector<double> data;  // row-major
+};
+void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
+                 const double* data);
+DoubleArray read_array(hid_t loc, const std::string& name);
+Handle create_group(hid_t loc, const std::string& name);  // creates intermediate groups
+
+// Column description of an appendable table (an HDF5 compound dataset, 1-D, unlimited).
+struct Column {
+  enum Type { f64, i64, i32, str };
+  std::string name;
+  Type type = f64;
+  int count = 1;  // array length for f64/i32/i64 (1 = scalar); byte length for str
+};
+
+class TableLayout {
+ public:
+  explicit TableLayout(std::vector<Column> columns);
+  const std::vector<Column>& columns() const { return columns_; }
+  std::size_t row_bytes() const { return row_bytes_; }
+  std::size_t offset(const std::string& name) const;  // throws if unknown
+  int index(const std::string& name) const;           // -1 if unknown
+  Handle file_type() const;                            // HDF5 compound type
+
+ private:
+  std::vector<Column> columns_;
+  std::vector<std::size_t> offsets_;
+  std::size_t row_bytes_ = 0;
+};
+
+// Rows are built in a byte buffer that matches the layout.
+class Row {
+ public:
+  explicit Row(const TableLayout& layout) : layout_(&layout), bytes_(layout.row_bytes(), 0) {}
+  Row& set(const std::string& col, double v, int i = 0);
+  Row& set(const std::string& col, std::int64_t v, int i = 0);
+  Row& set(const std::string& col, int v, int i = 0) { return set(col, std::int64_t{v}, i); }
+  Row& set(const std::string& col, const std::string& v);
+  const std::vector<char>& bytes() const { return bytes_; }
+
+ private:
+  const TableLayout* layout_;
+  std::vector<char> bytes_;
+};
+
+// A 1-D chunked, compressed, unlimited dataset of rows (compound) or doubles.
+class AppendTable {
+ public:
+  AppendTable() = default;
+  // Create under `loc`; `layout` null = a plain float64 array.
+  static AppendTable create(hid_t loc, const std::string& name, const TableLayout* layout,
+                            hsize_t chunk_rows);
+  static AppendTable open(hid_t loc, const std::string& name, const TableLayout* layout);
+
+  hsize_t size() const { return size_; }
+  void append(const void* rows, hsize_t n);  // n rows in layout (or doubles)
+  void append(const Row& row) { append(row.bytes().data(), 1); }
+  void truncate(hsize_t n);                   // shrink (only before SWMR mode)
+  void flush();
+  hid_t id() const { return ds_.get(); }
+  // Read one numeric column (scalar member) for rows [0, size) as int64 / double.
+  std::vector<std::int64_t> read_i64(const std::string& column) const;
+  std::vector<double> read_f64(const std::string& column) const;
+  std::vector<std::string> read_str(const std::string& column) const;
+  std::vector<char> read_rows(hsize_t first, hsize_t n) const;  // raw row bytes
+
+ private:
+  Handle ds_;
+  const TableLayout* layout_ = nullptr;
+  hsize_t size_ = 0;
+};
+
+}  // namespace covfit::io

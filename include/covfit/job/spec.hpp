@@ -1,0 +1,104 @@
+// Job specification: what a TOML job file says, validated, plus the grid of tasks.
+//
+// A job names its data sets, the task kind, fit (or sweep) settings and a grid. The
+// grid is the Cartesian product of its axes x restarts; every task has a stable id =
+// its index in that product (restart varies fastest), so a task's result depends only
+// on (job, id) — never on threads, shards or schedule.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "covfit/rbf/fit.hpp"
+#include "covfit/rbf/model.hpp"
+
+namespace covfit::job {
+
+// A 2D point data set for RBF fitting.
+struct DataSpec {
+  std::string name;              // unique within the job
+  std::string source = "franke";  // franke | planted | hdf5
+  int grid = 64;                 // franke: points on a grid x grid lattice in [0,1]^2
+  int points = 4096;             // planted: number of points (uniform in [0,1]^2)
+  int kernels = 9;               // planted: number of planted anisotropic kernels
+  double noise = 0.0;            // planted: std of additive Gaussian noise
+  double anisotropy = 4.0;       // planted: max ratio of the two sigmas
+  std::uint64_t seed = 1;        // planted: generator seed
+  std::string file;              // hdf5: input file
+  std::string points_dataset = "points";  // hdf5: (N, 2) float dataset
+  std::string values_dataset = "values";  // hdf5: (N,) float dataset
+};
+
+using rbf::Optimizer;
+
+struct FitSettings {
+  bool f32 = false;              // precision = "f32" | "f64"
+  int max_steps = 2000;
+  double rel_tol = 1e-7;         // converged: relative improvement over `patience` checkpoints
+  int patience = 5;
+  double target_loss = 0.0;      // stop when loss <= target_loss (0: off)
+  double target_rel_variance = 0.0;  // stop when loss <= this * var(values) (0: off)
+  std::vector<double> target_losses;  // record steps/seconds to reach each level
+  int log_every = 50;            // checkpoint (monitor row) period in steps
+  double lr_weight = 0.01, lr_centre = 0.001, lr_shape = 0.001;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double clip_grad = 0.0;        // clip gradient global norm (0: off)
+  double width_scale = 1.0;      // initial sigma = width_scale x centre spacing
+  double lm_mu0 = 1e-3;          // Levenberg-Marquardt initial damping (relative to diag)
+  rbf::Bounds bounds;
+};
+
+// Coordinates of one task in the grid.
+struct TaskCoord {
+  std::int64_t id = 0;
+  int data = 0;                  // index into Job::data
+  rbf::Param param = rbf::Param::full;
+  int K = 1;
+  Optimizer optimizer = Optimizer::adam;
+  double lr_weight = 0, lr_centre = 0, lr_shape = 0;
+  int restart = 0;
+  std::uint64_t seed = 0;        // derived from (job seed, id)
+};
+
+struct FitGrid {
+  std::vector<int> data;         // indices into Job::data (default: all)
+  std::vector<rbf::Param> param;
+  std::vector<int> K;
+  std::vector<Optimizer> optimizer;
+  std::vector<double> lr_weight, lr_centre, lr_shape;
+  int restarts = 1;
+};
+
+struct Job {
+  std::string path;              // job file as given (for messages)
+  std::string name;
+  std::string kind = "fit";      // fit (| sweep)
+  std::uint64_t seed = 0;
+  std::string text;              // effective TOML text (after --set overrides)
+  std::string hash;              // hex FNV-1a 64 of `text`
+  std::vector<DataSpec> data;
+  FitSettings fit;
+  FitGrid grid;
+
+  std::int64_t task_count() const;
+  TaskCoord task(std::int64_t id) const;
+};
+
+// Parse and validate. `overrides` are "dotted.key=value" strings (--set); the value is
+// parsed as a TOML value, or taken as a string if it is not one. Throws InputError
+// naming file:line (or the override) on any problem, including unknown keys.
+Job load_job(const std::string& path, const std::vector<std::string>& overrides = {});
+Job parse_job(const std::string& text, const std::string& path,
+              const std::vector<std::string>& overrides = {});
+
+// Shard selection: task ids with id % count == index.
+struct Shard {
+  int index = 0, count = 1;
+};
+// Parses "i/N"; empty -> SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT or 0/1.
+Shard parse_shard(const std::string& spec);
+
+std::uint64_t mix_seed(std::uint64_t job_seed, std::uint64_t id);  // splitmix64-based
+
+}  // namespace covfit::job

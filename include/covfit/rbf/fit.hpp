@@ -1,0 +1,85 @@
+// Fitting one RBF model to 2D points: initialisation, optimisers, monitors, stopping.
+//
+// Optimisers:
+//  - adam:   Adam with one learning rate per group (weight, centre, shape), bounds applied
+//            by projection after every step, optional global-norm gradient clipping.
+//  - lm:     Levenberg-Marquardt on all raw parameters (Marquardt's diagonal scaling),
+//            one step = one solve of the damped normal equations; rejected trials count.
+//  - varpro: variable projection (Golub-Pereyra with Kaufman's Jacobian): the weights are
+//            linear, so they are solved exactly by (tiny-ridge) least squares for every
+//            trial shape; LM then runs only on centres and shapes.
+// A task never throws for numerical trouble: it returns a status.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "covfit/rbf/model.hpp"
+
+namespace covfit::rbf {
+
+enum class Optimizer { adam, lm, varpro };
+std::string_view optimizer_name(Optimizer o);
+
+struct FitConfig {
+  Param param = Param::full;
+  int K = 9;
+  Optimizer optimizer = Optimizer::adam;
+  double lr[kGroups] = {0.01, 0.001, 0.001};  // by Group: weight, centre, shape
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double clip_grad = 0.0;     // max global gradient norm (0: no clipping)
+  int max_steps = 2000;
+  double rel_tol = 1e-7;      // converged when relative improvement over `patience`
+  int patience = 5;           //   checkpoints falls below rel_tol
+  double target_loss = 0.0;   // stop when loss <= target_loss (0: off)
+  std::vector<double> target_losses;  // record steps / seconds to reach each
+  int log_every = 50;         // checkpoint period (steps)
+  bool f32 = false;           // SIMD kernels in float (parameters stay double)
+  double width_scale = 1.0;   // initial sigma relative to centre spacing
+  double lm_mu0 = 1e-3;
+  Bounds bounds;
+  std::uint64_t seed = 0;
+};
+
+// One monitor row.
+struct Checkpoint {
+  int step = 0;
+  double seconds = 0, loss = 0;
+  double grad_norm[kGroups] = {0, 0, 0};
+  double sigma_min = 0, sigma_max = 0;  // over kernels, from the eigenvalues of P
+  double cond_max = 0;                  // largest condition number of P
+};
+
+enum class Status { converged, reached_target, max_steps, diverged, failed, interrupted };
+std::string_view status_name(Status s);
+
+struct FitResult {
+  Status status = Status::failed;
+  std::string message;
+  int steps = 0;
+  double initial_loss = 0, final_loss = 0, seconds = 0;
+  std::vector<int> steps_to_target;        // -1: never reached
+  std::vector<double> seconds_to_target;   // NaN: never reached
+  std::vector<Checkpoint> curve;           // every log_every steps, and the last step
+  std::vector<double> raw;                 // final raw parameters (K * raw_width)
+  std::vector<Canonical> kernels;          // final canonical kernels
+};
+
+struct Points {
+  std::span<const double> x, y, values;
+};
+
+// Deterministic start from cfg.seed: centres on a jittered lattice over the bounding
+// box, isotropic widths from the spacing, weights by least squares.
+std::vector<double> initial_raw(const FitConfig& cfg, const Points& pts);
+
+// Fit; `stop` (may be null) is polled every step (SIGTERM / SIGINT).
+FitResult fit(const FitConfig& cfg, const Points& pts, const std::atomic<bool>* stop = nullptr);
+
+// Monitor values for a parameter vector (exposed for tests).
+void shape_monitors(std::span<const Canonical> kernels, double& sigma_min, double& sigma_max,
+                    double& cond_max);
+
+}  // namespace covfit::rbf

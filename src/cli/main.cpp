@@ -1,0 +1,130 @@
+// covfit command line: a thin layer over the library. Exit codes: 0 ok, 1 runtime
+// failure, 2 bad input (job file, data, paths, flags), 128+signal when interrupted.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "covfit/core/error.hpp"
+#include "covfit/job/spec.hpp"
+#include "covfit/report/report.hpp"
+#include "covfit/run/runner.hpp"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+volatile std::sig_atomic_t g_signal = 0;
+
+extern "C" void on_signal(int sig) {
+  if (g_stop.load()) std::_Exit(128 + sig);  // second signal: give up at once
+  g_signal = sig;
+  g_stop.store(true);
+}
+
+int cmd_run(const std::string& job_path, std::string output, const std::vector<std::string>& sets,
+            const std::string& shard_spec, int threads, bool overwrite, bool quiet,
+            long long max_tasks) {
+  covfit::job::Job job = covfit::job::load_job(job_path, sets);
+  covfit::run::RunOptions opt;
+  opt.shard = covfit::job::parse_shard(shard_spec);
+  if (output.empty()) {
+    output = job.name;
+    if (opt.shard.count > 1) output += ".shard" + std::to_string(opt.shard.index) + "of" + std::to_string(opt.shard.count);
+    output += ".h5";
+  }
+  opt.output = output;
+  opt.threads = threads;
+  opt.overwrite = overwrite;
+  opt.progress = !quiet;
+  opt.max_tasks = max_tasks;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::fprintf(stderr, "covfit: job '%s': %lld tasks in shard %d/%d -> %s\n", job.name.c_str(),
+               static_cast<long long>((job.task_count() - opt.shard.index + opt.shard.count - 1) / opt.shard.count),
+               opt.shard.index, opt.shard.count, output.c_str());
+  covfit::run::RunSummary s = covfit::run::run_job(job, opt, &g_stop);
+  if (s.interrupted) {
+    std::fprintf(stderr,
+                 "covfit: interrupted by signal %d after %lld new tasks; %s is consistent.\n"
+                 "covfit: to resume, run the same command again (without --overwrite).\n",
+                 static_cast<int>(g_signal), static_cast<long long>(s.computed), output.c_str());
+    return 128 + static_cast<int>(g_signal);
+  }
+  std::fprintf(stderr, "covfit: %lld tasks computed (%lld were already done) in %.2f s\n",
+               static_cast<long long>(s.computed), static_cast<long long>(s.already_done), s.seconds);
+  if (!quiet) std::cout << covfit::report::fit_summary_table(output);
+  std::cout << "results: " << output << "\n";
+  return 0;
+}
+
+int cmd_validate(const std::string& job_path, const std::vector<std::string>& sets) {
+  covfit::job::Job job = covfit::job::load_job(job_path, sets);
+  std::cout << job_path << ": ok: job '" << job.name << "' (" << job.kind << "), "
+            << job.task_count() << " tasks, hash " << job.hash << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "covfit: batch fitting of 2D RBF models (five covariance parameterisations, Adam / "
+      "Levenberg-Marquardt / variable projection) with results streamed to HDF5.\n"
+      "Examples:\n"
+      "  covfit run jobs/demo.toml -o demo.h5         fit the demo grid\n"
+      "  covfit run job.toml --set fit.max_steps=500  override a job key\n"
+      "  covfit run job.toml --shard 3/8              one shard of a cluster array\n"
+      "  covfit inspect demo.h5                        progress, best tasks, summary\n"
+      "Exit codes: 0 ok, 1 runtime failure, 2 bad input, 128+N interrupted by signal N."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("covfit ") + COVFIT_VERSION);
+
+  std::string job_path, output, shard, file;
+  std::vector<std::string> sets;
+  int threads = 0, best = 5;
+  bool overwrite = false, quiet = false, json = false;
+  long long max_tasks = -1;
+
+  CLI::App* run = app.add_subcommand("run", "run a job (resumes an existing output file of the same job)");
+  run->add_option("job", job_path, "job file (TOML)")->required();
+  run->add_option("-o,--output", output, "results file (default: <job name>.h5)");
+  run->add_option("--set", sets, "override a job key: dotted.key=value (repeatable)");
+  run->add_option("--shard", shard, "run shard i/N of the tasks (default: from SLURM_ARRAY_TASK_ID/COUNT)");
+  run->add_option("-t,--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  run->add_flag("--overwrite", overwrite, "replace an existing output file instead of resuming it");
+  run->add_flag("-q,--quiet", quiet, "no progress or summary table");
+  run->add_option("--max-tasks", max_tasks, "stop after computing this many tasks (testing; resume later)");
+
+  CLI::App* validate = app.add_subcommand("validate", "check a job file and print its task count");
+  validate->add_option("job", job_path, "job file (TOML)")->required();
+  validate->add_option("--set", sets, "override a job key: dotted.key=value (repeatable)");
+
+  CLI::App* inspect = app.add_subcommand("inspect", "show a results file: job, progress, best tasks");
+  inspect->add_option("file", file, "results file (.h5)")->required();
+  inspect->add_flag("--json", json, "machine-readable output");
+  inspect->add_option("--best", best, "how many best tasks to list")->check(CLI::PositiveNumber);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  try {
+    if (*run) return cmd_run(job_path, output, sets, shard, threads, overwrite, quiet, max_tasks);
+    if (*validate) return cmd_validate(job_path, sets);
+    if (*inspect) {
+      std::cout << (json ? covfit::report::inspect_json(file, best)
+                         : covfit::report::inspect_text(file, best));
+      return 0;
+    }
+  } catch (const covfit::InputError& e) {
+    std::fprintf(stderr, "covfit: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "covfit: failed: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

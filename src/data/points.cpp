@@ -1,0 +1,115 @@
+#include "covfit/data/points.hpp"
+
+#include <cmath>
+
+#include "covfit/core/error.hpp"
+#include "covfit/core/random.hpp"
+#include "covfit/io/h5.hpp"
+
+namespace covfit::data {
+
+double PointData::variance() const {
+  if (values.empty()) return 0;
+  double mean = 0;
+  for (double v : values) mean += v;
+  mean /= static_cast<double>(values.size());
+  double ss = 0;
+  for (double v : values) ss += (v - mean) * (v - mean);
+  return ss / static_cast<double>(values.size());
+}
+
+double franke(double x, double y) {
+  return 0.75 * std::exp(-(9 * x - 2) * (9 * x - 2) / 4 - (9 * y - 2) * (9 * y - 2) / 4) +
+         0.75 * std::exp(-(9 * x + 1) * (9 * x + 1) / 49 - (9 * y + 1) / 10) +
+         0.5 * std::exp(-(9 * x - 7) * (9 * x - 7) / 4 - (9 * y - 3) * (9 * y - 3) / 4) -
+         0.2 * std::exp(-(9 * x - 4) * (9 * x - 4) - (9 * y - 7) * (9 * y - 7));
+}
+
+PointData franke_grid(const std::string& name, int grid) {
+  PointData d;
+  d.name = name;
+  for (int i = 0; i < grid; ++i)
+    for (int j = 0; j < grid; ++j) {
+      double x = static_cast<double>(j) / (grid - 1), y = static_cast<double>(i) / (grid - 1);
+      d.x.push_back(x);
+      d.y.push_back(y);
+      d.values.push_back(franke(x, y));
+    }
+  return d;
+}
+
+PointData planted_mixture(const std::string& name, int points, int kernels, double anisotropy,
+                          double noise, std::uint64_t seed) {
+  PointData d;
+  d.name = name;
+  Rng rng(seed);
+  for (int k = 0; k < kernels; ++k) {
+    double s1 = rng.uniform(0.04, 0.15);
+    double s2 = s1 * rng.uniform(1.0, anisotropy);
+    s2 = std::min(s2, 0.3);
+    double t = rng.uniform(0, 3.141592653589793);
+    double c = std::cos(t), s = std::sin(t);
+    double a = 1 / (s1 * s1), b = 1 / (s2 * s2);
+    rbf::Canonical ker;
+    ker.mx = rng.uniform(0.15, 0.85);
+    ker.my = rng.uniform(0.15, 0.85);
+    ker.p11 = c * c * a + s * s * b;
+    ker.p12 = c * s * (a - b);
+    ker.p22 = s * s * a + c * c * b;
+    ker.w = (rng.uniform() < 0.5 ? -1 : 1) * rng.uniform(0.5, 1.5);
+    d.planted.push_back(ker);
+  }
+  for (int i = 0; i < points; ++i) {
+    double x = rng.uniform(), y = rng.uniform(), f = 0;
+    for (const auto& k : d.planted) {
+      double dx = x - k.mx, dy = y - k.my;
+      f += k.w * std::exp(-0.5 * (k.p11 * dx * dx + 2 * k.p12 * dx * dy + k.p22 * dy * dy));
+    }
+    d.x.push_back(x);
+    d.y.push_back(y);
+    d.values.push_back(f + (noise > 0 ? noise * rng.normal() : 0.0));
+  }
+  return d;
+}
+
+static PointData load_hdf5(const job::DataSpec& spec) {
+  io::quiet_hdf5_errors();
+  if (H5Fis_hdf5(spec.file.c_str()) <= 0)
+    throw InputError(spec.file, "not a readable HDF5 file (data set '" + spec.name + "')");
+  io::Handle file(H5Fopen(spec.file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  auto where = [&](const std::string& ds) { return spec.file + ":" + ds; };
+  for (const auto& ds : {spec.points_dataset, spec.values_dataset})
+    if (!io::exists(file.get(), ds)) throw InputError(where(ds), "no such dataset");
+  io::DoubleArray pts = io::read_array(file.get(), spec.points_dataset);
+  io::DoubleArray vals = io::read_array(file.get(), spec.values_dataset);
+  if (pts.dims.size() != 2 || pts.dims[1] != 2)
+    throw InputError(where(spec.points_dataset), "expected shape (N, 2)");
+  if (vals.dims.size() != 1 || vals.dims[0] != pts.dims[0])
+    throw InputError(where(spec.values_dataset),
+                     "expected shape (" + std::to_string(pts.dims[0]) + ",) to match " +
+                         spec.points_dataset);
+  if (pts.dims[0] < 1) throw InputError(where(spec.points_dataset), "no points");
+  PointData d;
+  d.name = spec.name;
+  for (std::size_t i = 0; i < pts.dims[0]; ++i) {
+    double x = pts.data[2 * i], y = pts.data[2 * i + 1], v = vals.data[i];
+    if (!std::isfinite(x) || !std::isfinite(y))
+      throw InputError(where(spec.points_dataset), "non-finite value in row " + std::to_string(i));
+    if (!std::isfinite(v))
+      throw InputError(where(spec.values_dataset), "non-finite value at index " + std::to_string(i));
+    d.x.push_back(x);
+    d.y.push_back(y);
+    d.values.push_back(v);
+  }
+  return d;
+}
+
+PointData load(const job::DataSpec& spec) {
+  if (spec.source == "franke") return franke_grid(spec.name, spec.grid);
+  if (spec.source == "planted")
+    return planted_mixture(spec.name, spec.points, spec.kernels, spec.anisotropy, spec.noise,
+                           spec.seed);
+  return load_hdf5(spec);
+}
+
+}  // namespace covfit::data

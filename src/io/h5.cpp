@@ -1,0 +1,361 @@
+#include "covfit/io/h5.hpp"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "covfit/core/error.hpp"
+
+namespace covfit::io {
+namespace {
+
+void check(herr_t status, const std::string& what) {
+  if (status < 0) throw RuntimeError("HDF5: " + what + " failed");
+}
+hid_t check_id(hid_t id, const std::string& what) {
+  if (id < 0) throw RuntimeError("HDF5: " + what + " failed");
+  return id;
+}
+
+Handle string_type(std::size_t len) {
+  Handle t(H5Tcopy(H5T_C_S1), H5Tclose);
+  check(H5Tset_size(t.get(), len), "H5Tset_size");
+  check(H5Tset_strpad(t.get(), H5T_STR_NULLPAD), "H5Tset_strpad");
+  check(H5Tset_cset(t.get(), H5T_CSET_UTF8), "H5Tset_cset");
+  return t;
+}
+
+Handle member_type(const Column& c) {
+  hid_t base = c.type == Column::f64   ? H5T_NATIVE_DOUBLE
+               : c.type == Column::i64 ? H5T_NATIVE_INT64
+                                       : H5T_NATIVE_INT32;
+  if (c.type == Column::str) return string_type(static_cast<std::size_t>(c.count));
+  if (c.count == 1) return Handle(H5Tcopy(base), H5Tclose);
+  hsize_t dim = static_cast<hsize_t>(c.count);
+  return Handle(check_id(H5Tarray_create2(base, 1, &dim), "H5Tarray_create2"), H5Tclose);
+}
+
+std::size_t member_bytes(const Column& c) {
+  switch (c.type) {
+    case Column::f64: return 8u * c.count;
+    case Column::i64: return 8u * c.count;
+    case Column::i32: return 4u * c.count;
+    case Column::str: return static_cast<std::size_t>(c.count);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Handle::Handle(hid_t id, Closer closer) : id_(id), close_(closer) {
+  if (id < 0) throw RuntimeError("HDF5: invalid handle");
+}
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    reset();
+    id_ = std::exchange(o.id_, -1);
+    close_ = o.close_;
+  }
+  return *this;
+}
+void Handle::reset() {
+  if (id_ >= 0 && close_) close_(id_);
+  id_ = -1;
+}
+
+void quiet_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+bool exists(hid_t loc, const std::string& path) {
+  std::string partial;
+  std::size_t pos = 0;
+  while (pos != std::string::npos) {
+    std::size_t next = path.find('/', pos + 1);
+    partial = path.substr(0, next);
+    pos = next;
+    if (partial.empty() || partial == "/") continue;
+    if (H5Lexists(loc, partial.c_str(), H5P_DEFAULT) <= 0) return false;
+  }
+  return true;
+}
+
+void write_attr(hid_t obj, const std::string& name, const std::string& value) {
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+  Handle type = string_type(std::max<std::size_t>(value.size(), 1));
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(check_id(H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT,
+                                  H5P_DEFAULT), "create attribute " + name),
+              H5Aclose);
+  std::string buf = value.empty() ? std::string(1, '\0') : value;
+  check(H5Awrite(attr.get(), type.get(), buf.data()), "write attribute " + name);
+}
+
+static void write_attr_numeric(hid_t obj, const std::string& name, hid_t type, const void* data,
+                               hsize_t n, bool scalar) {
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+  Handle space(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle attr(check_id(H5Acreate2(obj, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                       "create attribute " + name),
+              H5Aclose);
+  check(H5Awrite(attr.get(), type, data), "write attribute " + name);
+}
+void write_attr(hid_t obj, const std::string& name, std::int64_t value) {
+  write_attr_numeric(obj, name, H5T_NATIVE_INT64, &value, 1, true);
+}
+void write_attr(hid_t obj, const std::string& name, double value) {
+  write_attr_numeric(obj, name, H5T_NATIVE_DOUBLE, &value, 1, true);
+}
+void write_attr(hid_t obj, const std::string& name, const std::vector<double>& values) {
+  double dummy = 0;
+  write_attr_numeric(obj, name, H5T_NATIVE_DOUBLE, values.empty() ? &dummy : values.data(),
+                     values.size(), false);
+}
+bool has_attr(hid_t obj, const std::string& name) { return H5Aexists(obj, name.c_str()) > 0; }
+
+std::string read_attr_string(hid_t obj, const std::string& name) {
+  Handle attr(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name),
+              H5Aclose);
+  Handle ftype(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(ftype.get()) != H5T_STRING)
+    throw RuntimeError("attribute " + name + " is not a string");
+  if (H5Tis_variable_str(ftype.get()) > 0) {
+    Handle mtype(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mtype.get(), H5T_VARIABLE);
+    char* s = nullptr;
+    check(H5Aread(attr.get(), mtype.get(), &s), "read attribute " + name);
+    std::string out = s ? s : "";
+    H5free_memory(s);
+    return out;
+  }
+  std::size_t len = H5Tget_size(ftype.get());
+  std::string buf(len, '\0');
+  check(H5Aread(attr.get(), ftype.get(), buf.data()), "read attribute " + name);
+  buf.resize(std::strlen(buf.c_str()));
+  return buf;
+}
+
+std::int64_t read_attr_int(hid_t obj, const std::string& name) {
+  Handle attr(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name),
+              H5Aclose);
+  std::int64_t v = 0;
+  check(H5Aread(attr.get(), H5T_NATIVE_INT64, &v), "read attribute " + name);
+  return v;
+}
+
+Handle create_group(hid_t loc, const std::string& name) {
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(lcpl.get(), 1);
+  return Handle(check_id(H5Gcreate2(loc, name.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
+                         "create group " + name),
+                H5Gclose);
+}
+
+void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
+                 const double* data) {
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(lcpl.get(), 1);
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  hsize_t total = 1;
+  for (hsize_t d : dims) total *= d;
+  if (total > 4096) {  // compress anything beyond a few pages
+    std::vector<hsize_t> chunk(dims);
+    hsize_t per = 1;
+    for (std::size_t i = chunk.size(); i-- > 0;) {
+      chunk[i] = std::max<hsize_t>(1, std::min<hsize_t>(chunk[i], (1u << 16) / std::max<hsize_t>(per, 1)));
+      per *= chunk[i];
+    }
+    H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data());
+    H5Pset_shuffle(dcpl.get());
+    H5Pset_deflate(dcpl.get(), 4);
+  }
+  Handle ds(check_id(H5Dcreate2(loc, name.c_str(), H5T_NATIVE_DOUBLE, space.get(), lcpl.get(),
+                                dcpl.get(), H5P_DEFAULT),
+                     "create dataset " + name),
+            H5Dclose);
+  check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+        "write dataset " + name);
+}
+
+DoubleArray read_array(hid_t loc, const std::string& name) {
+  Handle ds(check_id(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), "open dataset " + name), H5Dclose);
+  Handle space(H5Dget_space(ds.get()), H5Sclose);
+  int rank = H5Sget_simple_extent_ndims(space.get());
+  DoubleArray out;
+  out.dims.resize(static_cast<std::size_t>(std::max(rank, 0)));
+  H5Sget_simple_extent_dims(space.get(), out.dims.data(), nullptr);
+  hsize_t total = 1;
+  for (hsize_t d : out.dims) total *= d;
+  Handle type(H5Dget_type(ds.get()), H5Tclose);
+  H5T_class_t cls = H5Tget_class(type.get());
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+    throw InputError(name, "expected a numeric dataset");
+  out.data.resize(total);
+  if (total) check(H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                           out.data.data()), "read dataset " + name);
+  return out;
+}
+
+TableLayout::TableLayout(std::vector<Column> columns) : columns_(std::move(columns)) {
+  for (const auto& c : columns_) {
+    offsets_.push_back(row_bytes_);
+    row_bytes_ += member_bytes(c);
+  }
+}
+int TableLayout::index(const std::string& name) const {
+  for (std::size_t i = 0; i < columns_.size(); ++i)
+    if (columns_[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+std::size_t TableLayout::offset(const std::string& name) const {
+  int i = index(name);
+  if (i < 0) throw std::logic_error("table has no column " + name);
+  return offsets_[static_cast<std::size_t>(i)];
+}
+Handle TableLayout::file_type() const {
+  Handle t(H5Tcreate(H5T_COMPOUND, row_bytes_), H5Tclose);
+  for (std::size_t i = 0; i < columns_.size(); ++i) {
+    Handle m = member_type(columns_[i]);
+    check(H5Tinsert(t.get(), columns_[i].name.c_str(), offsets_[i], m.get()), "H5Tinsert");
+  }
+  return t;
+}
+
+Row& Row::set(const std::string& col, double v, int i) {
+  const Column& c = layout_->columns()[static_cast<std::size_t>(layout_->index(col))];
+  std::size_t off = layout_->offset(col);
+  if (c.type == Column::f64) std::memcpy(&bytes_[off + 8u * i], &v, 8);
+  else if (c.type == Column::i64) set(col, static_cast<std::int64_t>(v), i);
+  else if (c.type == Column::i32) set(col, static_cast<std::int64_t>(v), i);
+  else throw std::logic_error("column " + col + " is a string");
+  return *this;
+}
+Row& Row::set(const std::string& col, std::int64_t v, int i) {
+  int idx = layout_->index(col);
+  if (idx < 0) throw std::logic_error("table has no column " + col);
+  const Column& c = layout_->columns()[static_cast<std::size_t>(idx)];
+  std::size_t off = layout_->offset(col);
+  if (c.type == Column::i64) std::memcpy(&bytes_[off + 8u * i], &v, 8);
+  else if (c.type == Column::i32) {
+    auto w = static_cast<std::int32_t>(v);
+    std::memcpy(&bytes_[off + 4u * i], &w, 4);
+  } else if (c.type == Column::f64) {
+    double d = static_cast<double>(v);
+    std::memcpy(&bytes_[off + 8u * i], &d, 8);
+  } else throw std::logic_error("column " + col + " is a string");
+  return *this;
+}
+Row& Row::set(const std::string& col, const std::string& v) {
+  const Column& c = layout_->columns()[static_cast<std::size_t>(layout_->index(col))];
+  std::size_t off = layout_->offset(col);
+  std::size_t n = std::min<std::size_t>(v.size(), static_cast<std::size_t>(c.count));
+  std::memset(&bytes_[off], 0, static_cast<std::size_t>(c.count));
+  std::memcpy(&bytes_[off], v.data(), n);
+  return *this;
+}
+
+AppendTable AppendTable::create(hid_t loc, const std::string& name, const TableLayout* layout,
+                                hsize_t chunk_rows) {
+  AppendTable t;
+  t.layout_ = layout;
+  hsize_t zero = 0, unlimited = H5S_UNLIMITED;
+  Handle space(H5Screate_simple(1, &zero, &unlimited), H5Sclose);
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  check(H5Pset_chunk(dcpl.get(), 1, &chunk_rows), "H5Pset_chunk");
+  H5Pset_shuffle(dcpl.get());
+  H5Pset_deflate(dcpl.get(), 4);
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(lcpl.get(), 1);
+  Handle type = layout ? layout->file_type() : Handle(H5Tcopy(H5T_NATIVE_DOUBLE), H5Tclose);
+  t.ds_ = Handle(check_id(H5Dcreate2(loc, name.c_str(), type.get(), space.get(), lcpl.get(),
+                                     dcpl.get(), H5P_DEFAULT),
+                          "create dataset " + name),
+                 H5Dclose);
+  return t;
+}
+
+AppendTable AppendTable::open(hid_t loc, const std::string& name, const TableLayout* layout) {
+  AppendTable t;
+  t.layout_ = layout;
+  t.ds_ = Handle(check_id(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), "open dataset " + name),
+                 H5Dclose);
+  Handle space(H5Dget_space(t.ds_.get()), H5Sclose);
+  H5Sget_simple_extent_dims(space.get(), &t.size_, nullptr);
+  if (layout) {
+    Handle ftype(H5Dget_type(t.ds_.get()), H5Tclose);
+    Handle want = layout->file_type();
+    if (H5Tequal(ftype.get(), want.get()) <= 0)
+      throw InputError(name, "table layout differs from this covfit version's");
+  }
+  return t;
+}
+
+void AppendTable::append(const void* rows, hsize_t n) {
+  if (n == 0) return;
+  hsize_t new_size = size_ + n;
+  check(H5Dset_extent(ds_.get(), &new_size), "extend dataset");
+  Handle fspace(H5Dget_space(ds_.get()), H5Sclose);
+  check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &size_, nullptr, &n, nullptr),
+        "select rows");
+  Handle mspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle type = layout_ ? layout_->file_type() : Handle(H5Tcopy(H5T_NATIVE_DOUBLE), H5Tclose);
+  check(H5Dwrite(ds_.get(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, rows),
+        "append rows");
+  size_ = new_size;
+}
+
+void AppendTable::truncate(hsize_t n) {
+  if (n >= size_) return;
+  check(H5Dset_extent(ds_.get(), &n), "shrink dataset");
+  size_ = n;
+}
+
+void AppendTable::flush() { check(H5Dflush(ds_.get()), "flush dataset"); }
+
+std::vector<char> AppendTable::read_rows(hsize_t first, hsize_t n) const {
+  std::vector<char> out(n * (layout_ ? layout_->row_bytes() : 8));
+  if (n == 0) return out;
+  Handle fspace(H5Dget_space(ds_.get()), H5Sclose);
+  check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &first, nullptr, &n, nullptr),
+        "select rows");
+  Handle mspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle type = layout_ ? layout_->file_type() : Handle(H5Tcopy(H5T_NATIVE_DOUBLE), H5Tclose);
+  check(H5Dread(ds_.get(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, out.data()),
+        "read rows");
+  return out;
+}
+
+template <class T>
+static std::vector<T> read_member(hid_t ds, hsize_t size, const std::string& column, hid_t native) {
+  std::vector<T> out(size);
+  if (size == 0) return out;
+  Handle mtype(H5Tcreate(H5T_COMPOUND, sizeof(T)), H5Tclose);
+  check(H5Tinsert(mtype.get(), column.c_str(), 0, native), "H5Tinsert");
+  check(H5Dread(ds, mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
+        "read column " + column);
+  return out;
+}
+std::vector<std::int64_t> AppendTable::read_i64(const std::string& column) const {
+  return read_member<std::int64_t>(ds_.get(), size_, column, H5T_NATIVE_INT64);
+}
+std::vector<double> AppendTable::read_f64(const std::string& column) const {
+  return read_member<double>(ds_.get(), size_, column, H5T_NATIVE_DOUBLE);
+}
+std::vector<std::string> AppendTable::read_str(const std::string& column) const {
+  int idx = layout_ ? layout_->index(column) : -1;
+  if (idx < 0) throw std::logic_error("table has no column " + column);
+  std::size_t len = static_cast<std::size_t>(layout_->columns()[static_cast<std::size_t>(idx)].count);
+  std::vector<char> raw(size_ * len);
+  std::vector<std::string> out;
+  if (size_ == 0) return out;
+  Handle st = string_type(len);
+  Handle mtype(H5Tcreate(H5T_COMPOUND, len), H5Tclose);
+  check(H5Tinsert(mtype.get(), column.c_str(), 0, st.get()), "H5Tinsert");
+  check(H5Dread(ds_.get(), mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()),
+        "read column " + column);
+  for (hsize_t i = 0; i < size_; ++i) {
+    const char* p = raw.data() + i * len;
+    out.emplace_back(p, strnlen(p, len));
+  }
+  return out;
+}
+
+}  // namespace covfit::io

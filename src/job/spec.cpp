@@ -1,0 +1,375 @@
+#include "covfit/job/spec.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "covfit/core/error.hpp"
+
+namespace covfit::job {
+namespace {
+
+std::string where_of(const std::string& path, const toml::node* node) {
+  if (node && node->source().begin.line > 0)
+    return path + ":" + std::to_string(node->source().begin.line);
+  return path;
+}
+
+// Reads keys from one TOML table, remembers which were used, and rejects the rest.
+class TableReader {
+ public:
+  TableReader(const toml::table& t, std::string path, std::string section)
+      : t_(t), path_(std::move(path)), section_(std::move(section)) {}
+
+  const toml::node* node(const std::string& key) {
+    used_.insert(key);
+    return t_.get(key);
+  }
+  std::string where(const std::string& key) { return where_of(path_, t_.get(key) ? t_.get(key) : &t_); }
+  std::string label(const std::string& key) const {
+    return section_.empty() ? key : section_ + "." + key;
+  }
+
+  template <class T>
+  T get(const std::string& key, T fallback) {
+    const toml::node* n = node(key);
+    if (!n) return fallback;
+    return convert<T>(*n, key);
+  }
+
+  template <class T>
+  T convert(const toml::node& n, const std::string& key) {
+    if constexpr (std::is_same_v<T, bool>) {
+      if (auto v = n.value_exact<bool>()) return *v;
+      fail(key, "expected true or false");
+    } else if constexpr (std::is_integral_v<T>) {
+      if (auto v = n.value_exact<int64_t>()) return static_cast<T>(*v);
+      fail(key, "expected an integer");
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (auto v = n.value<double>(); v && (n.is_integer() || n.is_floating_point())) return *v;
+      fail(key, "expected a number");
+    } else {
+      if (auto v = n.value_exact<std::string>()) return *v;
+      fail(key, "expected a string");
+    }
+    return T{};
+  }
+
+  // A scalar or an array of scalars -> vector.
+  template <class T>
+  std::vector<T> list(const std::string& key, std::vector<T> fallback) {
+    const toml::node* n = node(key);
+    if (!n) return fallback;
+    std::vector<T> out;
+    if (auto arr = n->as_array()) {
+      for (const auto& e : *arr) out.push_back(convert<T>(e, key));
+      if (out.empty()) fail(key, "must not be empty");
+    } else {
+      out.push_back(convert<T>(*n, key));
+    }
+    return out;
+  }
+
+  [[noreturn]] void fail(const std::string& key, const std::string& msg) {
+    throw InputError(where(key), "'" + label(key) + "': " + msg);
+  }
+
+  void finish(const std::vector<std::string>& known) {
+    for (const auto& [k, v] : t_) {
+      std::string key(k.str());
+      if (used_.count(key)) continue;
+      std::string valid;
+      for (const auto& s : known) valid += (valid.empty() ? "" : ", ") + s;
+      throw InputError(where_of(path_, &v),
+                       "unknown key '" + label(key) + "' (valid here: " + valid + ")");
+    }
+  }
+
+ private:
+  const toml::table& t_;
+  std::string path_, section_;
+  std::set<std::string> used_;
+};
+
+std::string fnv1a_hex(const std::string& s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// Apply one "a.b.c=value" override to the table.
+void apply_override(toml::table& root, const std::string& spec) {
+  auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw InputError("--set " + spec, "expected key.path=value");
+  std::string path = spec.substr(0, eq), value = spec.substr(eq + 1);
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", value}};  // bare word -> string
+  }
+  toml::table* t = &root;
+  std::stringstream ss(path);
+  std::string part, last;
+  std::vector<std::string> parts;
+  while (std::getline(ss, part, '.')) parts.push_back(part);
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    toml::node* n = t->get(parts[i]);
+    if (!n) {
+      t->insert(parts[i], toml::table{});
+      n = t->get(parts[i]);
+    }
+    t = n->as_table();
+    if (!t) throw InputError("--set " + spec, "'" + parts[i] + "' is not a table");
+  }
+  t->insert_or_assign(parts.back(), *parsed.get("v"));
+}
+
+DataSpec read_data(const toml::table& t, const std::string& path, const std::string& section,
+                   const std::string& default_name) {
+  TableReader r(t, path, section);
+  DataSpec d;
+  d.name = r.get<std::string>("name", default_name);
+  d.source = r.get<std::string>("source", d.source);
+  d.grid = r.get<int>("grid", d.grid);
+  d.points = r.get<int>("points", d.points);
+  d.kernels = r.get<int>("kernels", d.kernels);
+  d.noise = r.get<double>("noise", d.noise);
+  d.anisotropy = r.get<double>("anisotropy", d.anisotropy);
+  d.seed = r.get<std::uint64_t>("seed", d.seed);
+  d.file = r.get<std::string>("file", d.file);
+  d.points_dataset = r.get<std::string>("points_dataset", d.points_dataset);
+  d.values_dataset = r.get<std::string>("values_dataset", d.values_dataset);
+  if (d.source != "franke" && d.source != "planted" && d.source != "hdf5")
+    r.fail("source", "'" + d.source + "' is not one of franke, planted, hdf5");
+  if (d.grid < 2 || d.grid > 4096) r.fail("grid", "must be in [2, 4096]");
+  if (d.points < 1) r.fail("points", "must be positive");
+  if (d.kernels < 1) r.fail("kernels", "must be positive");
+  if (!(d.noise >= 0)) r.fail("noise", "must be >= 0");
+  if (!(d.anisotropy >= 1)) r.fail("anisotropy", "must be >= 1");
+  if (d.source == "hdf5" && d.file.empty()) r.fail("file", "required when source = \"hdf5\"");
+  r.finish({"name", "source", "grid", "points", "kernels", "noise", "anisotropy", "seed",
+            "file", "points_dataset", "values_dataset"});
+  return d;
+}
+
+void read_fit(const toml::table& t, const std::string& path, FitSettings& f) {
+  TableReader r(t, path, "fit");
+  std::string precision = r.get<std::string>("precision", "f64");
+  if (precision != "f64" && precision != "f32") r.fail("precision", "must be \"f64\" or \"f32\"");
+  f.f32 = precision == "f32";
+  f.max_steps = r.get<int>("max_steps", f.max_steps);
+  f.rel_tol = r.get<double>("rel_tol", f.rel_tol);
+  f.patience = r.get<int>("patience", f.patience);
+  f.target_loss = r.get<double>("target_loss", f.target_loss);
+  f.target_rel_variance = r.get<double>("target_rel_variance", f.target_rel_variance);
+  f.target_losses = r.list<double>("target_losses", f.target_losses);
+  f.log_every = r.get<int>("log_every", f.log_every);
+  f.lr_weight = r.get<double>("lr_weight", f.lr_weight);
+  f.lr_centre = r.get<double>("lr_centre", f.lr_centre);
+  f.lr_shape = r.get<double>("lr_shape", f.lr_shape);
+  f.beta1 = r.get<double>("beta1", f.beta1);
+  f.beta2 = r.get<double>("beta2", f.beta2);
+  f.eps = r.get<double>("eps", f.eps);
+  f.clip_grad = r.get<double>("clip_grad", f.clip_grad);
+  f.width_scale = r.get<double>("width_scale", f.width_scale);
+  f.lm_mu0 = r.get<double>("lm_mu0", f.lm_mu0);
+  f.bounds.log_sigma_min = std::log(r.get<double>("sigma_min", std::exp(f.bounds.log_sigma_min)));
+  f.bounds.log_sigma_max = std::log(r.get<double>("sigma_max", std::exp(f.bounds.log_sigma_max)));
+  if (f.max_steps < 1) r.fail("max_steps", "must be >= 1");
+  if (f.log_every < 1) r.fail("log_every", "must be >= 1");
+  if (f.patience < 1) r.fail("patience", "must be >= 1");
+  if (!(f.rel_tol >= 0)) r.fail("rel_tol", "must be >= 0");
+  if (!(f.beta1 >= 0 && f.beta1 < 1)) r.fail("beta1", "must be in [0, 1)");
+  if (!(f.beta2 >= 0 && f.beta2 < 1)) r.fail("beta2", "must be in [0, 1)");
+  if (!(f.width_scale > 0)) r.fail("width_scale", "must be > 0");
+  if (!(f.bounds.log_sigma_min < f.bounds.log_sigma_max))
+    r.fail("sigma_min", "must be below sigma_max (both > 0)");
+  if (f.target_losses.size() > 16) r.fail("target_losses", "at most 16 levels");
+  for (double v : f.target_losses)
+    if (!(v > 0)) r.fail("target_losses", "levels must be > 0");
+  r.finish({"precision", "max_steps", "rel_tol", "patience", "target_loss",
+            "target_rel_variance", "target_losses", "log_every", "lr_weight", "lr_centre",
+            "lr_shape", "beta1", "beta2", "eps", "clip_grad", "width_scale", "lm_mu0",
+            "sigma_min", "sigma_max"});
+}
+
+void read_grid(const toml::table& t, const std::string& path, Job& job) {
+  TableReader r(t, path, "grid");
+  FitGrid& g = job.grid;
+  for (const auto& name : r.list<std::string>("param", {"full"})) {
+    try {
+      g.param.push_back(rbf::param_from_name(name));
+    } catch (const std::invalid_argument& e) {
+      r.fail("param", e.what());
+    }
+  }
+  g.K = r.list<int>("K", {9});
+  for (int k : g.K)
+    if (k < 1 || k > 4096) r.fail("K", "values must be in [1, 4096]");
+  for (const auto& name : r.list<std::string>("optimizer", {"adam"})) {
+    if (name == "adam") g.optimizer.push_back(Optimizer::adam);
+    else if (name == "lm") g.optimizer.push_back(Optimizer::lm);
+    else if (name == "varpro") g.optimizer.push_back(Optimizer::varpro);
+    else r.fail("optimizer", "'" + name + "' is not one of adam, lm, varpro");
+  }
+  g.lr_weight = r.list<double>("lr_weight", {job.fit.lr_weight});
+  g.lr_centre = r.list<double>("lr_centre", {job.fit.lr_centre});
+  g.lr_shape = r.list<double>("lr_shape", {job.fit.lr_shape});
+  for (auto* v : {&g.lr_weight, &g.lr_centre, &g.lr_shape})
+    for (double x : *v)
+      if (!(x > 0)) r.fail("lr_shape", "learning rates must be > 0");
+  std::vector<std::string> names = r.list<std::string>("data", {});
+  if (names.empty()) {
+    for (int i = 0; i < static_cast<int>(job.data.size()); ++i) g.data.push_back(i);
+  } else {
+    for (const auto& n : names) {
+      int found = -1;
+      for (int i = 0; i < static_cast<int>(job.data.size()); ++i)
+        if (job.data[i].name == n) found = i;
+      if (found < 0) r.fail("data", "no data set named '" + n + "'");
+      g.data.push_back(found);
+    }
+  }
+  g.restarts = r.get<int>("restarts", 1);
+  if (g.restarts < 1) r.fail("restarts", "must be >= 1");
+  r.finish({"param", "K", "optimizer", "lr_weight", "lr_centre", "lr_shape", "data", "restarts"});
+}
+
+}  // namespace
+
+std::uint64_t mix_seed(std::uint64_t job_seed, std::uint64_t id) {
+  std::uint64_t z = job_seed * 0x9E3779B97F4A7C15ull + id + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+std::int64_t Job::task_count() const {
+  return static_cast<std::int64_t>(grid.data.size() * grid.param.size() * grid.K.size() *
+                                   grid.optimizer.size() * grid.lr_weight.size() *
+                                   grid.lr_centre.size() * grid.lr_shape.size()) *
+         grid.restarts;
+}
+
+TaskCoord Job::task(std::int64_t id) const {
+  TaskCoord c;
+  c.id = id;
+  std::int64_t rest = id;
+  auto take = [&rest](std::size_t n) {
+    auto i = static_cast<std::size_t>(rest % static_cast<std::int64_t>(n));
+    rest /= static_cast<std::int64_t>(n);
+    return i;
+  };
+  // Restart varies fastest, data slowest.
+  c.restart = static_cast<int>(take(grid.restarts));
+  c.lr_shape = grid.lr_shape[take(grid.lr_shape.size())];
+  c.lr_centre = grid.lr_centre[take(grid.lr_centre.size())];
+  c.lr_weight = grid.lr_weight[take(grid.lr_weight.size())];
+  c.optimizer = grid.optimizer[take(grid.optimizer.size())];
+  c.K = grid.K[take(grid.K.size())];
+  c.param = grid.param[take(grid.param.size())];
+  c.data = grid.data[take(grid.data.size())];
+  c.seed = mix_seed(seed, static_cast<std::uint64_t>(id));
+  return c;
+}
+
+Job parse_job(const std::string& text, const std::string& path,
+              const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    throw InputError(path + ":" + std::to_string(e.source().begin.line),
+                     std::string(e.description()));
+  }
+  for (const auto& o : overrides) apply_override(root, o);
+
+  Job job;
+  job.path = path;
+  TableReader r(root, path, "");
+  job.name = r.get<std::string>("name", "");
+  if (job.name.empty()) r.fail("name", "every job needs a name");
+  job.kind = r.get<std::string>("kind", "fit");
+  if (job.kind != "fit") r.fail("kind", "'" + job.kind + "' is not a known job kind (fit)");
+  job.seed = r.get<std::uint64_t>("seed", 0);
+
+  if (const toml::node* n = r.node("data")) {
+    if (const toml::table* t = n->as_table()) {
+      job.data.push_back(read_data(*t, path, "data", "data"));
+    } else if (const toml::array* a = n->as_array()) {
+      for (std::size_t i = 0; i < a->size(); ++i) {
+        const toml::table* t = a->get(i)->as_table();
+        if (!t) throw InputError(where_of(path, a->get(i)), "[[data]] entries must be tables");
+        job.data.push_back(read_data(*t, path, "data[" + std::to_string(i) + "]",
+                                     "data" + std::to_string(i)));
+      }
+    } else {
+      r.fail("data", "expected a table [data] or an array of tables [[data]]");
+    }
+  } else {
+    r.fail("data", "missing [data] section");
+  }
+  for (std::size_t i = 0; i < job.data.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (job.data[i].name == job.data[j].name)
+        throw InputError(path, "two data sets are named '" + job.data[i].name + "'");
+
+  if (const toml::node* n = r.node("fit")) {
+    if (!n->as_table()) r.fail("fit", "expected a table");
+    read_fit(*n->as_table(), path, job.fit);
+  }
+  if (const toml::node* n = r.node("grid")) {
+    if (!n->as_table()) r.fail("grid", "expected a table");
+    read_grid(*n->as_table(), path, job);
+  } else {
+    read_grid(toml::table{}, path, job);
+  }
+  r.finish({"name", "kind", "seed", "data", "fit", "grid"});
+
+  std::ostringstream os;
+  os << root;
+  job.text = os.str();
+  job.hash = fnv1a_hex(job.text);
+  return job;
+}
+
+Job load_job(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path, "cannot open job file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_job(ss.str(), path, overrides);
+}
+
+Shard parse_shard(const std::string& spec) {
+  Shard s;
+  std::string text = spec;
+  if (text.empty()) {
+    const char* id = std::getenv("SLURM_ARRAY_TASK_ID");
+    const char* count = std::getenv("SLURM_ARRAY_TASK_COUNT");
+    if (!id || !count) return s;
+    text = std::string(id) + "/" + count;
+  }
+  auto slash = text.find('/');
+  char* end = nullptr;
+  if (slash == std::string::npos) throw InputError("--shard " + text, "expected i/N, e.g. 0/4");
+  s.index = static_cast<int>(std::strtol(text.c_str(), &end, 10));
+  bool ok = end == text.c_str() + slash;
+  s.count = static_cast<int>(std::strtol(text.c_str() + slash + 1, &end, 10));
+  ok = ok && *end == '\0' && s.count >= 1 && s.index >= 0 && s.index < s.count;
+  if (!ok) throw InputError("--shard " + text, "expected i/N with 0 <= i < N");
+  return s;
+}
+
+}  // namespace covfit::job

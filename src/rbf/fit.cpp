@@ -1,0 +1,440 @@
+#include "covfit/rbf/fit.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include "covfit/core/random.hpp"
+#include "covfit/rbf/kernels.hpp"
+
+namespace covfit::rbf {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Solve the symmetric positive definite system A x = b in place (A: n x n, column-major).
+// A relative ridge keeps rank-deficient systems (duplicate kernels) solvable.
+bool solve_spd(std::vector<double> A, std::vector<double>& b, int n, double ridge_rel) {
+  double trace = 0;
+  for (int i = 0; i < n; ++i) trace += A[static_cast<std::size_t>(i) * n + i];
+  double ridge = ridge_rel * std::max(trace / std::max(n, 1), 1e-300);
+  for (int i = 0; i < n; ++i) A[static_cast<std::size_t>(i) * n + i] += ridge;
+  return LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', n, 1, A.data(), n, b.data(), n) == 0;
+}
+
+// Least-squares weights for fixed shapes: (Phi^T Phi + ridge) w = Phi^T y.
+bool solve_weights(const std::vector<Canonical>& kernels, const Points& pts,
+                   std::vector<double>& w) {
+  const int N = static_cast<int>(pts.x.size()), K = static_cast<int>(kernels.size());
+  std::vector<double> phi(static_cast<std::size_t>(N) * K), A(static_cast<std::size_t>(K) * K);
+  basis_matrix(kernels, pts.x, pts.y, phi);
+  cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, N, 1.0, phi.data(), N, 0.0, A.data(), K);
+  w.assign(static_cast<std::size_t>(K), 0.0);
+  cblas_dgemv(CblasColMajor, CblasTrans, N, K, 1.0, phi.data(), N, pts.values.data(), 1, 0.0,
+              w.data(), 1);
+  return solve_spd(std::move(A), w, K, 1e-10);
+}
+
+int weight_slot(Param p) {
+  for (int j = 0; j < raw_width(p); ++j)
+    if (raw_group(p, j) == Group::weight) return j;
+  return raw_width(p) - 1;
+}
+
+// Loss (and raw gradient) with the SIMD kernels in the configured precision.
+class Objective {
+ public:
+  Objective(const FitConfig& cfg, const Points& pts) : cfg_(cfg), K_(cfg.K) {
+    if (cfg.f32) pts32_ = PointSet<float>::from(pts.x, pts.y, pts.values);
+    else pts64_ = PointSet<double>::from(pts.x, pts.y, pts.values);
+    can_.resize(static_cast<std::size_t>(K_));
+    gcan_.resize(static_cast<std::size_t>(K_));
+  }
+  // grad may be empty (loss only).
+  double operator()(std::span<const double> raw, std::span<double> grad) {
+    raw_to_canonical(cfg_.param, raw, can_);
+    std::span<Canonical> g = grad.empty() ? std::span<Canonical>() : std::span<Canonical>(gcan_);
+    double loss = cfg_.f32 ? loss_grad_simd<float>(pts32_, can_, g)
+                           : loss_grad_simd<double>(pts64_, can_, g);
+    if (!grad.empty()) canonical_to_raw_grad(cfg_.param, raw, gcan_, grad);
+    return loss;
+  }
+  const std::vector<Canonical>& canonical() const { return can_; }
+
+ private:
+  const FitConfig& cfg_;
+  int K_;
+  PointSet<float> pts32_;
+  PointSet<double> pts64_;
+  std::vector<Canonical> can_, gcan_;
+};
+
+// Bookkeeping shared by all optimisers: targets, checkpoints, stopping rules.
+class Monitor {
+ public:
+  Monitor(const FitConfig& cfg, FitResult& res) : cfg_(cfg), res_(res), t0_(Clock::now()) {
+    res_.steps_to_target.assign(cfg.target_losses.size(), -1);
+    res_.seconds_to_target.assign(cfg.target_losses.size(), kNaN);
+  }
+  double elapsed() const { return seconds_since(t0_); }
+
+  // Called with the loss at the start of `step` (before its update). Returns true if the
+  // fit should stop, with res_.status set.
+  bool observe(int step, double loss, std::span<const double> raw, std::span<const double> grad,
+               const std::vector<Canonical>& kernels) {
+    if (step == 0) res_.initial_loss = loss;
+    res_.final_loss = loss;
+    res_.steps = step;
+    if (!std::isfinite(loss)) {
+      res_.status = Status::diverged;
+      res_.message = "loss became non-finite at step " + std::to_string(step);
+      checkpoint(step, loss, raw, grad, kernels);
+      return true;
+    }
+    double t = elapsed();
+    for (std::size_t i = 0; i < cfg_.target_losses.size(); ++i)
+      if (res_.steps_to_target[i] < 0 && loss <= cfg_.target_losses[i]) {
+        res_.steps_to_target[i] = step;
+        res_.seconds_to_target[i] = t;
+      }
+    bool at_checkpoint = step % cfg_.log_every == 0;
+    if (at_checkpoint) checkpoint(step, loss, raw, grad, kernels);
+    auto finish = [&](Status s) {
+      res_.status = s;
+      if (!at_checkpoint) checkpoint(step, loss, raw, grad, kernels);
+      return true;
+    };
+    if (cfg_.target_loss > 0 && loss <= cfg_.target_loss) return finish(Status::reached_target);
+    if (at_checkpoint) {
+      history_.push_back(loss);
+      std::size_t n = history_.size(), p = static_cast<std::size_t>(cfg_.patience);
+      if (n > p) {
+        double before = history_[n - 1 - p];
+        if ((before - loss) <= cfg_.rel_tol * std::abs(before)) return finish(Status::converged);
+      }
+    }
+    if (step >= cfg_.max_steps) return finish(Status::max_steps);
+    return false;
+  }
+
+  void checkpoint(int step, double loss, std::span<const double> raw, std::span<const double> grad,
+                  const std::vector<Canonical>& kernels) {
+    if (!res_.curve.empty() && res_.curve.back().step == step) return;
+    Checkpoint c;
+    c.step = step;
+    c.seconds = elapsed();
+    c.loss = loss;
+    const int width = raw_width(cfg_.param);
+    for (std::size_t i = 0; i < grad.size(); ++i) {
+      int g = static_cast<int>(raw_group(cfg_.param, static_cast<int>(i % width)));
+      c.grad_norm[g] += grad[i] * grad[i];
+    }
+    for (double& g : c.grad_norm) g = std::sqrt(g);
+    shape_monitors(kernels, c.sigma_min, c.sigma_max, c.cond_max);
+    (void)raw;
+    res_.curve.push_back(c);
+  }
+
+ private:
+  const FitConfig& cfg_;
+  FitResult& res_;
+  Clock::time_point t0_;
+  std::vector<double> history_;
+};
+
+void fit_adam(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, FitResult& res,
+              const std::atomic<bool>* stop) {
+  Objective objective(cfg, pts);
+  Monitor monitor(cfg, res);
+  const std::size_t P = raw.size();
+  const int width = raw_width(cfg.param);
+  std::vector<double> grad(P), m(P, 0.0), v(P, 0.0), lr(P);
+  for (std::size_t i = 0; i < P; ++i)
+    lr[i] = cfg.lr[static_cast<int>(raw_group(cfg.param, static_cast<int>(i % width)))];
+  double b1t = 1, b2t = 1;
+  for (int step = 0;; ++step) {
+    double loss = objective(raw, grad);
+    if (monitor.observe(step, loss, raw, grad, objective.canonical())) break;
+    if (stop && stop->load(std::memory_order_relaxed)) {
+      res.status = Status::interrupted;
+      break;
+    }
+    double scale = 1;
+    if (cfg.clip_grad > 0) {
+      double norm = std::sqrt(std::inner_product(grad.begin(), grad.end(), grad.begin(), 0.0));
+      if (norm > cfg.clip_grad) scale = cfg.clip_grad / norm;
+    }
+    b1t *= cfg.beta1;
+    b2t *= cfg.beta2;
+    for (std::size_t i = 0; i < P; ++i) {
+      double g = grad[i] * scale;
+      m[i] = cfg.beta1 * m[i] + (1 - cfg.beta1) * g;
+      v[i] = cfg.beta2 * v[i] + (1 - cfg.beta2) * g * g;
+      double mhat = m[i] / (1 - b1t), vhat = v[i] / (1 - b2t);
+      raw[i] -= lr[i] * mhat / (std::sqrt(vhat) + cfg.eps);
+    }
+    project(cfg.param, raw, cfg.bounds);
+  }
+}
+
+// Residuals r_i = f(x_i) - y_i and the Jacobian dr/draw (N x P, column-major) for the
+// raw slots selected by `cols` (indices into raw). Double precision, scalar: LM work is
+// dominated by the normal-equation solve, not by this.
+void residual_jacobian(const FitConfig& cfg, const Points& pts, std::span<const double> raw,
+                       const std::vector<int>& cols, std::vector<double>& r,
+                       std::vector<double>& J) {
+  const int K = cfg.K, width = raw_width(cfg.param);
+  const std::size_t N = pts.x.size();
+  std::vector<Canonical> can(static_cast<std::size_t>(K));
+  raw_to_canonical(cfg.param, raw, can);
+  // dcan[j][k*width + s] = d canonical_j(kernel k) / d raw(k, s).
+  std::vector<std::vector<double>> dcan(6, std::vector<double>(raw.size()));
+  std::vector<Canonical> unit(static_cast<std::size_t>(K));
+  for (int j = 0; j < 6; ++j) {
+    for (auto& u : unit) {
+      double* f = &u.mx;
+      for (int q = 0; q < 6; ++q) f[q] = q == j ? 1.0 : 0.0;
+    }
+    canonical_to_raw_grad(cfg.param, raw, unit, dcan[static_cast<std::size_t>(j)]);
+  }
+  // Column lookup: raw index -> column in J (or -1).
+  std::vector<int> col_of(raw.size(), -1);
+  for (std::size_t c = 0; c < cols.size(); ++c) col_of[static_cast<std::size_t>(cols[c])] = static_cast<int>(c);
+  r.assign(N, 0.0);
+  J.assign(N * cols.size(), 0.0);
+  for (int k = 0; k < K; ++k) {
+    const Canonical& c = can[static_cast<std::size_t>(k)];
+    for (std::size_t i = 0; i < N; ++i) {
+      double dx = pts.x[i] - c.mx, dy = pts.y[i] - c.my;
+      double e = std::exp(-0.5 * (c.p11 * dx * dx + 2 * c.p12 * dx * dy + c.p22 * dy * dy));
+      double we = c.w * e;
+      r[i] += we;
+      // df/d(mx, my, p11, p12, p22, w)
+      double d[6] = {we * (c.p11 * dx + c.p12 * dy), we * (c.p12 * dx + c.p22 * dy),
+                     -0.5 * we * dx * dx, -we * dx * dy, -0.5 * we * dy * dy, e};
+      for (int s = 0; s < width; ++s) {
+        std::size_t ri = static_cast<std::size_t>(k * width + s);
+        int col = col_of[ri];
+        if (col < 0) continue;
+        double v = 0;
+        for (int j = 0; j < 6; ++j) v += dcan[static_cast<std::size_t>(j)][ri] * d[j];
+        J[static_cast<std::size_t>(col) * N + i] += v;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < N; ++i) r[i] -= pts.values[i];
+}
+
+// Levenberg-Marquardt; with `varpro` the weights are eliminated (solved exactly for
+// every trial) and only centre/shape slots are optimised, using Kaufman's Jacobian
+// (I - Phi Phi^+) J_theta.
+void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, FitResult& res,
+            bool varpro, const std::atomic<bool>* stop) {
+  Objective objective(cfg, pts);
+  Monitor monitor(cfg, res);
+  const int width = raw_width(cfg.param), K = cfg.K, wslot = weight_slot(cfg.param);
+  const std::size_t N = pts.x.size();
+  std::vector<int> cols;
+  for (int k = 0; k < K; ++k)
+    for (int s = 0; s < width; ++s)
+      if (!varpro || s != wslot) cols.push_back(k * width + s);
+  const int P = static_cast<int>(cols.size());
+
+  auto set_weights = [&](std::vector<double>& params) {
+    std::vector<Canonical> can(static_cast<std::size_t>(K));
+    raw_to_canonical(cfg.param, params, can);
+    std::vector<double> w;
+    if (!solve_weights(can, pts, w)) return false;
+    for (int k = 0; k < K; ++k) params[static_cast<std::size_t>(k * width + wslot)] = w[static_cast<std::size_t>(k)];
+    return true;
+  };
+  if (varpro && !set_weights(raw)) {
+    res.status = Status::failed;
+    res.message = "weight least-squares failed";
+    return;
+  }
+
+  std::vector<double> grad(raw.size()), r, J, A(static_cast<std::size_t>(P) * P), g(static_cast<std::size_t>(P));
+  std::vector<double> phi, Z;
+  double mu = cfg.lm_mu0;
+  double loss = objective(raw, grad);
+  for (int step = 0;; ++step) {
+    if (monitor.observe(step, loss, raw, grad, objective.canonical())) break;
+    if (stop && stop->load(std::memory_order_relaxed)) {
+      res.status = Status::interrupted;
+      break;
+    }
+    residual_jacobian(cfg, pts, raw, cols, r, J);
+    if (varpro) {
+      // Kaufman: J <- J - Phi (Phi^T Phi)^-1 Phi^T J.
+      std::vector<Canonical> can(static_cast<std::size_t>(K));
+      raw_to_canonical(cfg.param, raw, can);
+      phi.resize(N * static_cast<std::size_t>(K));
+      basis_matrix(can, pts.x, pts.y, phi);
+      std::vector<double> G(static_cast<std::size_t>(K) * K);
+      cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, static_cast<int>(N), 1.0, phi.data(),
+                  static_cast<int>(N), 0.0, G.data(), K);
+      Z.assign(static_cast<std::size_t>(K) * P, 0.0);
+      cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, K, P, static_cast<int>(N), 1.0,
+                  phi.data(), static_cast<int>(N), J.data(), static_cast<int>(N), 0.0, Z.data(), K);
+      double tr = 0;
+      for (int i = 0; i < K; ++i) tr += G[static_cast<std::size_t>(i) * K + i];
+      for (int i = 0; i < K; ++i) G[static_cast<std::size_t>(i) * K + i] += 1e-10 * tr / K;
+      if (LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', K, P, G.data(), K, Z.data(), K) != 0) {
+        res.status = Status::failed;
+        res.message = "variable projection: basis Gram matrix not positive definite";
+        break;
+      }
+      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(N), P, K, -1.0,
+                  phi.data(), static_cast<int>(N), Z.data(), K, 1.0, J.data(), static_cast<int>(N));
+    }
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, P, static_cast<int>(N), 1.0, J.data(),
+                static_cast<int>(N), 0.0, A.data(), P);
+    cblas_dgemv(CblasColMajor, CblasTrans, static_cast<int>(N), P, 1.0, J.data(),
+                static_cast<int>(N), r.data(), 1, 0.0, g.data(), 1);
+    // Damped step: (A + mu diag(A)) delta = -g; retry with larger mu until the loss drops.
+    bool accepted = false;
+    for (int attempt = 0; attempt < 12 && !accepted; ++attempt) {
+      std::vector<double> Ad(A), delta(g);
+      for (int i = 0; i < P; ++i) {
+        double& d = Ad[static_cast<std::size_t>(i) * P + i];
+        d += mu * std::max(d, 1e-12);
+      }
+      for (double& x : delta) x = -x;
+      if (!solve_spd(std::move(Ad), delta, P, 1e-14)) {
+        mu *= 10;
+        continue;
+      }
+      std::vector<double> trial(raw);
+      for (int c = 0; c < P; ++c) trial[static_cast<std::size_t>(cols[static_cast<std::size_t>(c)])] += delta[static_cast<std::size_t>(c)];
+      project(cfg.param, trial, cfg.bounds);
+      if (varpro && !set_weights(trial)) {
+        mu *= 10;
+        continue;
+      }
+      double trial_loss = objective(trial, {});
+      if (std::isfinite(trial_loss) && trial_loss < loss) {
+        raw.swap(trial);
+        loss = objective(raw, grad);
+        mu = std::max(mu / 3, 1e-12);
+        accepted = true;
+      } else {
+        mu *= 4;
+      }
+    }
+    if (!accepted) {
+      // No damping gives a decrease: we are at a (numerical) minimum.
+      monitor.checkpoint(step + 1, loss, raw, grad, objective.canonical());
+      res.steps = step + 1;
+      res.status = Status::converged;
+      res.message = "no descent step found (damping exhausted)";
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+std::string_view optimizer_name(Optimizer o) {
+  switch (o) {
+    case Optimizer::adam: return "adam";
+    case Optimizer::lm: return "lm";
+    case Optimizer::varpro: return "varpro";
+  }
+  return "?";
+}
+
+std::string_view status_name(Status s) {
+  switch (s) {
+    case Status::converged: return "converged";
+    case Status::reached_target: return "reached_target";
+    case Status::max_steps: return "max_steps";
+    case Status::diverged: return "diverged";
+    case Status::failed: return "failed";
+    case Status::interrupted: return "interrupted";
+  }
+  return "?";
+}
+
+void shape_monitors(std::span<const Canonical> kernels, double& sigma_min, double& sigma_max,
+                    double& cond_max) {
+  sigma_min = std::numeric_limits<double>::infinity();
+  sigma_max = 0;
+  cond_max = 1;
+  for (const auto& k : kernels) {
+    auto ev = eig_sym2(k.p11, k.p12, k.p22);  // ascending; sigma = 1 / sqrt(eig)
+    if (ev[0] <= 0) {
+      cond_max = std::numeric_limits<double>::infinity();
+      sigma_max = std::numeric_limits<double>::infinity();
+      sigma_min = std::min(sigma_min, 1 / std::sqrt(ev[1]));
+      continue;
+    }
+    sigma_min = std::min(sigma_min, 1 / std::sqrt(ev[1]));
+    sigma_max = std::max(sigma_max, 1 / std::sqrt(ev[0]));
+    cond_max = std::max(cond_max, ev[1] / ev[0]);
+  }
+}
+
+std::vector<double> initial_raw(const FitConfig& cfg, const Points& pts) {
+  const int K = cfg.K, width = raw_width(cfg.param);
+  Rng rng(cfg.seed);
+  double x0 = *std::min_element(pts.x.begin(), pts.x.end());
+  double x1 = *std::max_element(pts.x.begin(), pts.x.end());
+  double y0 = *std::min_element(pts.y.begin(), pts.y.end());
+  double y1 = *std::max_element(pts.y.begin(), pts.y.end());
+  double wx = std::max(x1 - x0, 1e-9), wy = std::max(y1 - y0, 1e-9);
+  const int g = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(K))));
+  // Choose K of the g*g lattice cells (seeded shuffle), one centre per cell, jittered.
+  std::vector<int> cells(static_cast<std::size_t>(g * g));
+  std::iota(cells.begin(), cells.end(), 0);
+  for (std::size_t i = cells.size(); i > 1; --i)
+    std::swap(cells[i - 1], cells[static_cast<std::size_t>(rng.bits() % i)]);
+  double sx = wx / g, sy = wy / g, spacing = std::sqrt(sx * sy);
+  std::vector<double> raw(static_cast<std::size_t>(K * width));
+  for (int k = 0; k < K; ++k) {
+    int cell = cells[static_cast<std::size_t>(k)];
+    double mx = x0 + sx * ((cell % g) + 0.5 + rng.uniform(-0.3, 0.3));
+    double my = y0 + sy * ((cell / g) + 0.5 + rng.uniform(-0.3, 0.3));
+    double sigma = cfg.width_scale * spacing * rng.uniform(0.8, 1.25);
+    sigma = std::clamp(sigma, std::exp(cfg.bounds.log_sigma_min), std::exp(cfg.bounds.log_sigma_max));
+    raw_from_isotropic(cfg.param, mx, my, sigma, 0.0,
+                       std::span<double>(raw).subspan(static_cast<std::size_t>(k * width), static_cast<std::size_t>(width)));
+  }
+  project(cfg.param, raw, cfg.bounds);
+  std::vector<Canonical> can(static_cast<std::size_t>(K));
+  raw_to_canonical(cfg.param, raw, can);
+  std::vector<double> w;
+  if (solve_weights(can, pts, w)) {
+    const int wslot = weight_slot(cfg.param);
+    for (int k = 0; k < K; ++k) raw[static_cast<std::size_t>(k * width + wslot)] = w[static_cast<std::size_t>(k)];
+  }
+  return raw;
+}
+
+FitResult fit(const FitConfig& cfg, const Points& pts, const std::atomic<bool>* stop) {
+  auto t0 = Clock::now();
+  FitResult res;
+  std::vector<double> raw = initial_raw(cfg, pts);
+  switch (cfg.optimizer) {
+    case Optimizer::adam: fit_adam(cfg, pts, raw, res, stop); break;
+    case Optimizer::lm: fit_lm(cfg, pts, raw, res, false, stop); break;
+    case Optimizer::varpro: fit_lm(cfg, pts, raw, res, true, stop); break;
+  }
+  res.raw = raw;
+  res.kernels.resize(static_cast<std::size_t>(cfg.K));
+  raw_to_canonical(cfg.param, raw, res.kernels);
+  res.seconds = seconds_since(t0);
+  return res;
+}
+
+}  // namespace covfit::rbf
