@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <sstream>
 #include <deque>
 
 #include "covfit/cov/dense.hpp"
@@ -147,15 +148,15 @@ TEST_P(CovExact, GlobalOptimumCertified) {
   EXPECT_NEAR(res.loss, best_bf, 1e-7 * best_bf);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, CovExact,
+INSTANTIATE_TEST_SUITE_P(CovCases, CovExact,
                          ::testing::Values(Case{6, 4, 4, 1e-3}, Case{6, 4, 4, 1e-1},
                                            Case{4, 7, 3, 1e-4}, Case{4, 7, 3, 1.0},
                                            Case{6, 6, 2, 1e-2}, Case{7, 5, 4, 10.0}),
                          [](const auto& info) {
                            const Case& c = info.param;
-                           return "n" + std::to_string(c.n) + "_m" + std::to_string(c.m) + "_r" +
-                                  std::to_string(c.rank) + "_lam" +
-                                  std::to_string(static_cast<int>(std::round(-std::log10(c.lambda_rel) + 10)));
+                           std::ostringstream os;  // not std::string + (GCC 12 -Wrestrict)
+                           os << "n" << c.n << "_m" << c.m << "_r" << c.rank << "_case" << info.index;
+                           return os.str();
                          });
 
 // The continuation fallback alone (direct start disabled) reaches the same optimum.

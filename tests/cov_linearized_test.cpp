@@ -3,6 +3,7 @@
 #include <lapacke.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "covfit/cov/dense.hpp"
 #include "covfit/cov/linearized.hpp"
@@ -85,13 +86,14 @@ TEST_P(CovClosedForm, MatchesDenseNormalEquations) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, CovClosedForm,
+INSTANTIATE_TEST_SUITE_P(CovShapes, CovClosedForm,
                          ::testing::Values(Shape{7, 4, 4}, Shape{4, 7, 3}, Shape{6, 6, 2},
                                            Shape{5, 8, 2}),
                          [](const auto& info) {
-                           return "n" + std::to_string(info.param.n) + "_m" +
-                                  std::to_string(info.param.m) + "_rank" +
-                                  std::to_string(info.param.rank);
+                           std::ostringstream os;  // not std::string + (GCC 12 -Wrestrict)
+                           os << "n" << info.param.n << "_m" << info.param.m << "_rank"
+                              << info.param.rank;
+                           return os.str();
                          });
 
 // Reduced exact loss, linearised loss and gradient norm equal the n x n definitions for

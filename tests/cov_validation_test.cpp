@@ -150,3 +150,22 @@ TEST(CovValidation, PlantedPathPeaksInsideAndRecoversW0) {
 }
 
 }  // namespace
+
+namespace {
+
+// OpenMP over lambdas must not change a single bit of the result.
+TEST(CovValidation, SweepIdenticalForAnyThreadCount) {
+  const auto pl = cc::planted_problem(50, 60, 5, 0.3, 0.5, 9);
+  const auto folds = cc::kfold_split(60, 4, 2, "cv");
+  std::vector<double> lambdas;
+  for (int e = -30; e <= 20; ++e) lambdas.push_back(1e4 * std::pow(10.0, e / 10.0));
+  cc::BlasThreads blas(1);
+  const cc::CvSweep a = cc::cv_sweep_linearized(pl.problem, folds, lambdas, true, "l", 1);
+  const cc::CvSweep b = cc::cv_sweep_linearized(pl.problem, folds, lambdas, true, "l", 2);
+  EXPECT_TRUE(a.val_linear == b.val_linear);
+  EXPECT_TRUE(a.val_exact == b.val_exact);
+  EXPECT_TRUE(a.train_linear == b.train_linear);
+  EXPECT_EQ(a.summary_linear.best, b.summary_linear.best);
+}
+
+}  // namespace

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -132,6 +133,7 @@ TEST_P(RbfParamTest, ProjectIsIdempotentAndRespectsBounds) {
     for (std::size_t s = 0; s < std::size(special); ++s)
       for (int j = 0; j < 3; ++j) raw[s * W + 2 + j] = special[s][j];
   }
+  raw[static_cast<std::size_t>((K - 1) * W + 2)] = std::numeric_limits<double>::quiet_NaN();
   auto once = raw;
   project(p, once, b);
   auto twice = once;

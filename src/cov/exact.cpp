@@ -149,7 +149,8 @@ Run newton_cg(const Objective& obj, Matrix P0, double tol_abs, double g0norm,
         d.data[k] += alpha * p.data[k];
         res.data[k] -= alpha * Hp.data[k];
       }
-      if (frobenius(res) <= eta * run.gnorm) break;
+      // Solving beyond the target tolerance buys nothing: stop at half of it.
+      if (frobenius(res) <= std::max(eta * run.gnorm, 0.5 * tol_abs)) break;
       for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] = res.data[k] * Minv.data[k];
       const double rz_new = dot(res, z);
       const double beta = rz_new / rz;

@@ -3,7 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <sstream>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "covfit/core/error.hpp"
 #include "covfit/cov/linearized.hpp"
@@ -132,36 +137,37 @@ R2Pair r2_val(const FoldData& fd, const Matrix& M) {
 R2Pair r2_train(const FoldData& fd, const Matrix& M) {
   const Reduced& red = fd.red;
   const int r = red.r, mt = fd.B_tr.rows;
-  // Q = M + M^T (linear) and Q + M^T M (exact); S_hat = V Sigma (I + Q) Sigma V^T.
-  Matrix Ql = M;
+  // S_hat = V Sigma (I + Q) Sigma V^T = B (I + Q) B^T with Q = M + M^T (linear) or
+  // M + M^T + M^T M (exact). Upper-triangle SS = (||E||_F^2 + sum_a E_aa^2) / 2, with
+  // ||E||_F^2 = ||S_tr||^2 - ||R||^2 + ||R - Sigma (I + Q) Sigma||^2 (E's part outside span V).
+  const Matrix MtM = matmul(M, M, true, false);
+  double fro_l = red.S_fro_sq - red.R_fro_sq, fro_e = fro_l;
   for (int j = 0; j < r; ++j)
-    for (int i = 0; i < r; ++i) Ql(i, j) += M(j, i);
-  Matrix Qe = Ql;
-  gemm(true, false, 1.0, M, M, 1.0, Qe);
-  R2Pair out;
-  for (int pass = 0; pass < 2; ++pass) {
-    Matrix Q = pass == 0 ? Ql : Qe;
-    for (int i = 0; i < r; ++i) Q(i, i) += 1.0;
-    // Upper-triangle SS = (||E||_F^2 + sum_a E_aa^2) / 2 with
-    // ||E||_F^2 = ||S_tr||^2 - ||R||^2 + ||R - Sigma Q Sigma||^2 (E's part outside span V).
-    double fro = red.S_fro_sq - red.R_fro_sq;
-    for (int j = 0; j < r; ++j)
-      for (int i = 0; i < r; ++i) {
-        const double e = red.R(i, j) - red.sigma[i] * Q(i, j) * red.sigma[j];
-        fro += e * e;
-      }
-    const Matrix BQ = matmul(fd.B_tr, Q);
-    double dsq = 0.0;
-    for (int a = 0; a < mt; ++a) {
-      double shat = 0.0;
-      for (int k = 0; k < r; ++k) shat += BQ(a, k) * fd.B_tr(a, k);
-      const double e = fd.S_tr_diag[a] - shat;
-      dsq += e * e;
+    for (int i = 0; i < r; ++i) {
+      const double a = red.sigma[i] * red.sigma[j];
+      const double q = (i == j ? 1.0 : 0.0) + M(i, j) + M(j, i);
+      const double el = red.R(i, j) - a * q;
+      const double ee = el - a * MtM(i, j);
+      fro_l += el * el;
+      fro_e += ee * ee;
     }
-    const double v = r2(0.5 * (std::max(fro, 0.0) + dsq), fd.ss_tot_tr);
-    (pass == 0 ? out.linear : out.exact) = v;
+  // Diagonals from one gemm C = B M^T: (B M B^T)_aa = sum_i B_ai C_ai and
+  // (B M^T M B^T)_aa = sum_i C_ai^2. O(m_tr r^2).
+  const Matrix C = matmul(fd.B_tr, M, false, true);
+  double dsq_l = 0.0, dsq_e = 0.0;
+  for (int a = 0; a < mt; ++a) {
+    double bb = 0.0, bc = 0.0, cc = 0.0;
+    for (int k = 0; k < r; ++k) {
+      const double b = fd.B_tr(a, k), c = C(a, k);
+      bb += b * b, bc += b * c, cc += c * c;
+    }
+    const double el = fd.S_tr_diag[a] - bb - 2.0 * bc;
+    const double ee = el - cc;
+    dsq_l += el * el;
+    dsq_e += ee * ee;
   }
-  return out;
+  return {r2(0.5 * (std::max(fro_l, 0.0) + dsq_l), fd.ss_tot_tr),
+          r2(0.5 * (std::max(fro_e, 0.0) + dsq_e), fd.ss_tot_tr)};
 }
 
 CvSummary summarise(const std::vector<double>& lambdas,
@@ -202,19 +208,28 @@ CvSummary summarise(const std::vector<double>& lambdas,
 
 CvSweep cv_sweep_linearized(const Problem& p, const std::vector<Fold>& folds,
                             const std::vector<double>& lambdas, bool with_train,
-                            const std::string& where) {
+                            const std::string& where, int threads) {
   check_lambdas(lambdas, 0.0, true, where);
   CvSweep out;
   out.lambdas = lambdas;
-  const std::size_t k = folds.size(), L = lambdas.size();
+  const std::size_t k = folds.size();
+  const long L = static_cast<long>(lambdas.size());
   out.val_linear.assign(k, std::vector<double>(L, kNaN));
   out.val_exact = out.val_linear;
   if (with_train) out.train_linear = out.train_exact = out.val_linear;
-  Matrix M;
+  bool parallel = threads > 1;
+#ifdef _OPENMP
+  parallel = parallel && !omp_in_parallel();
+#else
+  parallel = false;
+#endif
   for (std::size_t f = 0; f < k; ++f) {
     const FoldData fd = prepare_fold(p, folds[f]);
-    for (std::size_t l = 0; l < L; ++l) {
-      linearized_M(fd.red, lambdas[l], M);
+    std::optional<BlasThreads> one_blas_thread;
+    if (parallel) one_blas_thread.emplace(1);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 8) if (parallel)
+    for (long l = 0; l < L; ++l) {
+      const Matrix M = linearized_M(fd.red, lambdas[l]);
       const R2Pair v = r2_val(fd, M);
       out.val_linear[f][l] = v.linear;
       out.val_exact[f][l] = v.exact;

@@ -16,6 +16,7 @@ namespace {
 std::string where_of(const std::string& path, const toml::node* node) {
   if (node && node->source().begin.line > 0)
     return path + ":" + std::to_string(node->source().begin.line);
+  if (node) return path + " (--set)";  // inserted by an override: no line to name
   return path;
 }
 
@@ -184,6 +185,12 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& f) {
   f.clip_grad = r.get<double>("clip_grad", f.clip_grad);
   f.width_scale = r.get<double>("width_scale", f.width_scale);
   f.lm_mu0 = r.get<double>("lm_mu0", f.lm_mu0);
+  f.lr_final_ratio = r.get<double>("lr_final_ratio", f.lr_final_ratio);
+  std::string init = r.get<std::string>("init", "greedy");
+  if (init == "greedy") f.init = rbf::Init::greedy;
+  else if (init == "lattice") f.init = rbf::Init::lattice;
+  else r.fail("init", "'" + init + "' is not one of greedy, lattice");
+  if (!(f.lr_final_ratio > 0 && f.lr_final_ratio <= 1)) r.fail("lr_final_ratio", "must be in (0, 1]");
   f.bounds.log_sigma_min = std::log(r.get<double>("sigma_min", std::exp(f.bounds.log_sigma_min)));
   f.bounds.log_sigma_max = std::log(r.get<double>("sigma_max", std::exp(f.bounds.log_sigma_max)));
   if (f.max_steps < 1) r.fail("max_steps", "must be >= 1");
@@ -200,7 +207,7 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& f) {
     if (!(v > 0)) r.fail("target_losses", "levels must be > 0");
   r.finish({"precision", "max_steps", "rel_tol", "patience", "target_loss",
             "target_rel_variance", "target_losses", "log_every", "lr_weight", "lr_centre",
-            "lr_shape", "beta1", "beta2", "eps", "clip_grad", "width_scale", "lm_mu0",
+            "lr_shape", "beta1", "beta2", "eps", "clip_grad", "width_scale", "lm_mu0", "lr_final_ratio", "init",
             "sigma_min", "sigma_max"});
 }
 

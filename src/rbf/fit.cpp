@@ -115,12 +115,18 @@ class Monitor {
       return true;
     };
     if (cfg_.target_loss > 0 && loss <= cfg_.target_loss) return finish(Status::reached_target);
+    if (loss < best_loss_) {
+      best_loss_ = loss;
+      best_step_ = step;
+    }
+    // Converged: the best loss has improved by less than rel_tol (relative) over the last
+    // `patience` checkpoints. Judged on the best loss, so an Adam spike is not "converged".
     if (at_checkpoint) {
-      history_.push_back(loss);
+      history_.push_back(best_loss_);
       std::size_t n = history_.size(), p = static_cast<std::size_t>(cfg_.patience);
       if (n > p) {
         double before = history_[n - 1 - p];
-        if ((before - loss) <= cfg_.rel_tol * std::abs(before)) return finish(Status::converged);
+        if ((before - best_loss_) <= cfg_.rel_tol * std::abs(before)) return finish(Status::converged);
       }
     }
     if (step >= cfg_.max_steps) return finish(Status::max_steps);
@@ -150,6 +156,11 @@ class Monitor {
   FitResult& res_;
   Clock::time_point t0_;
   std::vector<double> history_;
+  double best_loss_ = std::numeric_limits<double>::infinity();
+  int best_step_ = -1;
+
+ public:
+  double best_loss() const { return best_loss_; }
 };
 
 void fit_adam(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, FitResult& res,
@@ -162,8 +173,18 @@ void fit_adam(const FitConfig& cfg, const Points& pts, std::vector<double>& raw,
   for (std::size_t i = 0; i < P; ++i)
     lr[i] = cfg.lr[static_cast<int>(raw_group(cfg.param, static_cast<int>(i % width)))];
   double b1t = 1, b2t = 1;
+  // Exponential decay lr(t) = lr0 * ratio^(t / max_steps); ratio = 1 keeps lr constant.
+  const double decay = std::pow(cfg.lr_final_ratio, 1.0 / std::max(cfg.max_steps, 1));
+  double lr_scale = 1;
+  // Adam's loss is not monotone: keep the best iterate and return it.
+  std::vector<double> best_raw(raw);
+  double best_loss = std::numeric_limits<double>::infinity();
   for (int step = 0;; ++step) {
     double loss = objective(raw, grad);
+    if (loss < best_loss) {
+      best_loss = loss;
+      best_raw = raw;
+    }
     if (monitor.observe(step, loss, raw, grad, objective.canonical())) break;
     if (stop && stop->load(std::memory_order_relaxed)) {
       res.status = Status::interrupted;
@@ -181,9 +202,14 @@ void fit_adam(const FitConfig& cfg, const Points& pts, std::vector<double>& raw,
       m[i] = cfg.beta1 * m[i] + (1 - cfg.beta1) * g;
       v[i] = cfg.beta2 * v[i] + (1 - cfg.beta2) * g * g;
       double mhat = m[i] / (1 - b1t), vhat = v[i] / (1 - b2t);
-      raw[i] -= lr[i] * mhat / (std::sqrt(vhat) + cfg.eps);
+      raw[i] -= lr_scale * lr[i] * mhat / (std::sqrt(vhat) + cfg.eps);
     }
+    lr_scale *= decay;
     project(cfg.param, raw, cfg.bounds);
+  }
+  if (std::isfinite(best_loss) && res.status != Status::diverged) {
+    raw = best_raw;
+    res.final_loss = best_loss;
   }
 }
 
@@ -336,8 +362,7 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
       // No damping gives a decrease: we are at a (numerical) minimum.
       monitor.checkpoint(step + 1, loss, raw, grad, objective.canonical());
       res.steps = step + 1;
-      res.status = Status::converged;
-      res.message = "no descent step found (damping exhausted)";
+      res.status = Status::converged;  // damping exhausted: no descent direction left
       break;
     }
   }
@@ -387,6 +412,7 @@ void shape_monitors(std::span<const Canonical> kernels, double& sigma_min, doubl
 
 std::vector<double> initial_raw(const FitConfig& cfg, const Points& pts) {
   const int K = cfg.K, width = raw_width(cfg.param);
+  const std::size_t N = pts.x.size();
   Rng rng(cfg.seed);
   double x0 = *std::min_element(pts.x.begin(), pts.x.end());
   double x1 = *std::max_element(pts.x.begin(), pts.x.end());
@@ -394,29 +420,78 @@ std::vector<double> initial_raw(const FitConfig& cfg, const Points& pts) {
   double y1 = *std::max_element(pts.y.begin(), pts.y.end());
   double wx = std::max(x1 - x0, 1e-9), wy = std::max(y1 - y0, 1e-9);
   const int g = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(K))));
-  // Choose K of the g*g lattice cells (seeded shuffle), one centre per cell, jittered.
-  std::vector<int> cells(static_cast<std::size_t>(g * g));
-  std::iota(cells.begin(), cells.end(), 0);
-  for (std::size_t i = cells.size(); i > 1; --i)
-    std::swap(cells[i - 1], cells[static_cast<std::size_t>(rng.bits() % i)]);
   double sx = wx / g, sy = wy / g, spacing = std::sqrt(sx * sy);
+  auto sigma_of = [&] {
+    double s = cfg.width_scale * spacing * rng.uniform(0.8, 1.25);
+    return std::clamp(s, std::exp(cfg.bounds.log_sigma_min), std::exp(cfg.bounds.log_sigma_max));
+  };
   std::vector<double> raw(static_cast<std::size_t>(K * width));
-  for (int k = 0; k < K; ++k) {
-    int cell = cells[static_cast<std::size_t>(k)];
-    double mx = x0 + sx * ((cell % g) + 0.5 + rng.uniform(-0.3, 0.3));
-    double my = y0 + sy * ((cell / g) + 0.5 + rng.uniform(-0.3, 0.3));
-    double sigma = cfg.width_scale * spacing * rng.uniform(0.8, 1.25);
-    sigma = std::clamp(sigma, std::exp(cfg.bounds.log_sigma_min), std::exp(cfg.bounds.log_sigma_max));
-    raw_from_isotropic(cfg.param, mx, my, sigma, 0.0,
-                       std::span<double>(raw).subspan(static_cast<std::size_t>(k * width), static_cast<std::size_t>(width)));
+  auto kernel_slots = [&](int k) {
+    return std::span<double>(raw).subspan(static_cast<std::size_t>(k * width),
+                                          static_cast<std::size_t>(width));
+  };
+  const int wslot = weight_slot(cfg.param);
+  auto refit_weights = [&](int count) {
+    std::vector<Canonical> can(static_cast<std::size_t>(count));
+    raw_to_canonical(cfg.param, std::span<const double>(raw).first(static_cast<std::size_t>(count * width)), can);
+    std::vector<double> w;
+    if (solve_weights(can, pts, w))
+      for (int k = 0; k < count; ++k) raw[static_cast<std::size_t>(k * width + wslot)] = w[static_cast<std::size_t>(k)];
+  };
+
+  if (cfg.init == Init::lattice) {
+    // Choose K of the g*g lattice cells (seeded shuffle), one centre per cell, jittered.
+    std::vector<int> cells(static_cast<std::size_t>(g * g));
+    std::iota(cells.begin(), cells.end(), 0);
+    for (std::size_t i = cells.size(); i > 1; --i)
+      std::swap(cells[i - 1], cells[static_cast<std::size_t>(rng.bits() % i)]);
+    for (int k = 0; k < K; ++k) {
+      int cell = cells[static_cast<std::size_t>(k)];
+      double mx = x0 + sx * ((cell % g) + 0.5 + rng.uniform(-0.3, 0.3));
+      double my = y0 + sy * ((cell / g) + 0.5 + rng.uniform(-0.3, 0.3));
+      raw_from_isotropic(cfg.param, mx, my, sigma_of(), 0.0, kernel_slots(k));
+    }
+    project(cfg.param, raw, cfg.bounds);
+    refit_weights(K);
+    return raw;
   }
-  project(cfg.param, raw, cfg.bounds);
-  std::vector<Canonical> can(static_cast<std::size_t>(K));
-  raw_to_canonical(cfg.param, raw, can);
-  std::vector<double> w;
-  if (solve_weights(can, pts, w)) {
-    const int wslot = weight_slot(cfg.param);
-    for (int k = 0; k < K; ++k) raw[static_cast<std::size_t>(k * width + wslot)] = w[static_cast<std::size_t>(k)];
+
+  // Greedy: place each kernel at a point with a large |residual| of the current model,
+  // away from the centres already placed (else a new kernel tends to "sharpen" an old
+  // one). The choice is random among the top `pool` candidates so restarts differ.
+  std::vector<double> residual(pts.values.begin(), pts.values.end());
+  const std::size_t pool = std::max<std::size_t>(1, std::min<std::size_t>(N / 200 + 1, 16));
+  const double exclusion = 0.5 * spacing;
+  std::vector<std::size_t> order;
+  std::vector<std::pair<double, double>> placed;
+  for (int k = 0; k < K; ++k) {
+    order.clear();
+    for (std::size_t i = 0; i < N; ++i) {
+      bool far = true;
+      for (const auto& [cx, cy] : placed)
+        if (std::hypot(pts.x[i] - cx, pts.y[i] - cy) < exclusion) far = false;
+      if (far) order.push_back(i);
+    }
+    if (order.empty()) {  // everything is near a centre: allow any point
+      order.resize(N);
+      std::iota(order.begin(), order.end(), 0);
+    }
+    const std::size_t top = std::min(pool, order.size());
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(top), order.end(),
+                      [&](std::size_t a, std::size_t b) {
+                        double ra = std::abs(residual[a]), rb = std::abs(residual[b]);
+                        return ra > rb || (ra == rb && a < b);
+                      });
+    std::size_t pick = order[static_cast<std::size_t>(rng.bits() % top)];
+    placed.emplace_back(pts.x[pick], pts.y[pick]);
+    raw_from_isotropic(cfg.param, pts.x[pick], pts.y[pick], sigma_of(), 0.0, kernel_slots(k));
+    project(cfg.param, kernel_slots(k), cfg.bounds);
+    refit_weights(k + 1);
+    std::vector<Canonical> can(static_cast<std::size_t>(k + 1));
+    raw_to_canonical(cfg.param, std::span<const double>(raw).first(static_cast<std::size_t>((k + 1) * width)), can);
+    std::vector<double> model(N);
+    predict(can, pts.x, pts.y, model);
+    for (std::size_t i = 0; i < N; ++i) residual[i] = pts.values[i] - model[i];
   }
   return raw;
 }

@@ -193,7 +193,7 @@ double loss_grad_impl(const PointSet<T>& pts, std::span<const Canonical> kernels
                       std::span<Canonical> grad) {
   using B = xsimd::batch<T>;
   constexpr std::size_t W = B::size;
-  constexpr int U = 2;  // blocks per iteration
+  constexpr int U = 4;  // blocks per iteration (4 beat 2 by ~5-10% on Zen 4, 1 is ~20% slower)
   const std::size_t K = kernels.size();
   const std::size_t padded = pts.x.size();
   if (padded % W != 0 || pts.y.size() != padded || pts.t.size() != padded ||

@@ -48,6 +48,8 @@ rbf::FitConfig fit_config(const job::Job& job, const job::TaskCoord& t, double v
   c.log_every = f.log_every;
   c.f32 = f.f32;
   c.width_scale = f.width_scale;
+  c.init = f.init;
+  c.lr_final_ratio = f.lr_final_ratio;
   c.lm_mu0 = f.lm_mu0;
   c.bounds = f.bounds;
   c.seed = t.seed;

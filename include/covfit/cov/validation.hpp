@@ -75,9 +75,13 @@ struct CvSweep {
 };
 // Linearised closed form at every lambda on every fold. Lambdas must be finite and >= 0
 // (InputError(where) otherwise). train R^2 only if `with_train`.
+// threads > 1: OpenMP over lambdas, each lambda on one BLAS thread (the OpenBLAS thread
+// count is set to 1 for the duration and restored; ignored when already inside a parallel
+// region). Every (fold, lambda) result is computed by the same single-threaded code, so the
+// output is bit-identical for any `threads`.
 CvSweep cv_sweep_linearized(const Problem& p, const std::vector<Fold>& folds,
                             const std::vector<double>& lambdas, bool with_train,
-                            const std::string& where = "lambda");
+                            const std::string& where = "lambda", int threads = 1);
 
 // Throws InputError(where) unless every lambda is finite and >= min_value (inclusive when
 // allow_equal).

@@ -19,8 +19,9 @@ struct PointData {
 double franke(double x, double y);
 PointData franke_grid(const std::string& name, int grid);
 
-// Random anisotropic mixture: `kernels` rotated Gaussians with sigmas in [0.04, 0.15]
-// (ratio up to `anisotropy`), weights +-[0.5, 1.5], points uniform in [0,1]^2, plus
+// Random anisotropic mixture: `kernels` rotated Gaussians, centres in [0.12, 0.88]^2 at
+// least 0.6/sqrt(kernels) apart, minor-axis sigma in [0.03, 0.07], major/minor ratio up to
+// `anisotropy` (major <= 0.15), weights +-[0.5, 1.5]; points uniform in [0,1]^2, plus
 // N(0, noise^2). Deterministic in `seed`.
 PointData planted_mixture(const std::string& name, int points, int kernels, double anisotropy,
                           double noise, std::uint64_t seed);

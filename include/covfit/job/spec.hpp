@@ -45,6 +45,8 @@ struct FitSettings {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double clip_grad = 0.0;        // clip gradient global norm (0: off)
   double width_scale = 1.0;      // initial sigma = width_scale x centre spacing
+  rbf::Init init = rbf::Init::greedy;
+  double lr_final_ratio = 1.0;   // Adam: exponential decay to this fraction at max_steps
   double lm_mu0 = 1e-3;          // Levenberg-Marquardt initial damping (relative to diag)
   rbf::Bounds bounds;
 };

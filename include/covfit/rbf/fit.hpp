@@ -21,6 +21,10 @@
 namespace covfit::rbf {
 
 enum class Optimizer { adam, lm, varpro };
+// Initial centres: `lattice` = a jittered grid over the bounding box; `greedy` = one at a
+// time where the current residual is largest (matching pursuit), weights refitted after
+// each; restarts pick among the largest residuals at random.
+enum class Init { lattice, greedy };
 std::string_view optimizer_name(Optimizer o);
 
 struct FitConfig {
@@ -38,6 +42,9 @@ struct FitConfig {
   int log_every = 50;         // checkpoint period (steps)
   bool f32 = false;           // SIMD kernels in float (parameters stay double)
   double width_scale = 1.0;   // initial sigma relative to centre spacing
+  Init init = Init::greedy;
+  double lr_final_ratio = 1.0;  // Adam: learning rates decay exponentially to this
+                                // fraction of their start value at max_steps
   double lm_mu0 = 1e-3;
   Bounds bounds;
   std::uint64_t seed = 0;
@@ -71,8 +78,8 @@ struct Points {
   std::span<const double> x, y, values;
 };
 
-// Deterministic start from cfg.seed: centres on a jittered lattice over the bounding
-// box, isotropic widths from the spacing, weights by least squares.
+// Deterministic start from cfg.seed (see Init): isotropic widths from the lattice
+// spacing of K centres over the bounding box, weights by least squares.
 std::vector<double> initial_raw(const FitConfig& cfg, const Points& pts);
 
 // Fit; `stop` (may be null) is polled every step (SIGTERM / SIGINT).

@@ -69,7 +69,8 @@ void canonical_to_raw_grad(Param p, std::span<const double> raw,
 //   cholesky:       a and c clipped to [-log_sigma_max, -log_sigma_min] (e^a and e^c are
 //                   inverse sigmas: p11 = e^2a = 1/sx^2); b free. This bounds the
 //                   diagonal of L, not the eigenvalues of P (b adds to p22).
-// NaN log sigmas / scales are replaced by the lower bound.
+// NaN log sigmas / scales / cholesky a, c are replaced by their lower bound; a non-finite
+// direct_inverse P by max(eig_min, 1) I.
 void project(Param p, std::span<double> raw, const Bounds& b);
 
 // Raw parameters for a kernel with the given centre, isotropic width sigma and weight

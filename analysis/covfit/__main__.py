@@ -1,0 +1,40 @@
+"""python3 -m covfit RESULTS.h5 : print the job, progress and a per-(param, K) summary."""
+
+import sys
+
+import numpy as np
+
+from . import reader
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python3 -m covfit RESULTS.h5   (plots: python3 -m covfit.plot RESULTS.h5 "
+              "-o DIR)", file=sys.stderr)
+        return 2
+    path = argv[0]
+    try:
+        attrs = reader.read_attrs(path)
+        tasks = reader.read_tasks(path)
+    except (OSError, ValueError) as e:
+        print(f"covfit: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{path}: job '{attrs.get('job_name')}' ({attrs.get('job_kind')}), shard "
+          f"{attrs.get('shard_index')}/{attrs.get('shard_count')}, "
+          f"{len(tasks)}/{attrs.get('tasks_in_file')} tasks, written by covfit "
+          f"{attrs.get('covfit_version')} on {attrs.get('host')} at {attrs.get('created')}")
+    if len(tasks):
+        g = tasks.groupby(["param", "K", "optimizer"])
+        summary = g.agg(tasks=("id", "size"), best_loss=("final_loss", "min"),
+                        median_rel=("final_rel_loss", "median"),
+                        median_steps=("steps", "median"),
+                        median_seconds=("wall_seconds", "median"))
+        with np.printoptions(precision=3):
+            print(summary.to_string(float_format=lambda v: f"{v:.3g}"))
+        print("status:", dict(tasks["status"].value_counts()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

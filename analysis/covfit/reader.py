@@ -1,0 +1,324 @@
+"""Readers for covfit results files (format ``covfit-results``, version 1).
+
+See docs/FORMAT.md for the contract.  Every ``read_*`` function accepts either a path or an
+already opened :class:`h5py.File` (as returned by :func:`open_results`); when given a path
+the file is opened and closed by the call.
+
+Files may be read while ``covfit run`` is still writing them (HDF5 SWMR): datasets are
+refreshed and only task rows whose rows in the other tables are present are returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import h5py
+import numpy as np
+import pandas as pd
+
+FORMAT_NAME = "covfit-results"
+FORMAT_VERSION = 1
+STATUSES = ("converged", "reached_target", "max_steps", "diverged", "failed")
+
+__all__ = [
+    "FORMAT_NAME", "FORMAT_VERSION", "STATUSES", "open_results", "table", "read_attrs",
+    "read_tasks", "read_curves", "read_kernels", "read_data", "predict", "read_sweep",
+    "level_label", "target_levels",
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _decode(value):
+    """bytes / numpy bytes (NUL padded UTF-8) -> str; arrays of bytes -> list of str."""
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).rstrip(b"\0").decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray) and value.dtype.kind == "S":
+        return [_decode(v) for v in value.tolist()]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        return [_decode(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _check_format(f, path):
+    fmt = _decode(f.attrs.get("format", b""))
+    if fmt != FORMAT_NAME:
+        raise ValueError(f"{path}: not a covfit results file (format attribute is {fmt!r}, "
+                         f"expected {FORMAT_NAME!r})")
+    try:
+        version = int(f.attrs["format_version"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: covfit results file without a valid format_version") from None
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {version} is newer than this reader "
+                         f"supports ({FORMAT_VERSION}); update analysis/covfit")
+
+
+def open_results(path):
+    """Open a covfit results file read-only (SWMR if possible) and check its format.
+
+    Raises FileNotFoundError for a missing path and ValueError for a file that is not a
+    covfit results file (not HDF5, wrong ``format`` attribute, or a newer format_version).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path}: not an HDF5 file, so not a covfit results file")
+    try:
+        f = h5py.File(path, "r", libver="latest", swmr=True)
+    except OSError:
+        f = h5py.File(path, "r")
+    try:
+        _check_format(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+@contextlib.contextmanager
+def _opened(source):
+    if isinstance(source, h5py.File):
+        yield source
+    else:
+        f = open_results(source)
+        try:
+            yield f
+        finally:
+            f.close()
+
+
+def _refresh(ds):
+    """Refresh a dataset's metadata when the file is open in SWMR read mode."""
+    try:
+        if ds.file.swmr_mode:
+            ds.refresh()
+    except (AttributeError, OSError, ValueError):
+        pass
+    return ds
+
+
+def _frame(arr, array_columns=None):
+    """Structured numpy array -> DataFrame; strings decoded, sub-array fields split.
+
+    ``array_columns`` maps a sub-array field name to a list of column names; other
+    sub-array fields become ``<name>_<i>`` columns.
+    """
+    array_columns = array_columns or {}
+    cols = {}
+    if arr.dtype.names is None:  # plain dataset: one column named "value"
+        return pd.DataFrame({"value": np.asarray(arr)})
+    for name in arr.dtype.names:
+        col = arr[name]
+        if col.dtype.kind == "S":
+            cols[name] = np.array(_decode(col), dtype=object) if len(col) else \
+                np.array([], dtype=object)
+        elif col.ndim > 1:
+            flat = col.reshape(len(col), int(np.prod(col.shape[1:])))
+            names = array_columns.get(name) or [f"{name}_{i}" for i in range(flat.shape[1])]
+            for i, cname in enumerate(names):
+                cols[cname] = flat[:, i]
+        else:
+            cols[name] = col
+    return pd.DataFrame(cols)
+
+
+def table(ds, rows=None, array_columns=None):
+    """Decode a (compound) HDF5 dataset into a DataFrame.
+
+    Fixed-length strings become ``str``; fields holding arrays are split into one column
+    per element (``<name>_<i>`` unless ``array_columns`` gives names). ``rows`` is an
+    optional slice or index array to read only part of the dataset.
+    """
+    _refresh(ds)
+    if rows is None:
+        arr = ds[()] if ds.shape != () else np.asarray([ds[()]])
+    elif isinstance(rows, slice):
+        arr = ds[rows]
+    else:
+        rows = np.asarray(rows, dtype=np.int64)
+        arr = ds[()][rows] if len(rows) else ds[0:0]
+    return _frame(np.asarray(arr), array_columns)
+
+
+def level_label(level):
+    """Format a target level like the column suffix: 1e-04, 3e-05, 2.5e-04."""
+    for prec in range(0, 16):
+        s = f"{level:.{prec}e}"
+        if float(s) == float(level):
+            return s
+    return repr(float(level))
+
+
+def target_levels(source):
+    """The target_losses levels of /fit/tasks (float array, possibly empty)."""
+    with _opened(source) as f:
+        if "fit/tasks" not in f:
+            return np.zeros(0)
+        return np.atleast_1d(np.asarray(f["fit/tasks"].attrs.get("target_losses", []),
+                                        dtype=float))
+
+
+# ----------------------------------------------------------------------------- readers
+
+def read_attrs(source):
+    """Root attributes as a dict of Python values (strings decoded)."""
+    with _opened(source) as f:
+        return {k: _decode(v) for k, v in f.attrs.items()}
+
+
+def _task_array(f):
+    """Structured array of the complete task rows, sorted by id (SWMR safe)."""
+    if "fit/tasks" not in f:
+        raise ValueError(f"{f.filename}: no /fit/tasks table")
+    ds = _refresh(f["fit/tasks"])
+    # Refresh the other tables after the commit record: they are then at least as new.
+    sizes = {}
+    for name in ("curves", "kernels", "raw"):
+        if f"fit/{name}" in f:
+            sizes[name] = _refresh(f[f"fit/{name}"]).shape[0]
+    arr = ds[()]
+    if len(arr) == 0:
+        return arr
+    ok = np.ones(len(arr), dtype=bool)
+    ok &= np.array([len(s.rstrip(b"\0")) > 0 for s in arr["status"]], dtype=bool)
+    if "curves" in sizes:
+        ok &= (arr["curve_offset"] >= 0) & \
+              (arr["curve_offset"] + arr["curve_len"] <= sizes["curves"])
+    if "kernels" in sizes:
+        ok &= (arr["kernel_offset"] >= 0) & (arr["kernel_offset"] + arr["K"] <= sizes["kernels"])
+    if "raw" in sizes:
+        ok &= (arr["raw_offset"] >= 0) & (arr["raw_offset"] + arr["raw_len"] <= sizes["raw"])
+    arr = arr[ok]
+    return arr[np.argsort(arr["id"], kind="stable")]
+
+
+def _tasks_frame(f, arr):
+    levels = np.atleast_1d(np.asarray(f["fit/tasks"].attrs.get("target_losses", []),
+                                      dtype=float))
+    labels = [level_label(v) for v in levels]
+    names = {}
+    if arr.dtype.names and "steps_to_target" in arr.dtype.names:
+        names["steps_to_target"] = [f"steps_to_{s}" for s in labels]
+        names["seconds_to_target"] = [f"seconds_to_{s}" for s in labels]
+    df = _frame(arr, names)
+    df.attrs["target_losses"] = [float(v) for v in levels]
+    return df.reset_index(drop=True)
+
+
+def read_tasks(source):
+    """One row per finished task, sorted by id.
+
+    ``steps_to_target`` / ``seconds_to_target`` are split into ``steps_to_<level>`` /
+    ``seconds_to_<level>`` columns (level formatted like ``1e-04``); the levels are also in
+    ``df.attrs["target_losses"]``. On a file being written only complete rows are returned.
+    """
+    with _opened(source) as f:
+        return _tasks_frame(f, _task_array(f))
+
+
+def _ranges(offsets, lengths):
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if len(offsets) == 0 or lengths.sum() == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(o, o + n, dtype=np.int64)
+                           for o, n in zip(offsets, lengths)])
+
+
+def read_curves(source, task_id=None):
+    """Monitor rows of one task (or all tasks if ``task_id`` is None).
+
+    Rows are selected through ``curve_offset``/``curve_len`` of the task rows (rows no task
+    points to are never returned) and get ``data``, ``param``, ``K``, ``optimizer`` and
+    ``restart`` of their task joined in. Ordered by task id, then by row order.
+    """
+    with _opened(source) as f:
+        tasks = _task_array(f)
+        if task_id is not None:
+            tasks = tasks[tasks["id"] == int(task_id)]
+            if len(tasks) == 0:
+                raise KeyError(f"{f.filename}: no finished task with id {task_id}")
+        ds = f["fit/curves"]
+        idx = _ranges(tasks["curve_offset"], tasks["curve_len"])
+        if task_id is not None and len(idx):
+            arr = ds[int(idx[0]):int(idx[-1]) + 1]
+        elif len(idx):
+            arr = ds[()][idx]
+        else:
+            arr = ds[0:0]
+        df = _frame(np.asarray(arr))
+        owner = np.repeat(tasks["id"], tasks["curve_len"])
+        if len(df) and not np.array_equal(df["task_id"].to_numpy(), owner):
+            bad = int(np.flatnonzero(df["task_id"].to_numpy() != owner)[0])
+            raise ValueError(f"{f.filename}: /fit/curves row {int(idx[bad])} belongs to task "
+                             f"{int(df['task_id'].iloc[bad])}, but task {int(owner[bad])}'s "
+                             f"curve_offset/curve_len point to it")
+        meta = _frame(tasks[["id", "data", "param", "K", "optimizer", "restart"]])
+        meta = meta.rename(columns={"id": "task_id"})
+        return df.merge(meta, on="task_id", how="left", sort=False).reset_index(drop=True)
+
+
+def read_kernels(source, task_id):
+    """Final kernels of a task: columns k, mu_x, mu_y, P11, P12, P22, w (K rows)."""
+    with _opened(source) as f:
+        tasks = _task_array(f)
+        row = tasks[tasks["id"] == int(task_id)]
+        if len(row) == 0:
+            raise KeyError(f"{f.filename}: no finished task with id {task_id}")
+        off, k = int(row["kernel_offset"][0]), int(row["K"][0])
+        df = _frame(np.asarray(f["fit/kernels"][off:off + k]))
+        if len(df) != k or not (df["task_id"] == int(task_id)).all():
+            raise ValueError(f"{f.filename}: /fit/kernels rows [{off}, {off + k}) do not "
+                             f"belong to task {task_id}")
+        return df[["k", "mu_x", "mu_y", "P11", "P12", "P22", "w"]].reset_index(drop=True)
+
+
+def read_data(source, name=None):
+    """Input data set ``/data/<name>`` as a dict of numpy arrays ``x``, ``y``, ``values``.
+
+    Also holds ``planted_kernels`` if present and ``variance`` (float) if the attribute
+    exists. ``name`` may be omitted when the file holds exactly one data set.
+    """
+    with _opened(source) as f:
+        if "data" not in f:
+            raise ValueError(f"{f.filename}: no /data group")
+        names = list(f["data"].keys())
+        if name is None:
+            if len(names) != 1:
+                raise ValueError(f"{f.filename}: several data sets {names}; pass a name")
+            name = names[0]
+        if name not in f["data"]:
+            raise KeyError(f"{f.filename}: no data set {name!r} (have {names})")
+        g = f["data"][name]
+        out = {k: np.asarray(g[k][()]) for k in ("x", "y", "values")}
+        if "planted_kernels" in g:
+            out["planted_kernels"] = np.asarray(g["planted_kernels"][()])
+        if "variance" in g.attrs:
+            out["variance"] = float(g.attrs["variance"])
+        return out
+
+
+def predict(kernels, x, y):
+    """Evaluate f(x) = sum_k w_k exp(-1/2 d^T P_k d), d = (x - mu_x_k, y - mu_y_k)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    shape = np.broadcast(x, y).shape
+    x, y = np.broadcast_to(x, shape).ravel(), np.broadcast_to(y, shape).ravel()
+    col = lambda c: np.asarray(kernels[c], dtype=float)[None, :]  # noqa: E731
+    dx = x[:, None] - col("mu_x")
+    dy = y[:, None] - col("mu_y")
+    q = col("P11") * dx * dx + 2.0 * col("P12") * dx * dy + col("P22") * dy * dy
+    return (np.exp(-0.5 * q) @ np.asarray(kernels["w"], dtype=float)).reshape(shape)
+
+
+def read_sweep(source):
+    """The ``/sweep/lambda`` table as a DataFrame (strings decoded)."""
+    with _opened(source) as f:
+        if "sweep" not in f or "lambda" not in f["sweep"]:
+            raise ValueError(f"no sweep results in {f.filename}")
+        return table(f["sweep/lambda"])

@@ -1,0 +1,397 @@
+"""Tests of analysis/covfit/reader.py against files written by the covfit binary.
+
+Run:  PYTHONPATH=analysis COVFIT_BIN=build/covfit python3 -m unittest discover -s analysis/tests -v
+"""
+
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import h5py
+import numpy as np
+
+import covfit
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("COVFIT_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
+COVFIT_BIN = os.environ.get("COVFIT_BIN", "/work/main/build/covfit")
+JOB = os.path.join(SOURCE_DIR, "jobs", "demo.toml")
+
+PARAMS = ["full", "cholesky", "isotropic"]
+KS = [3, 5]
+SMALL_SETS = [
+    "grid.K=[3,5]", "fit.max_steps=200", 'grid.param=["full","cholesky","isotropic"]',
+    "grid.restarts=2", "data.grid=20", "fit.log_every=10", "fit.target_losses=[1e-2,1e-3]",
+]
+SMALL_TASKS = len(PARAMS) * len(KS) * 2
+
+
+def covfit_cmd(out, sets, threads=None):
+    cmd = [COVFIT_BIN, "run", JOB, "-o", out, "--overwrite", "-q"]
+    for s in sets:
+        cmd += ["--set", s]
+    if threads is not None:
+        cmd += ["-t", str(threads)]
+    return cmd
+
+
+def run_covfit(out, sets, threads=None):
+    r = subprocess.run(covfit_cmd(out, sets, threads), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"covfit failed ({r.returncode}): {r.stderr}")
+    return out
+
+
+def make_tmpdir(prefix):
+    return tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("COVFIT_TEST_TMP"))
+
+
+_SMALL = {}
+
+
+def small_results():
+    """Path of a small results file (3 params x K in {3,5} x 2 restarts), made once."""
+    if "path" not in _SMALL or not os.path.exists(_SMALL["path"]):
+        d = make_tmpdir("covfit_reader_")
+        _SMALL["dir"] = d
+        _SMALL["path"] = run_covfit(os.path.join(d, "small.h5"), SMALL_SETS)
+    return _SMALL["path"]
+
+
+def tearDownModule():
+    """Remove the small file; test modules importing this share it and may remake it."""
+    if "dir" in _SMALL:
+        shutil.rmtree(_SMALL["dir"], ignore_errors=True)
+    _SMALL.clear()
+
+
+def check_complete_rows(testcase, path, tasks):
+    """Every task row is complete: finite losses, valid status, its curve rows readable."""
+    for _, t in tasks.iterrows():
+        testcase.assertIn(t["status"], covfit.STATUSES)
+        testcase.assertTrue(math.isfinite(t["final_loss"]), t["id"])
+        testcase.assertGreater(t["curve_len"], 0)
+    curves = covfit.read_curves(path)
+    testcase.assertEqual(len(curves), int(tasks["curve_len"].sum()))
+    last = curves.groupby("task_id").tail(1).set_index("task_id")
+    np.testing.assert_array_equal(last.index.to_numpy(), tasks["id"].to_numpy())
+    # final_loss is the best iterate's loss (Adam is not monotone), never above any
+    # monitored loss of the task.
+    best = curves.groupby("task_id")["loss"].min()
+    testcase.assertTrue((tasks["final_loss"].to_numpy() <= best.loc[tasks["id"]].to_numpy()).all())
+
+
+class OpenResultsTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = make_tmpdir("covfit_open_")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _h5(self, name, **attrs):
+        p = os.path.join(self.dir, name)
+        with h5py.File(p, "w") as f:
+            for k, v in attrs.items():
+                f.attrs[k] = v
+        return p
+
+    def test_opens_covfit_file_swmr(self):
+        with covfit.open_results(small_results()) as f:
+            self.assertEqual(f.attrs["format"], b"covfit-results")
+            self.assertTrue(f.swmr_mode)
+
+    def test_rejects_missing_file(self):
+        with self.assertRaises(FileNotFoundError):
+            covfit.open_results(os.path.join(self.dir, "nope.h5"))
+
+    def test_rejects_non_hdf5(self):
+        p = os.path.join(self.dir, "text.h5")
+        with open(p, "w") as fh:
+            fh.write("not hdf5\n")
+        with self.assertRaisesRegex(ValueError, "not an HDF5 file"):
+            covfit.open_results(p)
+
+    def test_rejects_wrong_format(self):
+        p = self._h5("other.h5", format=b"something-else", format_version=1)
+        with self.assertRaisesRegex(ValueError, "not a covfit results file"):
+            covfit.open_results(p)
+        p = self._h5("noattr.h5")
+        with self.assertRaisesRegex(ValueError, "not a covfit results file"):
+            covfit.read_tasks(p)
+
+    def test_rejects_newer_version(self):
+        p = self._h5("v2.h5", format=b"covfit-results", format_version=np.int64(2))
+        with self.assertRaisesRegex(ValueError, "format_version 2"):
+            covfit.open_results(p)
+
+
+class ReaderTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.path = small_results()
+        cls.tasks = covfit.read_tasks(cls.path)
+        cls.curves = covfit.read_curves(cls.path)
+        cls.attrs = covfit.read_attrs(cls.path)
+
+    def test_attrs_decoded(self):
+        a = self.attrs
+        self.assertEqual(a["format"], "covfit-results")
+        self.assertEqual(a["format_version"], 1)
+        self.assertEqual(a["job_name"], "demo")
+        self.assertIsInstance(a["job_toml"], str)
+        self.assertIn("max_steps = 200", a["job_toml"])
+        self.assertEqual(a["tasks_in_file"], SMALL_TASKS)
+        self.assertEqual(len(a["job_hash"]), 16)
+
+    def test_one_row_per_task(self):
+        t = self.tasks
+        self.assertEqual(len(t), self.attrs["tasks_in_file"])
+        np.testing.assert_array_equal(t["id"].to_numpy(), np.arange(len(t)))
+        self.assertTrue(t["id"].is_unique)
+
+    def test_strings_decoded_and_valid(self):
+        t = self.tasks
+        for col in ("data", "param", "optimizer", "status", "message"):
+            self.assertTrue(all(isinstance(v, str) for v in t[col]), col)
+        self.assertTrue(set(t["status"]) <= set(covfit.STATUSES), set(t["status"]))
+        self.assertEqual(sorted(set(t["param"])), sorted(PARAMS))
+        self.assertEqual(sorted(set(t["K"])), KS)
+        self.assertEqual(set(t["optimizer"]), {"adam"})
+        for _, r in t.iterrows():
+            self.assertNotIn("\0", r["param"] + r["status"] + r["data"])
+
+    def test_target_columns(self):
+        t = self.tasks
+        self.assertEqual(t.attrs["target_losses"], [1e-2, 1e-3])
+        for lvl in ("1e-02", "1e-03"):
+            self.assertIn(f"steps_to_{lvl}", t)
+            self.assertIn(f"seconds_to_{lvl}", t)
+            never = t[f"steps_to_{lvl}"] < 0
+            np.testing.assert_array_equal(never.to_numpy(),
+                                          t[f"seconds_to_{lvl}"].isna().to_numpy())
+        self.assertNotIn("steps_to_target", t)
+        self.assertNotIn("seconds_to_target", t)
+        self.assertTrue((t["steps_to_1e-02"] >= 0).any(), "no task reached 1e-2")
+
+    def test_level_label(self):
+        self.assertEqual(covfit.level_label(1e-4), "1e-04")
+        self.assertEqual(covfit.level_label(3e-5), "3e-05")
+        self.assertEqual(covfit.level_label(2.5e-4), "2.5e-04")
+
+    def test_losses(self):
+        t = self.tasks
+        self.assertTrue(np.isfinite(t["final_loss"]).all())
+        self.assertTrue((t["final_loss"] > 0).all())
+        self.assertTrue((t["final_loss"] < t["initial_loss"]).all())
+        var = covfit.read_data(self.path, "data")["variance"]
+        np.testing.assert_allclose(t["final_rel_loss"], t["final_loss"] / var, rtol=1e-12)
+
+    def test_final_loss_is_best_of_curve(self):
+        for _, r in self.tasks.iterrows():
+            c = covfit.read_curves(self.path, int(r["id"]))
+            self.assertEqual(len(c), r["curve_len"])
+            self.assertLessEqual(r["final_loss"], c["loss"].min(), r["id"])
+            self.assertEqual(c["loss"].iloc[0], r["initial_loss"], r["id"])
+            self.assertEqual(c["step"].iloc[-1], r["steps"], r["id"])
+
+    def test_curves_belong_to_tasks(self):
+        c, t = self.curves, self.tasks.set_index("id")
+        self.assertEqual(len(c), int(t["curve_len"].sum()))
+        with h5py.File(self.path, "r") as f:  # complete file: no orphan rows
+            self.assertEqual(len(c), f["fit/curves"].shape[0])
+        for col in ("param", "K", "optimizer", "restart", "data"):
+            np.testing.assert_array_equal(c[col].to_numpy(),
+                                          t.loc[c["task_id"], col].to_numpy(), col)
+        for tid, g in c.groupby("task_id"):
+            steps = g["step"].to_numpy()
+            self.assertEqual(steps[0], 0)
+            self.assertTrue((np.diff(steps) > 0).all(), tid)
+            self.assertTrue((np.diff(g["seconds"].to_numpy()) >= 0).all(), tid)
+        self.assertEqual(set(c["task_id"]), set(t.index))
+
+    def test_single_task_curves_equal_subset(self):
+        tid = int(self.tasks["id"].iloc[len(self.tasks) // 2])
+        one = covfit.read_curves(self.path, tid)
+        sub = self.curves[self.curves["task_id"] == tid].reset_index(drop=True)
+        self.assertTrue(one.equals(sub))
+        with self.assertRaises(KeyError):
+            covfit.read_curves(self.path, 10_000)
+
+    def test_predict_reproduces_final_loss(self):
+        data = covfit.read_data(self.path, "data")
+        self.assertEqual(set(("x", "y", "values")) - set(data), set())
+        self.assertEqual(len(data["x"]), 400)
+        for _, r in self.tasks.iterrows():
+            k = covfit.read_kernels(self.path, int(r["id"]))
+            self.assertEqual(list(k.columns), ["k", "mu_x", "mu_y", "P11", "P12", "P22", "w"])
+            self.assertEqual(len(k), r["K"])
+            np.testing.assert_array_equal(k["k"].to_numpy(), np.arange(r["K"]))
+            mse = np.mean((covfit.predict(k, data["x"], data["y"]) - data["values"]) ** 2)
+            self.assertLess(abs(mse / r["final_loss"] - 1), 1e-6, r["id"])
+
+    def test_predict_single_kernel(self):
+        import pandas as pd
+        k = pd.DataFrame({"mu_x": [0.5], "mu_y": [0.0], "P11": [2.0], "P12": [0.5],
+                          "P22": [1.0], "w": [3.0]})
+        x, y = np.array([0.5, 1.5]), np.array([0.0, -1.0])
+        d = np.array([1.0, -1.0])
+        q = d @ np.array([[2.0, 0.5], [0.5, 1.0]]) @ d
+        np.testing.assert_allclose(covfit.predict(k, x, y), [3.0, 3.0 * np.exp(-0.5 * q)])
+
+    def test_table_generic(self):
+        with covfit.open_results(self.path) as f:
+            df = covfit.table(f["fit/kernels"])
+            raw = f["fit/kernels"][()]
+            self.assertEqual(list(df.columns), list(raw.dtype.names))
+            np.testing.assert_array_equal(df["w"].to_numpy(), raw["w"])
+            t = covfit.table(f["fit/tasks"])
+            self.assertIn("steps_to_target_1", t)
+            self.assertIsInstance(t["param"].iloc[0], str)
+
+
+class DamagedFileTest(unittest.TestCase):
+    """Rows not referenced by a task row, and task rows whose rows are missing."""
+
+    def setUp(self):
+        self.dir = make_tmpdir("covfit_damaged_")
+        self.path = os.path.join(self.dir, "damaged.h5")
+        shutil.copy(small_results(), self.path)
+        self.before_tasks = covfit.read_tasks(self.path)
+        self.before_curves = covfit.read_curves(self.path)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _append(self, f, name, rows):
+        ds = f[name]
+        n = ds.shape[0]
+        ds.resize((n + len(rows),))
+        ds[n:] = rows
+        return n
+
+    def test_orphan_rows_and_incomplete_task_ignored(self):
+        with h5py.File(self.path, "a") as f:
+            cur = f["fit/curves"]
+            orphan = np.zeros(3, dtype=cur.dtype)
+            orphan["task_id"] = 0
+            orphan["loss"] = -1.0
+            self._append(f, "fit/curves", orphan)
+            # A task row pointing past the end of /fit/curves: not complete.
+            row = f["fit/tasks"][0:1].copy()
+            row["id"] = 999
+            row["curve_offset"] = f["fit/curves"].shape[0] - 1
+            row["curve_len"] = 5
+            self._append(f, "fit/tasks", row)
+            # A zero-filled (not yet written) task row.
+            self._append(f, "fit/tasks", np.zeros(1, dtype=f["fit/tasks"].dtype))
+        t = covfit.read_tasks(self.path)
+        self.assertTrue(t.equals(self.before_tasks))
+        c = covfit.read_curves(self.path)
+        self.assertTrue(c.equals(self.before_curves))
+        self.assertFalse((c["loss"] < 0).any())
+
+    def test_offset_mismatch_detected(self):
+        with h5py.File(self.path, "a") as f:
+            ds = f["fit/tasks"]
+            arr = ds[()]
+            i = int(np.flatnonzero(arr["id"] == 1)[0])
+            j = int(np.flatnonzero(arr["id"] == 2)[0])
+            arr["curve_offset"][i] = arr["curve_offset"][j]
+            arr["curve_len"][i] = min(arr["curve_len"][i], arr["curve_len"][j])
+            ds[()] = arr
+        with self.assertRaisesRegex(ValueError, "belongs to task"):
+            covfit.read_curves(self.path)
+
+
+class SweepTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = make_tmpdir("covfit_sweep_")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_no_sweep(self):
+        with self.assertRaisesRegex(ValueError, "no sweep results in .*small.h5"):
+            covfit.read_sweep(small_results())
+
+    def test_sweep_decoded(self):
+        p = os.path.join(self.dir, "sweep.h5")
+        shutil.copy(small_results(), p)
+        dt = np.dtype([("dataset", "S16"), ("model", "S8"), ("lambda", "<f8"),
+                       ("r2_val", "<f8"), ("r2_val_sd", "<f8")])
+        rows = np.array([(b"franke", b"rbf", 1e-3, 0.9, 0.01),
+                         (b"franke", b"rbf", 1e-1, 0.7, 0.02)], dtype=dt)
+        with h5py.File(p, "a") as f:
+            f.create_group("sweep").create_dataset("lambda", data=rows)
+        s = covfit.read_sweep(p)
+        self.assertEqual(list(s.columns), list(dt.names))
+        self.assertEqual(list(s["dataset"]), ["franke", "franke"])
+        np.testing.assert_array_equal(s["r2_val"].to_numpy(), [0.9, 0.7])
+
+
+class LiveSwmrTest(unittest.TestCase):
+    """Read a file with read_tasks while covfit is still writing it."""
+
+    # covfit makes appended rows visible to SWMR readers when it flushes, every 2 s, so
+    # the job must run well over 4 s (about 6 s here on one thread) to show two counts.
+    RESTARTS = 8
+    LIVE_SETS = ["fit.max_steps=3000", "fit.rel_tol=0", f"grid.restarts={RESTARTS}"]
+
+    def setUp(self):
+        self.dir = make_tmpdir("covfit_live_")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_live_read(self):
+        path = os.path.join(self.dir, "live.h5")
+        proc = subprocess.Popen(covfit_cmd(path, self.LIVE_SETS, threads=1),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        counts, times, errors, checked = [], [], [], set()
+        start = time.monotonic()
+        deadline = start + 90
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    t = covfit.read_tasks(path)
+                except (OSError, ValueError) as e:  # not created yet / before SWMR starts
+                    errors.append(repr(e))
+                    time.sleep(0.05)
+                    continue
+                if proc.poll() is not None:
+                    break  # the writer finished: this read does not count as live
+                counts.append(len(t))
+                times.append(round(time.monotonic() - start, 2))
+                if len(t) and len(t) not in checked:
+                    checked.add(len(t))
+                    self.assertEqual(len(t), t["id"].nunique())
+                    self.assertTrue(t["id"].is_monotonic_increasing)
+                    check_complete_rows(self, path, t)
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            _, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 0, err)
+        nonzero = sorted({c for c in counts if c > 0})
+        self.assertGreaterEqual(len(nonzero), 2,
+                                f"saw row counts {sorted(set(counts))} while covfit ran "
+                                f"(first at {times[:1]} s, last at {times[-1:]} s, exit after "
+                                f"{time.monotonic() - start:.1f} s); errors: {errors[:3]}")
+        self.assertTrue(all(b >= a for a, b in zip(counts, counts[1:])), counts)
+        final = covfit.read_tasks(path)
+        total = covfit.read_attrs(path)["tasks_in_file"]
+        self.assertEqual(total, 5 * 2 * self.RESTARTS)
+        self.assertEqual(len(final), total)
+        self.assertLess(max(nonzero), total)
+        np.testing.assert_array_equal(final["id"].to_numpy(), np.arange(total))
+        check_complete_rows(self, path, final)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,81 @@
+// Timing of the covariance lambda-sweep core (MATH.md costs). Run:
+//   build/cov_bench --benchmark_counters_tabular=true
+// BLAS uses its default thread count (OPENBLAS_NUM_THREADS) unless a benchmark says
+// otherwise; the library itself is single-threaded.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+
+#include "covfit/cov/exact.hpp"
+#include "covfit/cov/linearized.hpp"
+#include "covfit/cov/problem.hpp"
+#include "covfit/cov/svd.hpp"
+#include "covfit/cov/validation.hpp"
+
+namespace cc = covfit::cov;
+
+namespace {
+
+const cc::PlantedProblem& big() {  // n = 2000 channels, m = 500 stimuli
+  static const cc::PlantedProblem p = cc::planted_problem(2000, 500, 20, 0.3, 0.5, 1);
+  return p;
+}
+const cc::PlantedProblem& medium() {  // n = 400, m = r = 250
+  static const cc::PlantedProblem p = cc::planted_problem(400, 250, 20, 0.3, 0.5, 2);
+  return p;
+}
+
+void BM_Reduce_n2000_m500(benchmark::State& st) {
+  const auto& p = big().problem;
+  for (auto _ : st) {
+    cc::Reduced red = cc::reduce(p.X, p.S);
+    benchmark::DoNotOptimize(red.R.data.data());
+  }
+}
+BENCHMARK(BM_Reduce_n2000_m500)->Unit(benchmark::kMillisecond)->Iterations(5);
+
+// 5-fold CV, 1000 lambdas log-spaced over 1e-6..1e3 s_max^2, val R^2 (linear and exact
+// prediction). Args: (train R^2 too?, OpenMP threads over lambda). Includes the five
+// per-fold reductions.
+void BM_CvSweep_1000lambda_5fold_n2000_m500(benchmark::State& st) {
+  const auto& p = big().problem;
+  const double s2 = std::pow(cc::reduce(p.X, p.S).s_max(), 2);
+  std::vector<double> lambdas(1000);
+  for (int i = 0; i < 1000; ++i) lambdas[i] = s2 * std::pow(10.0, -6.0 + 9.0 * i / 999.0);
+  const auto folds = cc::kfold_split(p.X.cols, 5, 7, "bench");
+  for (auto _ : st) {
+    cc::CvSweep cv = cc::cv_sweep_linearized(p, folds, lambdas, st.range(0) != 0, "bench",
+                                            static_cast<int>(st.range(1)));
+    benchmark::DoNotOptimize(cv.summary_linear.best);
+  }
+}
+BENCHMARK(BM_CvSweep_1000lambda_5fold_n2000_m500)
+    ->Args({0, 1})
+    ->Args({0, 2})
+    ->Args({1, 2})
+    ->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// Exact solve from a cold start at lambda = 10^-k s_max^2 (Arg = k).
+void BM_Exact_n400_m250(benchmark::State& st) {
+  const auto& p = medium().problem;
+  static const cc::Reduced red = cc::reduce(p.X, p.S);
+  const double lambda = std::pow(10.0, -static_cast<double>(st.range(0))) * red.s_max() * red.s_max();
+  cc::ExactResult res;
+  for (auto _ : st) {
+    res = cc::solve_exact(red, lambda);
+    benchmark::DoNotOptimize(res.f);
+  }
+  st.counters["r"] = red.r;
+  st.counters["converged"] = res.status == cc::ExactStatus::converged;
+  st.counters["newton"] = res.newton_iters;
+  st.counters["cg"] = res.cg_iters;
+  // Benchmark's counter formatting garbles tiny and negative values: report -log10.
+  st.counters["mlog10_rel_grad"] = -std::log10(res.rel_grad);
+  st.counters["mlog10_gap_over_f"] = -std::log10(res.gap_bound / res.f);
+  st.counters["continuation"] = res.used_continuation;
+}
+BENCHMARK(BM_Exact_n400_m250)->Arg(3)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(2);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,100 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "covfit/core/error.hpp"
+#include "covfit/job/spec.hpp"
+
+using covfit::InputError;
+using covfit::job::parse_job;
+
+namespace {
+
+const char* kJob = R"(name = "t"
+seed = 7
+[data]
+source = "franke"
+grid = 8
+[fit]
+max_steps = 10
+target_losses = [1e-2, 1e-3]
+[grid]
+param = ["full", "cholesky"]
+K = [4, 9, 16]
+optimizer = ["adam", "lm"]
+restarts = 3
+)";
+
+std::string error_of(const std::string& text, std::vector<std::string> sets = {}) {
+  try {
+    parse_job(text, "job.toml", sets);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST(JobSpec, GridIsCartesianProductWithStableIds) {
+  auto job = parse_job(kJob, "job.toml");
+  ASSERT_EQ(job.task_count(), 2 * 3 * 2 * 3);
+  std::set<std::tuple<int, int, int, int>> seen;
+  for (std::int64_t id = 0; id < job.task_count(); ++id) {
+    auto t = job.task(id);
+    EXPECT_EQ(t.id, id);
+    seen.insert({static_cast<int>(t.param), t.K, static_cast<int>(t.optimizer), t.restart});
+  }
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(job.task_count()));
+  // Restart varies fastest, param slowest (documented in FORMAT.md).
+  EXPECT_EQ(job.task(1).restart, 1);
+  EXPECT_EQ(job.task(3).optimizer, covfit::rbf::Optimizer::lm);
+  EXPECT_EQ(job.task(18).param, covfit::rbf::Param::cholesky);
+  // Seeds differ between tasks and depend on the job seed.
+  EXPECT_NE(job.task(0).seed, job.task(1).seed);
+  auto other = parse_job(std::string(kJob).replace(std::string(kJob).find("seed = 7"), 8, "seed = 8"), "job.toml");
+  EXPECT_NE(job.task(0).seed, other.task(0).seed);
+}
+
+TEST(JobSpec, UnknownKeyNamesFileAndLine) {
+  std::string text = "bogus = 1\n" + std::string(kJob);
+  EXPECT_EQ(error_of(text), "job.toml:1: unknown key 'bogus' (valid here: name, kind, seed, data, fit, grid)");
+  std::string in_grid = std::string(kJob) + "Kk = 1\n";
+  EXPECT_EQ(error_of(in_grid).substr(0, 37), "job.toml:14: unknown key 'grid.Kk' (v");
+  std::string in_fit = std::string(kJob);
+  in_fit.insert(in_fit.find("max_steps"), "lr_wieght = 0.1\n");
+  EXPECT_NE(error_of(in_fit).find("job.toml:7: unknown key 'fit.lr_wieght'"), std::string::npos) << error_of(in_fit);
+}
+
+TEST(JobSpec, WrongTypesAndValuesAreRejectedWithPlace) {
+  std::string t1 = std::string(kJob);
+  t1.replace(t1.find("max_steps = 10"), 14, "max_steps = \"ten\"");
+  EXPECT_EQ(error_of(t1), "job.toml:7: 'fit.max_steps': expected an integer");
+  std::string t2 = std::string(kJob);
+  t2.replace(t2.find("\"cholesky\""), 10, "\"cholesky2\"");
+  EXPECT_NE(error_of(t2).find("job.toml:10: 'grid.param': unknown parameterisation 'cholesky2'"), std::string::npos) << error_of(t2);
+  EXPECT_NE(error_of("name = \"x\"\n").find("missing [data]"), std::string::npos);
+  EXPECT_NE(error_of("name = \"x\"\n[data]\nsource = \"hdf5\"\n").find("'data.file': required"), std::string::npos);
+  EXPECT_NE(error_of("name = 'x'\n[data\n").find("job.toml:2"), std::string::npos);
+}
+
+TEST(JobSpec, OverridesReplaceValuesAndChangeHash) {
+  auto base = parse_job(kJob, "job.toml");
+  auto job = parse_job(kJob, "job.toml", {"fit.max_steps=25", "grid.K=[2]", "grid.param=isotropic"});
+  EXPECT_EQ(job.fit.max_steps, 25);
+  EXPECT_EQ(job.task_count(), 1 * 1 * 2 * 3);
+  EXPECT_EQ(job.task(0).param, covfit::rbf::Param::isotropic);
+  EXPECT_NE(job.hash, base.hash);
+  EXPECT_EQ(parse_job(kJob, "job.toml").hash, base.hash);  // hash is a function of the text
+  EXPECT_NE(error_of(kJob, {"grid.Kk=3"}).find("unknown key 'grid.Kk'"), std::string::npos);
+  EXPECT_NE(error_of(kJob, {"novalue"}).find("--set novalue"), std::string::npos);
+}
+
+TEST(JobSpec, ShardParsing) {
+  auto s = covfit::job::parse_shard("2/5");
+  EXPECT_EQ(s.index, 2);
+  EXPECT_EQ(s.count, 5);
+  EXPECT_THROW(covfit::job::parse_shard("5/5"), InputError);
+  EXPECT_THROW(covfit::job::parse_shard("a/b"), InputError);
+  EXPECT_THROW(covfit::job::parse_shard("1"), InputError);
+}
