@@ -24,7 +24,7 @@ extern "C" void on_signal(int sig) {
 
 int cmd_run(const std::string& job_path, std::string output, const std::vector<std::string>& sets,
             const std::string& shard_spec, int threads, bool overwrite, bool quiet,
-            long long max_tasks) {
+            long long max_tasks, double flush_every) {
   covfit::job::Job job = covfit::job::load_job(job_path, sets);
   covfit::run::RunOptions opt;
   opt.shard = covfit::job::parse_shard(shard_spec);
@@ -38,9 +38,10 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
   opt.overwrite = overwrite;
   opt.progress = !quiet;
   opt.max_tasks = max_tasks;
+  opt.flush_seconds = flush_every;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  std::fprintf(stderr, "covfit: job '%s': %lld tasks in shard %d/%d -> %s\n", job.name.c_str(),
+  if (!quiet) std::fprintf(stderr, "covfit: job '%s': %lld tasks in shard %d/%d -> %s\n", job.name.c_str(),
                static_cast<long long>((job.task_count() - opt.shard.index + opt.shard.count - 1) / opt.shard.count),
                opt.shard.index, opt.shard.count, output.c_str());
   covfit::run::RunSummary s = covfit::run::run_job(job, opt, &g_stop);
@@ -51,7 +52,7 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
                  static_cast<int>(g_signal), static_cast<long long>(s.computed), output.c_str());
     return 128 + static_cast<int>(g_signal);
   }
-  std::fprintf(stderr, "covfit: %lld tasks computed (%lld were already done) in %.2f s\n",
+  if (!quiet) std::fprintf(stderr, "covfit: %lld tasks computed (%lld were already done) in %.2f s\n",
                static_cast<long long>(s.computed), static_cast<long long>(s.already_done), s.seconds);
   if (!quiet) std::cout << covfit::report::fit_summary_table(output);
   std::cout << "results: " << output << "\n";
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
   int threads = 0, best = 5;
   bool overwrite = false, quiet = false, json = false;
   long long max_tasks = -1;
+  double flush_every = 2.0;
 
   CLI::App* run = app.add_subcommand("run", "run a job (resumes an existing output file of the same job)");
   run->add_option("job", job_path, "job file (TOML)")->required();
@@ -95,6 +97,8 @@ int main(int argc, char** argv) {
   run->add_flag("--overwrite", overwrite, "replace an existing output file instead of resuming it");
   run->add_flag("-q,--quiet", quiet, "no progress or summary table");
   run->add_option("--max-tasks", max_tasks, "stop after computing this many tasks (testing; resume later)");
+  run->add_option("--flush-every", flush_every, "seconds between flushes; SWMR readers see new rows after each (default 2)")
+      ->check(CLI::Range(0.01, 3600.0));
 
   CLI::App* validate = app.add_subcommand("validate", "check a job file and print its task count");
   validate->add_option("job", job_path, "job file (TOML)")->required();
@@ -112,7 +116,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
-    if (*run) return cmd_run(job_path, output, sets, shard, threads, overwrite, quiet, max_tasks);
+    if (*run) return cmd_run(job_path, output, sets, shard, threads, overwrite, quiet, max_tasks, flush_every);
     if (*validate) return cmd_validate(job_path, sets);
     if (*inspect) {
       std::cout << (json ? covfit::report::inspect_json(file, best)

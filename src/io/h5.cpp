@@ -1,5 +1,6 @@
 #include "covfit/io/h5.hpp"
 
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -62,7 +63,11 @@ void Handle::reset() {
   id_ = -1;
 }
 
-void quiet_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void quiet_hdf5_errors() {
+  // COVFIT_HDF5_ERRORS=1 keeps HDF5's own error stack printing (debugging).
+  if (const char* e = std::getenv("COVFIT_HDF5_ERRORS"); e && *e == '1') return;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 bool exists(hid_t loc, const std::string& path) {
   std::string partial;

@@ -82,6 +82,11 @@ ResultsFile ResultsFile::open(const std::string& path, const FileMeta& meta, boo
     if (id < 0)
       throw RuntimeError(path + ": cannot reopen for writing (is another covfit writing it?)");
     rf.file_ = Handle(id, H5Fclose);
+    // A writer killed in SWMR mode can leave the superblock's end-of-allocation behind
+    // data it had already written; new allocations would then overwrite those bytes.
+    // Move EOA to max(EOA, EOF), as `h5clear --increment=0` does.
+    if (H5Fincrement_filesize(id, 0) < 0)
+      throw RuntimeError(path + ": cannot repair the end-of-allocation after a crash");
     rf.resumed_ = true;
     return rf;
   }

@@ -144,6 +144,7 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   {
     SerialWriter writer([&] { tables.flush(); file.flush(); },
                         std::chrono::milliseconds(static_cast<int>(opt.flush_seconds * 1000)));
+    writer.submit([] { io::quiet_hdf5_errors(); });  // HDF5 error printing is per thread
     openblas_set_num_threads(1);  // one BLAS thread per task: tasks are the parallelism
     const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
     std::exception_ptr failure;
