@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
+#include <set>
+
+#include "covfit/core/error.hpp"
 
 namespace covfit::io {
 namespace {
@@ -77,27 +81,63 @@ void FitTables::create(hid_t file, const std::vector<data::PointData>& data,
   write_attr(tasks_.id(), "target_losses", target_losses);
 }
 
-void FitTables::open_and_repair(hid_t file) {
+void FitTables::open(hid_t file) {
   tasks_ = AppendTable::open(file, "/fit/tasks", &task_layout_);
   curves_ = AppendTable::open(file, "/fit/curves", &curve_layout_);
   kernels_ = AppendTable::open(file, "/fit/kernels", &kernel_layout_);
   raw_ = AppendTable::open(file, "/fit/raw", nullptr);
-  // Rows past the last committed task belong to a task that was being written when the
-  // process died: drop them so the resumed run appends exactly what a clean run would.
-  auto end_of = [&](const char* off, const char* len, hsize_t fixed) {
-    std::vector<std::int64_t> o = tasks_.read_i64(off);
-    std::vector<std::int64_t> l = len ? tasks_.read_i64(len) : std::vector<std::int64_t>();
-    std::vector<std::int64_t> K = tasks_.read_i64("K");
-    hsize_t end = 0;
-    for (std::size_t i = 0; i < o.size(); ++i) {
-      hsize_t n = len ? static_cast<hsize_t>(l[i]) : static_cast<hsize_t>(K[i]) * fixed;
-      end = std::max<hsize_t>(end, static_cast<hsize_t>(o[i]) + n);
+}
+
+std::vector<std::int64_t> FitTables::salvage_from(const FitTables& src,
+                                                  const std::function<bool(std::int64_t)>& accept) {
+  static const std::set<std::string> kStatuses = {"converged", "reached_target", "max_steps",
+                                                  "diverged", "failed"};
+  std::vector<std::int64_t> ids = src.tasks_.read_i64("id");
+  std::vector<std::size_t> order(ids.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return ids[a] < ids[b]; });
+  std::vector<std::int64_t> copied;
+  std::set<std::int64_t> seen;
+  const std::size_t row_bytes = task_layout_.row_bytes();
+  for (std::size_t i : order) {
+    try {
+      std::vector<char> bytes = src.tasks_.read_rows(i, 1);
+      Row row(task_layout_, bytes.data());
+      const std::int64_t id = row.get_i64("id");
+      if (!kStatuses.count(row.get_str("status")) || !accept(id) || seen.count(id)) continue;
+      const auto coff = static_cast<hsize_t>(row.get_i64("curve_offset"));
+      const auto clen = static_cast<hsize_t>(row.get_i64("curve_len"));
+      const auto koff = static_cast<hsize_t>(row.get_i64("kernel_offset"));
+      const auto K = static_cast<hsize_t>(row.get_i64("K"));
+      const auto roff = static_cast<hsize_t>(row.get_i64("raw_offset"));
+      const auto rlen = static_cast<hsize_t>(row.get_i64("raw_len"));
+      if (coff + clen > src.curves_.size() || koff + K > src.kernels_.size() ||
+          roff + rlen > src.raw_.size())
+        continue;
+      std::vector<char> curves = src.curves_.read_rows(coff, clen);
+      std::vector<char> kernels = src.kernels_.read_rows(koff, K);
+      std::vector<char> raw = src.raw_.read_rows(roff, rlen);
+      bool consistent = true;
+      for (hsize_t r = 0; r < clen; ++r)
+        consistent &= Row(curve_layout_, curves.data() + r * curve_layout_.row_bytes()).get_i64("task_id") == id;
+      for (hsize_t r = 0; r < K; ++r)
+        consistent &= Row(kernel_layout_, kernels.data() + r * kernel_layout_.row_bytes()).get_i64("task_id") == id;
+      if (!consistent) continue;
+      row.set("curve_offset", static_cast<std::int64_t>(curves_.size()));
+      row.set("kernel_offset", static_cast<std::int64_t>(kernels_.size()));
+      row.set("raw_offset", static_cast<std::int64_t>(raw_.size()));
+      curves_.append(curves.data(), clen);
+      kernels_.append(kernels.data(), K);
+      raw_.append(raw.data(), rlen);
+      tasks_.append(row.bytes().data(), 1);
+      (void)row_bytes;
+      seen.insert(id);
+      copied.push_back(id);
+    } catch (const RuntimeError&) {
+      continue;  // unreadable remains of a killed writer: recompute this task
     }
-    return end;
-  };
-  curves_.truncate(end_of("curve_offset", "curve_len", 0));
-  kernels_.truncate(end_of("kernel_offset", nullptr, 1));
-  raw_.truncate(end_of("raw_offset", "raw_len", 0));
+  }
+  return copied;
 }
 
 std::vector<std::int64_t> FitTables::done_ids() const { return tasks_.read_i64("id"); }
@@ -149,13 +189,19 @@ void FitTables::append(const job::TaskCoord& task, const std::string& data_name,
     row.set("steps_to_target", static_cast<std::int64_t>(r.steps_to_target[static_cast<std::size_t>(i)]), i);
     row.set("seconds_to_target", r.seconds_to_target[static_cast<std::size_t>(i)], i);
   }
-  tasks_.append(row);
+  pending_.insert(pending_.end(), row.bytes().begin(), row.bytes().end());
+  ++pending_rows_;
 }
 
 void FitTables::flush() {
   curves_.flush();
   kernels_.flush();
   raw_.flush();
+  if (pending_rows_) {
+    tasks_.append(pending_.data(), pending_rows_);
+    pending_.clear();
+    pending_rows_ = 0;
+  }
   tasks_.flush();
 }
 

@@ -248,6 +248,30 @@ Row& Row::set(const std::string& col, std::int64_t v, int i) {
   } else throw std::logic_error("column " + col + " is a string");
   return *this;
 }
+std::int64_t Row::get_i64(const std::string& col) const {
+  int idx = layout_->index(col);
+  if (idx < 0) throw std::logic_error("table has no column " + col);
+  const Column& c = layout_->columns()[static_cast<std::size_t>(idx)];
+  std::size_t off = layout_->offset(col);
+  if (c.type == Column::i64) {
+    std::int64_t v;
+    std::memcpy(&v, &bytes_[off], 8);
+    return v;
+  }
+  if (c.type == Column::i32) {
+    std::int32_t v;
+    std::memcpy(&v, &bytes_[off], 4);
+    return v;
+  }
+  throw std::logic_error("column " + col + " is not an integer");
+}
+std::string Row::get_str(const std::string& col) const {
+  int idx = layout_->index(col);
+  if (idx < 0) throw std::logic_error("table has no column " + col);
+  std::size_t n = static_cast<std::size_t>(layout_->columns()[static_cast<std::size_t>(idx)].count);
+  const char* p = &bytes_[layout_->offset(col)];
+  return std::string(p, strnlen(p, n));
+}
 Row& Row::set(const std::string& col, const std::string& v) {
   const Column& c = layout_->columns()[static_cast<std::size_t>(layout_->index(col))];
   std::size_t off = layout_->offset(col);

@@ -1,9 +1,12 @@
 #include "covfit/io/results_file.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 
@@ -12,16 +15,92 @@
 namespace covfit::io {
 namespace {
 
-Handle latest_format_fapl(bool clear_status_flags) {
+namespace fs = std::filesystem;
+
+Handle latest_format_fapl() {
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
-  if (clear_status_flags) {
-    // A writer killed in SWMR mode leaves the superblock's "open for writing" flags set;
-    // this is the property h5clear uses to reset them (HDF5 1.10).
-    hbool_t clear = 1;
-    H5Pset(fapl.get(), "clear_status_flags", &clear);
-  }
   return fapl;
+}
+
+void write_root_attrs(hid_t f, const FileMeta& meta, const std::string& created) {
+  write_attr(f, "format", std::string(kFormatName));
+  write_attr(f, "format_version", kFormatVersion);
+  write_attr(f, "covfit_version", std::string(COVFIT_VERSION));
+  write_attr(f, "job_name", meta.job_name);
+  write_attr(f, "job_kind", meta.job_kind);
+  write_attr(f, "job_toml", meta.job_toml);
+  write_attr(f, "job_hash", meta.job_hash);
+  write_attr(f, "shard_index", meta.shard_index);
+  write_attr(f, "shard_count", meta.shard_count);
+  write_attr(f, "tasks_total", meta.tasks_total);
+  write_attr(f, "tasks_in_file", meta.tasks_in_file);
+  write_attr(f, "created", created);
+  write_attr(f, "host", host_name());
+}
+
+Handle create_file(const std::string& path, const FileMeta& meta, const std::string& created,
+                   const std::function<void(hid_t)>& create_payload) {
+  Handle fapl = latest_format_fapl();
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+  if (id < 0) throw InputError(path, "cannot create file (permissions? disk full?)");
+  Handle file(id, H5Fclose);
+  write_root_attrs(file.get(), meta, created);
+  create_payload(file.get());
+  return file;
+}
+
+void check_parent(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw InputError(path, "is a directory");
+  auto parent = fs::path(path).parent_path();
+  if (!parent.empty() && !fs::is_directory(parent, ec))
+    throw InputError(path, "directory " + parent.string() + " does not exist");
+}
+
+}  // namespace
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::string utc_now_iso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+OutputLock::OutputLock(const std::string& path) : path_(path + ".lock") {
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw InputError(path_, std::string("cannot create lock file: ") + std::strerror(errno));
+  if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd_);
+    fd_ = -1;
+    throw InputError(path, "another covfit process is writing this file (lock " + path_ + " is held)");
+  }
+}
+
+OutputLock::~OutputLock() {
+  if (fd_ >= 0) {
+    ::unlink(path_.c_str());  // still ours: we hold the lock
+    ::close(fd_);
+  }
+}
+
+FileMeta read_meta(hid_t f) {
+  FileMeta m;
+  m.job_name = read_attr_string(f, "job_name");
+  m.job_kind = read_attr_string(f, "job_kind");
+  m.job_toml = read_attr_string(f, "job_toml");
+  m.job_hash = read_attr_string(f, "job_hash");
+  m.shard_index = read_attr_int(f, "shard_index");
+  m.shard_count = read_attr_int(f, "shard_count");
+  m.tasks_total = read_attr_int(f, "tasks_total");
+  m.tasks_in_file = read_attr_int(f, "tasks_in_file");
+  return m;
 }
 
 void check_meta(hid_t file, const std::string& path, const FileMeta& meta) {
@@ -47,74 +126,57 @@ void check_meta(hid_t file, const std::string& path, const FileMeta& meta) {
            std::to_string(meta.shard_index) + "/" + std::to_string(meta.shard_count));
 }
 
-}  // namespace
-
-std::string host_name() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  return buf;
-}
-
-std::string utc_now_iso() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
+ResultsFile ResultsFile::create(const std::string& path, const FileMeta& meta, bool overwrite,
+                                const std::function<void(hid_t)>& create_payload) {
+  quiet_hdf5_errors();
+  check_parent(path);
+  std::error_code ec;
+  if (fs::exists(path, ec) && !overwrite)
+    throw InputError(path, "exists; refusing to replace it (use --overwrite)");
+  ResultsFile rf;
+  rf.path_ = path;
+  rf.file_ = create_file(path, meta, utc_now_iso(), create_payload);
+  rf.flush();
+  return rf;
 }
 
 ResultsFile ResultsFile::open(const std::string& path, const FileMeta& meta, bool overwrite,
-                              const std::function<void(hid_t)>& create_payload) {
+                              const std::function<void(hid_t)>& create_payload,
+                              const std::function<void(hid_t, hid_t)>& salvage) {
   quiet_hdf5_errors();
+  check_parent(path);
+  std::error_code ec;
+  if (!fs::exists(path, ec) || overwrite) return create(path, meta, true, create_payload);
+
+  if (H5Fis_hdf5(path.c_str()) <= 0)
+    throw InputError(path, "exists and is not an HDF5 file; refusing to touch it (use "
+                           "--overwrite to replace it)");
   ResultsFile rf;
   rf.path_ = path;
-  std::error_code ec;
-  bool present = std::filesystem::exists(path, ec);
-  if (present && !overwrite) {
-    if (H5Fis_hdf5(path.c_str()) <= 0)
-      throw InputError(path, "exists and is not an HDF5 file; refusing to touch it (use "
-                             "--overwrite to replace it)");
-    {  // Check the job before opening for writing, so a refused file is never modified.
-      Handle probe = open_for_reading(path);
-      check_meta(probe.get(), path, meta);
+  rf.resumed_ = true;
+  const std::string tmp = path + ".resume-tmp";
+  {
+    Handle old = open_for_reading(path);
+    check_meta(old.get(), path, meta);
+    std::string created = has_attr(old.get(), "created") ? read_attr_string(old.get(), "created")
+                                                         : utc_now_iso();
+    Handle fresh = create_file(tmp, meta, created, create_payload);
+    try {
+      salvage(old.get(), fresh.get());
+      if (H5Fflush(fresh.get(), H5F_SCOPE_GLOBAL) < 0) throw RuntimeError(tmp + ": flush failed");
+    } catch (...) {
+      fresh.reset();
+      fs::remove(tmp, ec);
+      throw;
     }
-    Handle fapl = latest_format_fapl(true);
-    hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
-    if (id < 0)
-      throw RuntimeError(path + ": cannot reopen for writing (is another covfit writing it?)");
-    rf.file_ = Handle(id, H5Fclose);
-    // A writer killed in SWMR mode can leave the superblock's end-of-allocation behind
-    // data it had already written; new allocations would then overwrite those bytes.
-    // Move EOA to max(EOA, EOF), as `h5clear --increment=0` does.
-    if (H5Fincrement_filesize(id, 0) < 0)
-      throw RuntimeError(path + ": cannot repair the end-of-allocation after a crash");
-    rf.resumed_ = true;
-    return rf;
+    fresh.reset();
   }
-  if (present && std::filesystem::is_directory(path, ec))
-    throw InputError(path, "is a directory");
-  auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty() && !std::filesystem::is_directory(parent, ec))
-    throw InputError(path, "directory " + parent.string() + " does not exist");
-  Handle fapl = latest_format_fapl(false);
-  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
-  if (id < 0) throw InputError(path, "cannot create file (permissions? disk full?)");
+  // Atomic replace: readers see either the old file or the complete copy.
+  fs::rename(tmp, path);
+  Handle fapl = latest_format_fapl();
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
+  if (id < 0) throw RuntimeError(path + ": cannot reopen the resumed file for writing");
   rf.file_ = Handle(id, H5Fclose);
-  hid_t f = rf.file_.get();
-  write_attr(f, "format", std::string(kFormatName));
-  write_attr(f, "format_version", kFormatVersion);
-  write_attr(f, "covfit_version", std::string(COVFIT_VERSION));
-  write_attr(f, "job_name", meta.job_name);
-  write_attr(f, "job_kind", meta.job_kind);
-  write_attr(f, "job_toml", meta.job_toml);
-  write_attr(f, "job_hash", meta.job_hash);
-  write_attr(f, "shard_index", meta.shard_index);
-  write_attr(f, "shard_count", meta.shard_count);
-  write_attr(f, "tasks_total", meta.tasks_total);
-  write_attr(f, "tasks_in_file", meta.tasks_in_file);
-  write_attr(f, "created", utc_now_iso());
-  write_attr(f, "host", host_name());
-  create_payload(f);
-  rf.flush();
   return rf;
 }
 
@@ -130,13 +192,11 @@ void ResultsFile::flush() {
 Handle open_for_reading(const std::string& path) {
   quiet_hdf5_errors();
   if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(path, "not a readable HDF5 file");
-  // SWMR read first (works while a writer runs), plain read as fallback.
-  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+  // SWMR read first (works while a writer runs, and after a writer was killed: it
+  // tolerates a stale end-of-allocation), plain read as fallback.
+  Handle fapl = latest_format_fapl();
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl.get());
   if (id < 0) id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (id < 0) {
-    Handle fapl = latest_format_fapl(false);
-    id = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl.get());
-  }
   if (id < 0) throw InputError(path, "cannot open for reading");
   return Handle(id, H5Fclose);
 }

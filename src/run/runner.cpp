@@ -116,12 +116,22 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   meta.tasks_total = total;
   meta.tasks_in_file = static_cast<std::int64_t>(mine.size());
 
-  io::FitTables tables(static_cast<int>(job.fit.target_losses.size()));
-  io::ResultsFile file = io::ResultsFile::open(opt.output, meta, opt.overwrite, [&](hid_t f) {
-    tables.create(f, data, job.fit.target_losses);
-  });
-  if (file.resumed()) tables.open_and_repair(file.id());
-  std::vector<std::int64_t> done_list = tables.done_ids();
+  const int n_targets = static_cast<int>(job.fit.target_losses.size());
+  io::OutputLock lock(opt.output);
+  io::FitTables tables(n_targets);
+  std::vector<std::int64_t> done_list;
+  io::ResultsFile file = io::ResultsFile::open(
+      opt.output, meta, opt.overwrite,
+      [&](hid_t f) { io::FitTables(n_targets).create(f, data, job.fit.target_losses); },
+      [&](hid_t old_file, hid_t new_file) {
+        io::FitTables old(n_targets), fresh(n_targets);
+        old.open(old_file);
+        fresh.open(new_file);
+        done_list = fresh.salvage_from(old, [&](std::int64_t id) {
+          return id >= 0 && id < total && id % opt.shard.count == opt.shard.index;
+        });
+      });
+  tables.open(file.id());
   std::unordered_set<std::int64_t> done(done_list.begin(), done_list.end());
   file.flush();
   file.start_swmr();

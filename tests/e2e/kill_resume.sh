@@ -9,6 +9,8 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 job="$src/jobs/demo.toml"
 sets=(--set fit.max_steps=2500 --set fit.rel_tol=0 --set grid.restarts=6 --set 'grid.K=[9,16]')
 run() { "$bin" run "$job" "${sets[@]}" -q --flush-every 0.05 "$@"; }
+# Started in the background without a shell function in between, so $! is covfit itself.
+start() { "$bin" run "$job" "${sets[@]}" -q --flush-every 0.05 "$@" & pid=$!; }
 compare() { /usr/bin/python3 "$src/tests/e2e/compare_results.py" "$@"; }
 
 run -o "$tmp/ref.h5" -t 2 >/dev/null
@@ -16,8 +18,7 @@ echo "reference run done"
 
 RANDOM=42
 for i in 1 2 3 4 5 6; do
-  run -o "$tmp/killed.h5" -t 2 >/dev/null 2>"$tmp/err" &
-  pid=$!
+  start -o "$tmp/killed.h5" -t 2 >/dev/null 2>"$tmp/err"
   sleep "0.$((RANDOM % 8 + 2))"
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -30,8 +31,7 @@ run -o "$tmp/killed.h5" -t 1 >/dev/null
 compare "$tmp/ref.h5" "$tmp/killed.h5"
 
 # SIGTERM: flush, exit 128+15, say how to resume.
-run -o "$tmp/term.h5" -t 1 >/dev/null 2>"$tmp/term.err" &
-pid=$!
+start -o "$tmp/term.h5" -t 1 >/dev/null 2>"$tmp/term.err"
 sleep 1.0
 kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?

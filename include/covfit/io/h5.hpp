@@ -81,6 +81,10 @@ class TableLayout {
 class Row {
  public:
   explicit Row(const TableLayout& layout) : layout_(&layout), bytes_(layout.row_bytes(), 0) {}
+  Row(const TableLayout& layout, const char* bytes)
+      : layout_(&layout), bytes_(bytes, bytes + layout.row_bytes()) {}
+  std::int64_t get_i64(const std::string& col) const;  // i64 or i32 scalar column
+  std::string get_str(const std::string& col) const;
   Row& set(const std::string& col, double v, int i = 0);
   Row& set(const std::string& col, std::int64_t v, int i = 0);
   Row& set(const std::string& col, int v, int i = 0) { return set(col, std::int64_t{v}, i); }

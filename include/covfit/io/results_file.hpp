@@ -1,9 +1,17 @@
 // The results file: one HDF5 file per run or shard, written by one thread.
 //
-// Life cycle: `open` either creates the file (all datasets are created before SWMR
-// mode starts, because SWMR forbids new objects) or reopens a file of the same job to
-// resume it (refusing a different job or a newer format). Then `start_swmr` lets
-// readers follow the run (h5py: File(path, "r", libver="latest", swmr=True)).
+// New file: attributes and every dataset are created first (SWMR forbids new objects
+// later), then `start_swmr` lets readers follow the run
+// (h5py: File(path, "r", libver="latest", swmr=True)).
+//
+// Resume: HDF5 does not promise that a file whose writer was killed can be written
+// again (chunk index and end-of-allocation can point past data that never reached the
+// disk), although SWMR readers can still read it. So a resume never writes into the old
+// file: it copies every task that is complete and consistent into a fresh file next to
+// it, then renames that over the old one. A crash during the copy leaves the old file
+// as it was. The same copy is how shards are merged.
+//
+// A lock file (<path>.lock, flock) keeps two covfit processes off one output.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -23,13 +31,31 @@ struct FileMeta {
   std::int64_t tasks_in_file = 0;   // in this shard
 };
 
+// Holds an exclusive advisory lock on <path>.lock while alive.
+class OutputLock {
+ public:
+  explicit OutputLock(const std::string& path);
+  ~OutputLock();
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+  OutputLock(OutputLock&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
 class ResultsFile {
  public:
-  // overwrite: delete an existing file first. Otherwise an existing file must hold the
-  // same job (hash) and shard, else InputError. `create_payload` makes the kind's
-  // groups and datasets in a new file.
+  // `create_payload(new_file)` makes the kind's groups and datasets.
+  // `salvage(old_file, new_file)` copies finished tasks when resuming.
   static ResultsFile open(const std::string& path, const FileMeta& meta, bool overwrite,
-                          const std::function<void(hid_t)>& create_payload);
+                          const std::function<void(hid_t)>& create_payload,
+                          const std::function<void(hid_t, hid_t)>& salvage);
+  // A fresh file at `path` (merge output); refuses to replace an existing file unless
+  // `overwrite`.
+  static ResultsFile create(const std::string& path, const FileMeta& meta, bool overwrite,
+                            const std::function<void(hid_t)>& create_payload);
   hid_t id() const { return file_.get(); }
   bool resumed() const { return resumed_; }
   const std::string& path() const { return path_; }
@@ -42,6 +68,11 @@ class ResultsFile {
   std::string path_;
   bool resumed_ = false;
 };
+
+// Check that an existing file holds this job and shard in this format version; throws
+// InputError (file untouched) otherwise.
+void check_meta(hid_t file, const std::string& path, const FileMeta& meta);
+FileMeta read_meta(hid_t file);
 
 // Read-only open that works on a file being written in SWMR mode, on a closed file and
 // on a file left by a killed writer.
