@@ -127,7 +127,7 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
         io::FitTables old(n_targets), fresh(n_targets);
         old.open(old_file);
         fresh.open(new_file);
-        done_list = fresh.salvage_from(old, [&](std::int64_t id) {
+        done_list = fresh.store().copy_tasks_from(old.store(), [&](std::int64_t id) {
           return id >= 0 && id < total && id % opt.shard.count == opt.shard.index;
         });
       });
