@@ -164,6 +164,88 @@ DataSpec read_data(const toml::table& t, const std::string& path, const std::str
   return d;
 }
 
+CovDataSpec read_cov_data(const toml::table& t, const std::string& path, const std::string& section,
+                          const std::string& default_name) {
+  TableReader r(t, path, section);
+  CovDataSpec d;
+  d.name = r.get<std::string>("name", default_name);
+  d.source = r.get<std::string>("source", d.source);
+  d.n = r.get<int>("n", d.n);
+  d.m = r.get<int>("m", d.m);
+  d.rank = r.get<int>("rank", d.rank);
+  d.noise = r.get<double>("noise", d.noise);
+  d.w0_scale = r.get<double>("w0_scale", d.w0_scale);
+  d.seed = r.get<std::uint64_t>("seed", d.seed);
+  d.file = r.get<std::string>("file", d.file);
+  d.x_dataset = r.get<std::string>("x_dataset", d.x_dataset);
+  d.s_dataset = r.get<std::string>("s_dataset", d.s_dataset);
+  if (d.source != "planted" && d.source != "hdf5")
+    r.fail("source", "'" + d.source + "' is not one of planted, hdf5 (for kind = \"sweep\")");
+  if (d.n < 2) r.fail("n", "must be >= 2");
+  if (d.m < 3) r.fail("m", "must be >= 3");
+  if (d.rank < 1) r.fail("rank", "must be >= 1");
+  if (!(d.noise >= 0)) r.fail("noise", "must be >= 0");
+  if (d.source == "hdf5" && d.file.empty()) r.fail("file", "required when source = \"hdf5\"");
+  r.finish({"name", "source", "n", "m", "rank", "noise", "w0_scale", "seed", "file", "x_dataset",
+            "s_dataset"});
+  return d;
+}
+
+// A grid given either as a list `key = [..]` or log-spaced `key_from`, `key_to`, `key_count`.
+std::vector<double> read_log_grid(TableReader& r, const std::string& key) {
+  std::vector<double> list = r.list<double>(key, {});
+  const toml::node* from = r.node(key + "_from");
+  const toml::node* to = r.node(key + "_to");
+  const toml::node* count = r.node(key + "_count");
+  if (!list.empty() && (from || to || count))
+    r.fail(key, "give either " + key + " = [...] or " + key + "_from/_to/_count, not both");
+  if (!from && !to && !count) return list;
+  if (!from || !to || !count) r.fail(key + "_from", key + "_from, " + key + "_to and " + key + "_count go together");
+  double a = r.convert<double>(*from, key + "_from"), b = r.convert<double>(*to, key + "_to");
+  int c = r.convert<int>(*count, key + "_count");
+  if (!(a > 0 && b > 0)) r.fail(key + "_from", "log-spaced grids need positive ends");
+  if (c < 1 || c > 1000000) r.fail(key + "_count", "must be in [1, 1000000]");
+  std::vector<double> out;
+  for (int i = 0; i < c; ++i)
+    out.push_back(c == 1 ? a : std::exp(std::log(a) + (std::log(b) - std::log(a)) * i / (c - 1)));
+  return out;
+}
+
+void read_sweep(const toml::table& t, const std::string& path, Job& job) {
+  TableReader r(t, path, "sweep");
+  SweepSettings& s = job.sweep;
+  s.models.clear();
+  for (const auto& name : r.list<std::string>("models", {"free"})) {
+    if (name == "free") s.models.push_back(CovModel::free);
+    else if (name == "free_diag") s.models.push_back(CovModel::free_diag);
+    else r.fail("models", "'" + name + "' is not one of free, free_diag");
+  }
+  s.lambdas = read_log_grid(r, "lambda");
+  if (s.lambdas.empty()) r.fail("lambda", "a lambda grid is required (lambda = [...] or lambda_from/_to/_count)");
+  for (double l : s.lambdas)
+    if (!(l > 0) || !std::isfinite(l)) r.fail("lambda", "every lambda must be finite and > 0");
+  std::string units = r.get<std::string>("lambda_units", "absolute");
+  if (units != "absolute" && units != "s_max2") r.fail("lambda_units", "must be \"absolute\" or \"s_max2\"");
+  s.lambda_relative = units == "s_max2";
+  s.lambda_d = read_log_grid(r, "lambda_d");
+  for (double l : s.lambda_d)
+    if (!(l > 0) || !std::isfinite(l)) r.fail("lambda_d", "every lambda_d must be finite and > 0");
+  s.folds = r.get<int>("folds", s.folds);
+  s.val = r.list<int>("val", {});
+  if (s.val.empty() && s.folds < 2) r.fail("folds", "must be >= 2 (or give val = [...])");
+  s.fold_seed = r.get<std::uint64_t>("fold_seed", job.seed);
+  s.exact = r.get<bool>("exact", s.exact);
+  s.exact_max_rank = r.get<int>("exact_max_rank", s.exact_max_rank);
+  s.train_r2 = r.get<bool>("train_r2", s.train_r2);
+  s.store_lambdas = r.list<double>("store_lambdas", {});
+  std::string store = r.get<std::string>("store", "best");
+  if (store != "best" && store != "all") r.fail("store", "must be \"best\" or \"all\"");
+  s.store_all = store == "all";
+  r.finish({"models", "lambda", "lambda_from", "lambda_to", "lambda_count", "lambda_units",
+            "lambda_d", "lambda_d_from", "lambda_d_to", "lambda_d_count", "folds", "val",
+            "fold_seed", "exact", "exact_max_rank", "train_r2", "store_lambdas", "store"});
+}
+
 void read_fit(const toml::table& t, const std::string& path, FitSettings& f) {
   TableReader r(t, path, "fit");
   std::string precision = r.get<std::string>("precision", "f64");
@@ -262,7 +344,19 @@ std::uint64_t mix_seed(std::uint64_t job_seed, std::uint64_t id) {
   return z ^ (z >> 31);
 }
 
+std::string cov_model_name(CovModel m) { return m == CovModel::free ? "free" : "free_diag"; }
+
+SweepTask Job::sweep_task(std::int64_t id) const {
+  SweepTask t;
+  t.id = id;
+  const auto nm = static_cast<std::int64_t>(sweep.models.size());
+  t.model = sweep.models[static_cast<std::size_t>(id % nm)];
+  t.data = static_cast<int>(id / nm);
+  return t;
+}
+
 std::int64_t Job::task_count() const {
+  if (kind == "sweep") return static_cast<std::int64_t>(cov_data.size() * sweep.models.size());
   return static_cast<std::int64_t>(grid.data.size() * grid.param.size() * grid.K.size() *
                                    grid.optimizer.size() * grid.lr_weight.size() *
                                    grid.lr_centre.size() * grid.lr_shape.size()) *
@@ -308,18 +402,23 @@ Job parse_job(const std::string& text, const std::string& path,
   job.name = r.get<std::string>("name", "");
   if (job.name.empty()) r.fail("name", "every job needs a name");
   job.kind = r.get<std::string>("kind", "fit");
-  if (job.kind != "fit") r.fail("kind", "'" + job.kind + "' is not a known job kind (fit)");
+  if (job.kind != "fit" && job.kind != "sweep")
+    r.fail("kind", "'" + job.kind + "' is not a known job kind (fit, sweep)");
   job.seed = r.get<std::uint64_t>("seed", 0);
+  const bool sweep = job.kind == "sweep";
+  auto add_data = [&](const toml::table& t, const std::string& section, const std::string& name) {
+    if (sweep) job.cov_data.push_back(read_cov_data(t, path, section, name));
+    else job.data.push_back(read_data(t, path, section, name));
+  };
 
   if (const toml::node* n = r.node("data")) {
     if (const toml::table* t = n->as_table()) {
-      job.data.push_back(read_data(*t, path, "data", "data"));
+      add_data(*t, "data", "data");
     } else if (const toml::array* a = n->as_array()) {
       for (std::size_t i = 0; i < a->size(); ++i) {
         const toml::table* t = a->get(i)->as_table();
         if (!t) throw InputError(where_of(path, a->get(i)), "[[data]] entries must be tables");
-        job.data.push_back(read_data(*t, path, "data[" + std::to_string(i) + "]",
-                                     "data" + std::to_string(i)));
+        add_data(*t, "data[" + std::to_string(i) + "]", "data" + std::to_string(i));
       }
     } else {
       r.fail("data", "expected a table [data] or an array of tables [[data]]");
@@ -327,10 +426,25 @@ Job parse_job(const std::string& text, const std::string& path,
   } else {
     r.fail("data", "missing [data] section");
   }
-  for (std::size_t i = 0; i < job.data.size(); ++i)
+  std::vector<std::string> names;
+  for (const auto& d : job.data) names.push_back(d.name);
+  for (const auto& d : job.cov_data) names.push_back(d.name);
+  for (std::size_t i = 0; i < names.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
-      if (job.data[i].name == job.data[j].name)
-        throw InputError(path, "two data sets are named '" + job.data[i].name + "'");
+      if (names[i] == names[j]) throw InputError(path, "two data sets are named '" + names[i] + "'");
+  if (sweep) {
+    if (r.node("fit") || r.node("grid")) r.fail(r.node("fit") ? "fit" : "grid", "not used by kind = \"sweep\" (use [sweep])");
+    const toml::node* n = r.node("sweep");
+    if (!n || !n->as_table()) r.fail("sweep", "kind = \"sweep\" needs a [sweep] table");
+    read_sweep(*n->as_table(), path, job);
+    r.finish({"name", "kind", "seed", "data", "sweep"});
+    std::ostringstream os;
+    os << root;
+    job.text = os.str();
+    job.hash = fnv1a_hex(job.text);
+    return job;
+  }
+  if (r.node("sweep")) r.fail("sweep", "only for kind = \"sweep\"");
 
   if (const toml::node* n = r.node("fit")) {
     if (!n->as_table()) r.fail("fit", "expected a table");

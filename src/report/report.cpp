@@ -26,29 +26,25 @@ struct TaskTable {
   std::size_t size() const { return id.size(); }
 };
 
+struct SweepTable {
+  std::vector<std::int64_t> id, n, m, r, folds;
+  std::vector<std::string> data, model, status, message;
+  std::vector<double> s_max, best_lambda, best_lambda_d, best_r2, one_se, best_exact_lambda,
+      best_r2_exact, svd_seconds, seconds;
+};
+
 struct FileView {
   std::map<std::string, std::string> text_attrs;
   std::map<std::string, std::int64_t> int_attrs;
-  bool has_fit = false;
+  bool has_fit = false, has_sweep = false;
   TaskTable tasks;
+  SweepTable sweep;
 };
 
-FileView read_view(const std::string& path) {
-  io::Handle f = io::open_for_reading(path);
-  FileView v;
-  if (!io::has_attr(f.get(), "format") ||
-      io::read_attr_string(f.get(), "format") != io::kFormatName)
-    throw InputError(path, "not a covfit results file");
-  for (const char* a : {"format", "covfit_version", "job_name", "job_kind", "job_hash", "created", "host"})
-    if (io::has_attr(f.get(), a)) v.text_attrs[a] = io::read_attr_string(f.get(), a);
-  for (const char* a : {"format_version", "shard_index", "shard_count", "tasks_total", "tasks_in_file"})
-    if (io::has_attr(f.get(), a)) v.int_attrs[a] = io::read_attr_int(f.get(), a);
-  if (!io::exists(f.get(), "/fit/tasks")) return v;
-  v.has_fit = true;
-  io::Handle ds(H5Dopen2(f.get(), "/fit/tasks", H5P_DEFAULT), H5Dclose);
-  io::Handle type(H5Dget_type(ds.get()), H5Tclose);
-  // Reopen as a table with a layout built from the file's own compound type, so reading
-  // works whatever the number of target levels.
+// Build a layout from a dataset's own compound type, so reading does not depend on
+// the writer's version of the layout (e.g. the number of target levels).
+io::TableLayout layout_of(hid_t ds) {
+  io::Handle type(H5Dget_type(ds), H5Tclose);
   std::vector<io::Column> cols;
   int n = H5Tget_nmembers(type.get());
   for (int i = 0; i < n; ++i) {
@@ -75,7 +71,52 @@ FileView read_view(const std::string& path) {
     }
     cols.push_back(c);
   }
-  io::TableLayout layout(cols);
+  return io::TableLayout(cols);
+}
+
+void read_sweep_view(hid_t f, SweepTable& t) {
+  io::Handle ds(H5Dopen2(f, "/sweep/tasks", H5P_DEFAULT), H5Dclose);
+  io::TableLayout layout = layout_of(ds.get());
+  io::AppendTable typed = io::AppendTable::open(f, "/sweep/tasks", &layout);
+  t.id = typed.read_i64("id");
+  t.n = typed.read_i64("n");
+  t.m = typed.read_i64("m");
+  t.r = typed.read_i64("r");
+  t.folds = typed.read_i64("folds");
+  t.data = typed.read_str("data");
+  t.model = typed.read_str("model");
+  t.status = typed.read_str("status");
+  t.message = typed.read_str("message");
+  t.s_max = typed.read_f64("s_max");
+  t.best_lambda = typed.read_f64("best_lambda");
+  t.best_lambda_d = typed.read_f64("best_lambda_d");
+  t.best_r2 = typed.read_f64("best_r2_val");
+  t.one_se = typed.read_f64("one_se_lambda");
+  t.best_exact_lambda = typed.read_f64("best_exact_lambda");
+  t.best_r2_exact = typed.read_f64("best_r2_val_exact");
+  t.svd_seconds = typed.read_f64("svd_seconds");
+  t.seconds = typed.read_f64("seconds");
+}
+
+FileView read_view(const std::string& path) {
+  io::Handle f = io::open_for_reading(path);
+  FileView v;
+  if (!io::has_attr(f.get(), "format") ||
+      io::read_attr_string(f.get(), "format") != io::kFormatName)
+    throw InputError(path, "not a covfit results file");
+  for (const char* a : {"format", "covfit_version", "job_name", "job_kind", "job_hash", "created", "host"})
+    if (io::has_attr(f.get(), a)) v.text_attrs[a] = io::read_attr_string(f.get(), a);
+  for (const char* a : {"format_version", "shard_index", "shard_count", "tasks_total", "tasks_in_file"})
+    if (io::has_attr(f.get(), a)) v.int_attrs[a] = io::read_attr_int(f.get(), a);
+  if (io::exists(f.get(), "/sweep/tasks")) {
+    v.has_sweep = true;
+    read_sweep_view(f.get(), v.sweep);
+  }
+  if (!io::exists(f.get(), "/fit/tasks")) return v;
+  v.has_fit = true;
+  io::Handle ds(H5Dopen2(f.get(), "/fit/tasks", H5P_DEFAULT), H5Dclose);
+  io::TableLayout layout = layout_of(ds.get());
+  const std::vector<io::Column>& cols = layout.columns();
   TaskTable& tt = v.tasks;
   {
     io::AppendTable typed = io::AppendTable::open(f.get(), "/fit/tasks", &layout);
@@ -195,6 +236,21 @@ std::string summary_table(const TaskTable& t) {
   return render(rows);
 }
 
+std::string sweep_table(const SweepTable& t) {
+  std::vector<std::vector<std::string>> rows = {
+      {"data", "model", "status", "n", "m", "r", "folds", "best lambda", "(x s_max^2)", "lambda_d",
+       "R2 val", "one-SE lambda", "svd s", "total s"}};
+  for (std::size_t i = 0; i < t.id.size(); ++i) {
+    double s2 = t.s_max[i] * t.s_max[i];
+    rows.push_back({t.data[i], t.model[i], t.status[i], std::to_string(t.n[i]), std::to_string(t.m[i]),
+                    std::to_string(t.r[i]), std::to_string(t.folds[i]), fmt("%.4g", t.best_lambda[i]),
+                    fmt("%.3g", t.best_lambda[i] / s2), fmt("%.3g", t.best_lambda_d[i]),
+                    fmt("%.4f", t.best_r2[i]), fmt("%.4g", t.one_se[i]), fmt("%.3f", t.svd_seconds[i]),
+                    fmt("%.2f", t.seconds[i])});
+  }
+  return render(rows);
+}
+
 std::string json_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -225,6 +281,7 @@ std::vector<std::size_t> best_tasks(const TaskTable& t, int best) {
 
 std::string fit_summary_table(const std::string& path) {
   FileView v = read_view(path);
+  if (v.has_sweep) return sweep_table(v.sweep);
   return v.has_fit ? summary_table(v.tasks) : "";
 }
 
@@ -240,6 +297,14 @@ std::string inspect_text(const std::string& path, int best) {
   os << "  shard      " << v.int_attrs["shard_index"] << "/" << v.int_attrs["shard_count"]
      << " (" << v.int_attrs["tasks_in_file"] << " of " << v.int_attrs["tasks_total"]
      << " tasks)\n";
+  if (v.has_sweep) {
+    std::int64_t total = v.int_attrs["tasks_in_file"];
+    std::int64_t done = static_cast<std::int64_t>(v.sweep.id.size());
+    os << "  progress   " << done << "/" << total << " done"
+       << (done < total ? " (incomplete: re-run the same command to resume)" : "") << "\n\n"
+       << "Sweeps (best lambda by validation R2; exact-solution R2 where computed):\n"
+       << sweep_table(v.sweep);
+  }
   if (!v.has_fit) return os.str();
   const TaskTable& t = v.tasks;
   std::map<std::string, int> by_status;
@@ -266,6 +331,18 @@ std::string inspect_json(const std::string& path, int best) {
   os << "{\"path\": \"" << json_escape(path) << "\"";
   for (const auto& [k, s] : v.text_attrs) os << ", \"" << k << "\": \"" << json_escape(s) << "\"";
   for (const auto& [k, n] : v.int_attrs) os << ", \"" << k << "\": " << n;
+  if (v.has_sweep) {
+    const SweepTable& t = v.sweep;
+    os << ", \"tasks_done\": " << t.id.size() << ", \"sweeps\": [";
+    for (std::size_t i = 0; i < t.id.size(); ++i) {
+      auto num = [&](double x) { return std::isfinite(x) ? fmt("%.17g", x) : std::string("null"); };
+      os << (i ? ", " : "") << "{\"id\": " << t.id[i] << ", \"data\": \"" << json_escape(t.data[i])
+         << "\", \"model\": \"" << t.model[i] << "\", \"status\": \"" << t.status[i]
+         << "\", \"best_lambda\": " << num(t.best_lambda[i]) << ", \"best_r2_val\": "
+         << num(t.best_r2[i]) << ", \"one_se_lambda\": " << num(t.one_se[i]) << "}";
+    }
+    os << "]";
+  }
   if (v.has_fit) {
     const TaskTable& t = v.tasks;
     std::map<std::string, int> by_status;

@@ -72,19 +72,59 @@ struct FitGrid {
   int restarts = 1;
 };
 
+// A covariance data set (kind = "sweep"): X (n x m) and S (m x m).
+struct CovDataSpec {
+  std::string name;
+  std::string source = "planted";  // planted | hdf5
+  int n = 500, m = 200, rank = 40;  // planted sizes; rank of the signal in X
+  double noise = 0.1;              // planted: relative noise on S (and on X)
+  double w0_scale = 0.5;           // planted: spectral size of the planted W0
+  std::uint64_t seed = 1;
+  std::string file;                // hdf5 input
+  std::string x_dataset = "X", s_dataset = "S";
+};
+
+enum class CovModel { free, free_diag };
+std::string cov_model_name(CovModel m);
+
+struct SweepSettings {
+  std::vector<CovModel> models = {CovModel::free};
+  std::vector<double> lambdas;      // as given (before units)
+  bool lambda_relative = false;     // lambda_units = "s_max2": lambdas are x s_max^2
+  std::vector<double> lambda_d;     // free_diag; empty: lambda_d = lambda (paired path)
+  int folds = 5;                    // k-fold over stimuli (ignored when val is given)
+  std::vector<int> val;             // explicit validation stimuli (one fold)
+  std::uint64_t fold_seed = 0;
+  bool exact = true;                // exact solutions along the path (free)
+  int exact_max_rank = 400;         // ... only if rank(X) <= this
+  bool train_r2 = false;
+  std::vector<double> store_lambdas;  // also store W, d, eq. 1 pairs at these (nearest grid)
+  bool store_all = false;           // store = "all": W at every lambda
+};
+
+// One sweep task: a (data set, model) pair.
+struct SweepTask {
+  std::int64_t id = 0;
+  int data = 0;
+  CovModel model = CovModel::free;
+};
+
 struct Job {
   std::string path;              // job file as given (for messages)
   std::string name;
-  std::string kind = "fit";      // fit (| sweep)
+  std::string kind = "fit";      // fit | sweep
   std::uint64_t seed = 0;
   std::string text;              // effective TOML text (after --set overrides)
   std::string hash;              // hex FNV-1a 64 of `text`
-  std::vector<DataSpec> data;
+  std::vector<DataSpec> data;    // kind = fit
   FitSettings fit;
   FitGrid grid;
+  std::vector<CovDataSpec> cov_data;  // kind = sweep
+  SweepSettings sweep;
 
   std::int64_t task_count() const;
-  TaskCoord task(std::int64_t id) const;
+  TaskCoord task(std::int64_t id) const;          // kind = fit
+  SweepTask sweep_task(std::int64_t id) const;    // kind = sweep: data slowest, model fastest
 };
 
 // Parse and validate. `overrides` are "dotted.key=value" strings (--set); the value is

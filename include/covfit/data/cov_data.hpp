@@ -1,0 +1,27 @@
+// Covariance data sets (kind = "sweep"): the planted generator or X and S from HDF5,
+// validated and centred (cov::check_and_centre).
+#pragma once
+#include <string>
+
+#include <hdf5.h>
+
+#include "covfit/cov/problem.hpp"
+#include "covfit/job/spec.hpp"
+
+namespace covfit::data {
+
+struct CovData {
+  std::string name;
+  cov::Problem problem;   // checked: shapes, finite, S symmetric, X centred
+  bool centred_by_us = false;
+  cov::Matrix W0;         // planted W0 (empty for HDF5 input)
+};
+
+// Throws InputError naming file:dataset and the offending value or shape.
+CovData load_cov(const job::CovDataSpec& spec);
+
+// Row-major HDF5 (h5py/numpy order) <-> column-major cov::Matrix.
+cov::Matrix matrix_from_hdf5(hid_t file, const std::string& file_name, const std::string& dataset);
+void matrix_to_hdf5(hid_t loc, const std::string& name, const cov::Matrix& A);
+
+}  // namespace covfit::data

@@ -1,0 +1,322 @@
+#include "covfit/cov/sweep.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <set>
+
+#include "covfit/cov/diagonal.hpp"
+#include "covfit/cov/exact.hpp"
+#include "covfit/cov/linearized.hpp"
+#include "covfit/cov/matrix.hpp"
+#include "covfit/cov/svd.hpp"
+#include "covfit/core/error.hpp"
+
+namespace covfit::cov {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+StoredMatrix stored(const std::string& name, double lambda, double lambda_d, const Matrix& A) {
+  StoredMatrix s{name, lambda, lambda_d, A.rows, A.cols, std::vector<double>(A.size())};
+  for (int i = 0; i < A.rows; ++i)
+    for (int j = 0; j < A.cols; ++j) s.data[static_cast<std::size_t>(i) * A.cols + j] = A(i, j);
+  return s;
+}
+StoredMatrix stored_vector(const std::string& name, double lambda, double lambda_d,
+                           const std::vector<double>& v) {
+  return {name, lambda, lambda_d, static_cast<int>(v.size()), 1, v};
+}
+
+// Grid indices to store: the best, the nearest to each requested lambda, or all.
+std::vector<int> indices_to_store(const std::vector<double>& grid, const std::vector<double>& wanted,
+                                  int best, bool all) {
+  std::set<int> idx;
+  if (all)
+    for (int i = 0; i < static_cast<int>(grid.size()); ++i) idx.insert(i);
+  if (best >= 0) idx.insert(best);
+  for (double w : wanted) {
+    int near = 0;
+    for (int i = 1; i < static_cast<int>(grid.size()); ++i)
+      if (std::abs(std::log(grid[i] / w)) < std::abs(std::log(grid[near] / w))) near = i;
+    if (!grid.empty()) idx.insert(near);
+  }
+  return {idx.begin(), idx.end()};
+}
+
+// R^2 over the upper triangle of the val block for W = diag(d) + U M U^T, from the
+// exact forward map S_hat = H^T J H, H = (I + W) X_va.
+double r2_val_diag(const FoldData& fd, const Matrix& X_va, const std::vector<double>& d,
+                   const Matrix& M) {
+  const Matrix UMP = matmul(fd.red.U, matmul(M, fd.P_va));
+  Matrix H = X_va;
+  for (int j = 0; j < H.cols; ++j) {
+    double mean = 0;
+    for (int i = 0; i < H.rows; ++i) {
+      H(i, j) += d[static_cast<std::size_t>(i)] * X_va(i, j) + UMP(i, j);
+      mean += H(i, j);
+    }
+    mean /= H.rows;
+    for (int i = 0; i < H.rows; ++i) H(i, j) -= mean;  // J H
+  }
+  const Matrix Shat = gram(H);
+  double ss = 0;
+  for (int j = 0; j < Shat.cols; ++j)
+    for (int i = 0; i <= j; ++i) {
+      const double e = fd.S_va(i, j) - Shat(i, j);
+      ss += e * e;
+    }
+  return fd.ss_tot_va > 0 ? 1.0 - ss / fd.ss_tot_va : kNaN;
+}
+
+void summarise_into(SweepResult& res, const std::vector<double>& lam_for_summary,
+                    const std::vector<std::vector<double>>& lin,
+                    const std::vector<std::vector<double>>& fwd,
+                    const std::vector<std::vector<double>>& ex, bool have_exact,
+                    bool headline_exact) {
+  CvSummary sl = summarise(lam_for_summary, lin), sf = summarise(lam_for_summary, fwd);
+  CvSummary se = have_exact ? summarise(lam_for_summary, ex) : CvSummary{};
+  for (std::size_t l = 0; l < res.rows.size(); ++l) {
+    SweepRow& row = res.rows[l];
+    row.r2_val = sl.mean[l];
+    row.r2_val_sd = sl.sd[l];
+    row.r2_val_fwd = sf.mean[l];
+    row.r2_val_fwd_sd = sf.sd[l];
+    row.r2_val_exact = have_exact ? se.mean[l] : kNaN;
+    row.r2_val_exact_sd = have_exact ? se.sd[l] : kNaN;
+  }
+  const CvSummary& head = headline_exact ? se : sl;
+  res.best = head.best;
+  res.one_se = head.one_se;
+  res.best_exact = have_exact ? se.best : -1;
+}
+
+void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
+              const std::vector<double>& lam, SweepResult& res, const std::atomic<bool>* stop) {
+  const int F = static_cast<int>(cfg.folds.size()), L = static_cast<int>(lam.size());
+  const bool exact = cfg.exact && red.r <= cfg.exact_max_rank;
+  std::vector<std::vector<double>> lin(F, std::vector<double>(L, kNaN)), fwd = lin, ex = lin, tr = lin;
+  std::vector<ExactResult> full_exact;
+  std::exception_ptr failure;
+  // Folds and the full-data exact path are independent: one work item each, each on one
+  // thread with one BLAS thread, so results do not depend on the thread count.
+  BlasThreads one(1);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, cfg.threads))
+  for (int item = 0; item <= F; ++item) {
+    if ((stop && stop->load()) || failure) continue;
+    try {
+      if (item == F) {
+        if (exact) full_exact = sweep_exact(red, lam);
+        continue;
+      }
+      const FoldData fd = prepare_fold(p, cfg.folds[static_cast<std::size_t>(item)]);
+      std::vector<ExactResult> fe;
+      if (exact) fe = sweep_exact(fd.red, lam);
+      Matrix M;
+      for (int l = 0; l < L; ++l) {
+        linearized_M(fd.red, lam[static_cast<std::size_t>(l)], M);
+        R2Pair r = r2_val(fd, M);
+        lin[item][l] = r.linear;
+        fwd[item][l] = r.exact;
+        if (exact) ex[item][l] = r2_val(fd, fe[static_cast<std::size_t>(l)].M).exact;
+        if (cfg.train_r2) tr[item][l] = r2_train(fd, M).linear;
+      }
+    } catch (...) {
+#pragma omp critical(covfit_sweep_failure)
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+  if (stop && stop->load()) return;
+
+  Matrix M;
+  for (int l = 0; l < L; ++l) {
+    SweepRow row;
+    row.lambda = lam[static_cast<std::size_t>(l)];
+    row.lambda_d = kNaN;
+    linearized_M(red, row.lambda, M);
+    row.loss_lin = loss_reduced(red, M, row.lambda);
+    row.loss_linearized = loss_linearized_reduced(red, M, row.lambda);
+    const ExactResult* e = exact ? &full_exact[static_cast<std::size_t>(l)] : nullptr;
+    row.loss_exact = e ? e->loss : kNaN;
+    row.exact_status = e ? (e->status == ExactStatus::converged ? "converged" : "not_converged") : "";
+    row.rel_grad = e ? e->rel_grad : kNaN;
+    row.gap_bound = e ? e->gap_bound : kNaN;
+    row.newton_iters = e ? e->newton_iters : 0;
+    row.cg_iters = e ? e->cg_iters : 0;
+    row.exact_seconds = e ? e->seconds : 0;
+    row.diag = diagnose(red, row.lambda, e);
+    double t = 0;
+    int cnt = 0;
+    for (int f = 0; f < F; ++f)
+      if (std::isfinite(tr[f][l])) t += tr[f][l], ++cnt;
+    row.r2_train = cnt ? t / cnt : kNaN;
+    res.rows.push_back(row);
+    for (int f = 0; f < F; ++f)
+      res.fold_rows.push_back({f, row.lambda, kNaN, lin[f][l], fwd[f][l], exact ? ex[f][l] : kNaN, tr[f][l]});
+  }
+  summarise_into(res, lam, lin, fwd, ex, exact, exact);
+
+  std::vector<double> wanted;
+  for (double w : cfg.store_lambdas) wanted.push_back(w * (cfg.lambda_relative ? red.s_max() * red.s_max() : 1.0));
+  for (int l : indices_to_store(lam, wanted, res.best, cfg.store_all)) {
+    const double lambda = lam[static_cast<std::size_t>(l)];
+    linearized_M(red, lambda, M);
+    const Matrix& Mw = exact ? full_exact[static_cast<std::size_t>(l)].M : M;
+    res.stored.push_back(stored(exact ? "W" : "W_lin", lambda, kNaN, form_W(red.U, Mw)));
+    res.stored.push_back(stored_vector(exact ? "d" : "d_lin", lambda, kNaN, diag_of_W(red.U, Mw)));
+    Eq1Pairs pairs = eq1_pairs(red, Mw, lambda);
+    res.stored.push_back(stored_vector("eq1_lhs", lambda, kNaN, pairs.lhs));
+    res.stored.push_back(stored_vector("eq1_rhs", lambda, kNaN, pairs.rhs));
+    if (exact) res.stored.push_back(stored("W_lin", lambda, kNaN, form_W(red.U, M)));
+  }
+}
+
+void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
+                   const std::vector<double>& lam, std::vector<double> lamd, SweepResult& res,
+                   const std::atomic<bool>* stop) {
+  const bool paired = lamd.empty();
+  if (paired) lamd = lam;
+  for (double l : lamd)
+    if (!(l > 0)) throw InputError("lambda_d", "every lambda_d must be > 0");
+  // Grid points (lambda index, lambda_d index), lambda-major.
+  std::vector<std::pair<int, int>> grid;
+  for (int a = 0; a < static_cast<int>(lam.size()); ++a) {
+    if (paired) grid.push_back({a, a});
+    else
+      for (int b = 0; b < static_cast<int>(lamd.size()); ++b) grid.push_back({a, b});
+  }
+  const int F = static_cast<int>(cfg.folds.size()), G = static_cast<int>(grid.size());
+  std::vector<std::vector<double>> fwd(F, std::vector<double>(G, kNaN));
+  std::vector<double> loss(G), loss_start(G), rms_d(G), rms_off(G);
+  std::exception_ptr failure;
+  BlasThreads one(1);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, cfg.threads))
+  for (int item = 0; item <= F; ++item) {
+    if ((stop && stop->load()) || failure) continue;
+    try {
+      const bool full = item == F;
+      FoldData fd;
+      Matrix X_va;
+      if (!full) {
+        fd = prepare_fold(p, cfg.folds[static_cast<std::size_t>(item)]);
+        X_va = select_cols(p.X, cfg.folds[static_cast<std::size_t>(item)].val);
+      }
+      const Reduced& rd = full ? red : fd.red;
+      int last_a = -1;
+      std::unique_ptr<DiagPath> path;
+      for (int g = 0; g < G; ++g) {
+        auto [a, b] = grid[static_cast<std::size_t>(g)];
+        if (a != last_a) {
+          path = std::make_unique<DiagPath>(rd, lam[static_cast<std::size_t>(a)]);
+          last_a = a;
+        }
+        DiagLinearized sol = path->solve(lamd[static_cast<std::size_t>(b)]);
+        if (full) {
+          Matrix B = matmul(red.U, sol.M);
+          loss[g] = diag_loss(red, lam[static_cast<std::size_t>(a)], lamd[static_cast<std::size_t>(b)], sol.d, B);
+          double sd = 0;
+          for (double x : sol.d) sd += x * x;
+          rms_d[g] = std::sqrt(sd / static_cast<double>(sol.d.size()));
+          rms_off[g] = w_magnitudes(red.U, sol.M).rms_offdiag;
+        } else {
+          fwd[item][g] = r2_val_diag(fd, X_va, sol.d, sol.M);
+        }
+      }
+    } catch (...) {
+#pragma omp critical(covfit_sweep_failure)
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+  if (stop && stop->load()) return;
+
+  std::vector<double> lam_flat;
+  for (int g = 0; g < G; ++g) {
+    auto [a, b] = grid[static_cast<std::size_t>(g)];
+    SweepRow row;
+    row.lambda = lam[static_cast<std::size_t>(a)];
+    row.lambda_d = lamd[static_cast<std::size_t>(b)];
+    row.loss_lin = loss[g];
+    row.loss_linearized = kNaN;
+    row.loss_exact = kNaN;
+    row.rel_grad = row.gap_bound = kNaN;
+    row.r2_train = kNaN;
+    row.diag.lambda = row.lambda;
+    row.diag.eq1_residual_exact = row.diag.dW = row.diag.kappa = kNaN;
+    row.diag.g_proxy = row.diag.q_proxy = kNaN;
+    row.diag.lin = {rms_d[g], rms_off[g]};
+    row.diag.exact = {kNaN, kNaN};
+    res.rows.push_back(row);
+    lam_flat.push_back(row.lambda);
+    for (int f = 0; f < F; ++f) res.fold_rows.push_back({f, row.lambda, row.lambda_d, fwd[f][g], fwd[f][g], kNaN, kNaN});
+  }
+  // The linearised model's prediction is the exact forward map of its W here.
+  summarise_into(res, lam_flat, fwd, fwd, fwd, false, false);
+  if (res.best < 0) return;
+
+  // Exact (non-linearised) solution at the best pair, on all stimuli.
+  SweepRow& best = res.rows[static_cast<std::size_t>(res.best)];
+  DiagExactResult e = diag_exact(red, best.lambda, best.lambda_d);
+  best.loss_exact = e.loss;
+  best.rel_grad = e.rel_grad;
+  best.exact_status = e.status == ExactStatus::converged ? "converged" : "not_converged";
+  best.newton_iters = e.iters;
+  best.exact_seconds = e.seconds;
+  DiagLinearized lin = diag_linearized(red, best.lambda, best.lambda_d);
+  res.stored.push_back(stored_vector("d_lin", best.lambda, best.lambda_d, lin.d));
+  res.stored.push_back(stored_vector("d", best.lambda, best.lambda_d, e.d));
+  Matrix W = form_W(red.U, lin.M);
+  for (int i = 0; i < W.rows; ++i) W(i, i) += lin.d[static_cast<std::size_t>(i)];
+  res.stored.push_back(stored("W_lin", best.lambda, best.lambda_d, W));
+}
+
+}  // namespace
+
+double sweep_store_bytes(const SweepConfig& cfg, int n, int m) {
+  const double per = 8.0 * (2.0 * n * n + n + m * (m + 1.0));
+  double count = 1 + static_cast<double>(cfg.store_lambdas.size());
+  if (cfg.store_all) count = static_cast<double>(cfg.lambdas.size());
+  return per * count;
+}
+
+SweepResult run_sweep(const Problem& p, const SweepConfig& cfg, const std::atomic<bool>* stop) {
+  const auto t0 = Clock::now();
+  SweepResult res;
+  res.n = p.X.rows;
+  res.m = p.X.cols;
+  res.folds = static_cast<int>(cfg.folds.size());
+  Reduced red;
+  {
+    BlasThreads threads(std::max(1, cfg.threads));  // one big SVD: let BLAS use the cores
+    red = reduce(p.X, p.S);
+  }
+  res.svd_seconds = since(t0);
+  res.r = red.r;
+  res.s_max = red.s_max();
+  if (red.r == 0) {
+    res.ok = false;
+    res.message = "X has numerical rank 0";
+    return res;
+  }
+  std::vector<double> lam = cfg.lambdas;
+  const double scale = cfg.lambda_relative ? red.s_max() * red.s_max() : 1.0;
+  for (double& l : lam) l *= scale;
+  std::vector<double> lamd = cfg.lambda_d;
+  for (double& l : lamd) l *= scale;
+  check_lambdas(lam, 0.0, false, "lambda");
+  res.loss_zero = loss_reduced(red, Matrix(red.r, red.r), 1.0);  // lambda irrelevant at W = 0
+  if (cfg.model == SweepModel::free) run_free(p, cfg, red, lam, res, stop);
+  else run_free_diag(p, cfg, red, lam, lamd, res, stop);
+  res.seconds = since(t0);
+  return res;
+}
+
+}  // namespace covfit::cov

@@ -1,0 +1,50 @@
+#include "covfit/data/cov_data.hpp"
+
+#include "covfit/core/error.hpp"
+#include "covfit/io/h5.hpp"
+
+namespace covfit::data {
+
+cov::Matrix matrix_from_hdf5(hid_t file, const std::string& file_name, const std::string& dataset) {
+  const std::string where = file_name + ":" + dataset;
+  if (!io::exists(file, dataset)) throw InputError(where, "no such dataset");
+  io::DoubleArray a = io::read_array(file, dataset);
+  if (a.dims.size() != 2) throw InputError(where, "expected a 2-D dataset, got " + std::to_string(a.dims.size()) + "-D");
+  cov::Matrix M(static_cast<int>(a.dims[0]), static_cast<int>(a.dims[1]));
+  for (int i = 0; i < M.rows; ++i)
+    for (int j = 0; j < M.cols; ++j) M(i, j) = a.data[static_cast<std::size_t>(i) * a.dims[1] + j];
+  return M;
+}
+
+void matrix_to_hdf5(hid_t loc, const std::string& name, const cov::Matrix& A) {
+  std::vector<double> rm(A.size());
+  for (int i = 0; i < A.rows; ++i)
+    for (int j = 0; j < A.cols; ++j) rm[static_cast<std::size_t>(i) * A.cols + j] = A(i, j);
+  io::write_array(loc, name, {static_cast<hsize_t>(A.rows), static_cast<hsize_t>(A.cols)}, rm.data());
+}
+
+CovData load_cov(const job::CovDataSpec& spec) {
+  CovData d;
+  d.name = spec.name;
+  std::string where = "data '" + spec.name + "'";
+  if (spec.source == "planted") {
+    if (spec.rank > std::min(spec.n, spec.m))
+      throw InputError(where, "rank " + std::to_string(spec.rank) + " exceeds min(n, m)");
+    cov::PlantedProblem pp = cov::planted_problem(spec.n, spec.m, spec.rank, spec.noise,
+                                                  spec.w0_scale, spec.seed);
+    d.problem = std::move(pp.problem);
+    d.W0 = std::move(pp.W0);
+  } else {
+    io::quiet_hdf5_errors();
+    if (H5Fis_hdf5(spec.file.c_str()) <= 0)
+      throw InputError(spec.file, "not a readable HDF5 file (data set '" + spec.name + "')");
+    io::Handle f(H5Fopen(spec.file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    d.problem.X = matrix_from_hdf5(f.get(), spec.file, spec.x_dataset);
+    d.problem.S = matrix_from_hdf5(f.get(), spec.file, spec.s_dataset);
+    where = spec.file + ":" + spec.x_dataset + "," + spec.s_dataset;
+  }
+  d.centred_by_us = cov::check_and_centre(d.problem, where);
+  return d;
+}
+
+}  // namespace covfit::data
