@@ -295,7 +295,7 @@ SweepResult run_sweep(const Problem& p, const SweepConfig& cfg, const std::atomi
   res.folds = static_cast<int>(cfg.folds.size());
   Reduced red;
   {
-    BlasThreads threads(std::max(1, cfg.threads));  // one big SVD: let BLAS use the cores
+    BlasThreads threads(std::max(1, cfg.blas_threads));
     red = reduce(p.X, p.S);
   }
   res.svd_seconds = since(t0);

@@ -241,9 +241,12 @@ void read_sweep(const toml::table& t, const std::string& path, Job& job) {
   std::string store = r.get<std::string>("store", "best");
   if (store != "best" && store != "all") r.fail("store", "must be \"best\" or \"all\"");
   s.store_all = store == "all";
+  s.blas_threads = r.get<int>("blas_threads", s.blas_threads);
+  if (s.blas_threads < 1) r.fail("blas_threads", "must be >= 1");
   r.finish({"models", "lambda", "lambda_from", "lambda_to", "lambda_count", "lambda_units",
             "lambda_d", "lambda_d_from", "lambda_d_to", "lambda_d_count", "folds", "val",
-            "fold_seed", "exact", "exact_max_rank", "train_r2", "store_lambdas", "store"});
+            "fold_seed", "exact", "exact_max_rank", "train_r2", "store_lambdas", "store",
+            "blas_threads"});
 }
 
 void read_fit(const toml::table& t, const std::string& path, FitSettings& f) {

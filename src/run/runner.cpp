@@ -194,6 +194,7 @@ class SweepKind : public Kind {
     cfg.store_lambdas = s.store_lambdas;
     cfg.store_all = s.store_all;
     cfg.threads = inner_threads;
+    cfg.blas_threads = s.blas_threads;
     cov::SweepResult r = cov::run_sweep(data_[di].problem, cfg, stop);
     if (stop && stop->load()) return {};
     double score = r.best >= 0 ? -(r.best_exact >= 0 ? r.rows[static_cast<std::size_t>(r.best_exact)].r2_val_exact

@@ -33,6 +33,8 @@ struct SweepConfig {
   std::vector<double> store_lambdas;  // nearest grid points also stored (same units as lambdas)
   bool store_all = false;
   int threads = 1;                    // folds in parallel (each single-threaded)
+  int blas_threads = 1;               // for the one full-data SVD; > 1 is faster for a big
+                                      // X but results then depend on it at ~1e-13
 };
 
 struct SweepRow {

@@ -100,6 +100,7 @@ struct SweepSettings {
   bool train_r2 = false;
   std::vector<double> store_lambdas;  // also store W, d, eq. 1 pairs at these (nearest grid)
   bool store_all = false;           // store = "all": W at every lambda
+  int blas_threads = 1;             // BLAS threads for the full-data SVD (see cov/sweep.hpp)
 };
 
 // One sweep task: a (data set, model) pair.
