@@ -337,9 +337,9 @@ class SweepTest(unittest.TestCase):
 class LiveSwmrTest(unittest.TestCase):
     """Read a file with read_tasks while covfit is still writing it."""
 
-    # covfit makes appended rows visible to SWMR readers when it flushes, every 2 s, so
-    # the job must run well over 4 s (about 6 s here on one thread) to show two counts.
-    RESTARTS = 8
+    # covfit makes appended rows visible to SWMR readers when it flushes (every 0.25 s
+    # here, --flush-every), so a run of a few seconds shows several counts.
+    RESTARTS = 4
     LIVE_SETS = ["fit.max_steps=3000", "fit.rel_tol=0", f"grid.restarts={RESTARTS}"]
 
     def setUp(self):
@@ -350,7 +350,7 @@ class LiveSwmrTest(unittest.TestCase):
 
     def test_live_read(self):
         path = os.path.join(self.dir, "live.h5")
-        proc = subprocess.Popen(covfit_cmd(path, self.LIVE_SETS, threads=1),
+        proc = subprocess.Popen(covfit_cmd(path, self.LIVE_SETS, threads=1) + ["--flush-every", "0.25"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         counts, times, errors, checked = [], [], [], set()
         start = time.monotonic()
