@@ -12,6 +12,7 @@
 #include "covfit/io/h5.hpp"
 #include "covfit/job/spec.hpp"
 #include "covfit/report/report.hpp"
+#include "covfit/run/merge.hpp"
 #include "covfit/run/runner.hpp"
 
 namespace {
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
       "  covfit gen planted --n 500 --m 200 -o case.h5  a covariance problem to share\n"
       "  covfit run job.toml --set fit.max_steps=500  override a job key\n"
       "  covfit run job.toml --shard 3/8              one shard of a cluster array\n"
+      "  covfit merge -o all.h5 job.shard*of8.h5        merge a finished array\n"
       "  covfit inspect demo.h5                        progress, best tasks, summary\n"
       "Exit codes: 0 ok, 1 runtime failure, 2 bad input, 128+N interrupted by signal N."};
   app.require_subcommand(1);
@@ -145,6 +147,13 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", json, "machine-readable output");
   inspect->add_option("--best", best, "how many best tasks to list")->check(CLI::PositiveNumber);
 
+  CLI::App* merge = app.add_subcommand(
+      "merge", "merge the complete shard files of one job into one file (e.g. after a Slurm array)");
+  std::vector<std::string> shard_files;
+  merge->add_option("-o,--output", output, "merged results file")->required();
+  merge->add_option("shards", shard_files, "shard files (every shard 0..N-1 exactly once)")->required();
+  merge->add_flag("--overwrite", overwrite, "replace an existing output file");
+
   CLI::App* gen = app.add_subcommand("gen", "write a generated data set to HDF5");
   gen->require_subcommand(1);
   CLI::App* gen_planted = gen->add_subcommand(
@@ -170,6 +179,11 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(job_path, output, sets, shard, threads, overwrite, quiet, max_tasks, flush_every);
     if (*validate) return cmd_validate(job_path, sets);
     if (*gen_planted) return cmd_gen_planted(planted, gen_out, overwrite);
+    if (*merge) {
+      auto m = covfit::run::merge_shards(shard_files, output, overwrite);
+      std::cout << output << ": merged " << m.tasks << " tasks from " << m.shards << " shards\n";
+      return 0;
+    }
     if (*inspect) {
       std::cout << (json ? covfit::report::inspect_json(file, best)
                          : covfit::report::inspect_text(file, best));

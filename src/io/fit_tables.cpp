@@ -63,8 +63,7 @@ FitTables::FitTables(int n_targets)
               {"kernels", &kernel_layout_, "kernel_offset", "kernel_len", 512},
               {"raw", nullptr, "raw_offset", "raw_len", 4096}}) {}
 
-void FitTables::create(hid_t file, const std::vector<data::PointData>& data,
-                       const std::vector<double>& target_losses) {
+void FitTables::create_data(hid_t file, const std::vector<data::PointData>& data) {
   for (const auto& d : data) {
     Handle g = create_group(file, "/data/" + d.name);
     hsize_t n = d.x.size();
@@ -78,6 +77,9 @@ void FitTables::create(hid_t file, const std::vector<data::PointData>& data,
       write_array(g.get(), "planted_kernels", {d.planted.size(), 6}, flat.data());
     }
   }
+}
+
+void FitTables::create(hid_t file, const std::vector<double>& target_losses) {
   store_.create(file);
   write_attr(store_.commit_id(), "target_losses", target_losses);
 }

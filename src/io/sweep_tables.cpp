@@ -61,7 +61,7 @@ SweepTables::SweepTables()
               {"matrices", &matrix_layout_, "matrix_offset", "matrix_len", 64},
               {"values", nullptr, "values_offset", "values_len", 16384}}) {}
 
-void SweepTables::create(hid_t file, const std::vector<data::CovData>& data) {
+void SweepTables::create_data(hid_t file, const std::vector<data::CovData>& data) {
   for (const auto& d : data) {
     if (d.W0.size() == 0) continue;  // HDF5 input: the user has it; planted: keep it
     Handle g = create_group(file, "/data/" + d.name);
@@ -69,7 +69,6 @@ void SweepTables::create(hid_t file, const std::vector<data::CovData>& data) {
     data::matrix_to_hdf5(g.get(), "S", d.problem.S);
     data::matrix_to_hdf5(g.get(), "W0", d.W0);
   }
-  store_.create(file);
 }
 
 void SweepTables::append(std::int64_t id, const std::string& data_name, const std::string& model,

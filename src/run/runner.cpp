@@ -15,51 +15,14 @@
 #include <cblas.h>
 
 #include "covfit/core/error.hpp"
-#include "covfit/cov/sweep.hpp"
-#include "covfit/data/cov_data.hpp"
-#include "covfit/data/points.hpp"
-#include "covfit/io/fit_tables.hpp"
 #include "covfit/io/results_file.hpp"
-#include "covfit/io/sweep_tables.hpp"
 #include "covfit/run/writer.hpp"
+#include "kinds.hpp"
 
 namespace covfit::run {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-rbf::FitConfig fit_config(const job::Job& job, const job::TaskCoord& t, double variance) {
-  const job::FitSettings& f = job.fit;
-  rbf::FitConfig c;
-  c.param = t.param;
-  c.K = t.K;
-  c.optimizer = t.optimizer;
-  c.lr[0] = t.lr_weight;
-  c.lr[1] = t.lr_centre;
-  c.lr[2] = t.lr_shape;
-  c.beta1 = f.beta1;
-  c.beta2 = f.beta2;
-  c.eps = f.eps;
-  c.clip_grad = f.clip_grad;
-  c.max_steps = f.max_steps;
-  c.rel_tol = f.rel_tol;
-  c.patience = f.patience;
-  c.target_loss = f.target_loss;
-  if (f.target_rel_variance > 0) {
-    double t_rel = f.target_rel_variance * variance;
-    c.target_loss = c.target_loss > 0 ? std::max(c.target_loss, t_rel) : t_rel;
-  }
-  c.target_losses = f.target_losses;
-  c.log_every = f.log_every;
-  c.f32 = f.f32;
-  c.width_scale = f.width_scale;
-  c.init = f.init;
-  c.lr_final_ratio = f.lr_final_ratio;
-  c.lm_mu0 = f.lm_mu0;
-  c.bounds = f.bounds;
-  c.seed = t.seed;
-  return c;
-}
 
 // Progress on stderr: a rewritten line on a terminal, a line every few seconds otherwise.
 class Progress {
@@ -102,133 +65,13 @@ class Progress {
   Clock::time_point t0_ = Clock::now(), last_ = Clock::now();
 };
 
-// What differs between job kinds: tables, and how one task is computed. Everything else
-// (file, resume, lock, writer thread, progress, parallel loop) is shared.
-class Kind {
- public:
-  virtual ~Kind() = default;
-  virtual void create_tables(hid_t file) = 0;           // in a new file
-  virtual void open_tables(hid_t file) = 0;             // the live tables
-  virtual io::TaskStore& store() = 0;
-  // Copy finished tasks of an old file into a new one; returns their ids.
-  virtual std::vector<std::int64_t> salvage(hid_t old_file, hid_t new_file,
-                                            const std::function<bool(std::int64_t)>& accept) = 0;
-  struct Done {
-    std::string status;
-    double score = std::nan("");
-    std::function<void()> write;  // runs on the writer thread
-  };
-  // Empty `write`: interrupted, not written.
-  virtual Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) = 0;
-  virtual std::string score_name() const = 0;
-};
-
-class FitKind : public Kind {
- public:
-  explicit FitKind(const job::Job& job) : job_(job), n_targets_(static_cast<int>(job.fit.target_losses.size())), tables_(n_targets_) {
-    for (const auto& spec : job.data) data_.push_back(data::load(spec));
-    for (const auto& d : data_) variance_.push_back(d.variance());
-  }
-  void create_tables(hid_t f) override { io::FitTables(n_targets_).create(f, data_, job_.fit.target_losses); }
-  void open_tables(hid_t f) override { tables_.open(f); }
-  io::TaskStore& store() override { return tables_.store(); }
-  std::vector<std::int64_t> salvage(hid_t old_file, hid_t new_file,
-                                    const std::function<bool(std::int64_t)>& accept) override {
-    io::FitTables old(n_targets_), fresh(n_targets_);
-    old.open(old_file);
-    fresh.open(new_file);
-    return fresh.store().copy_tasks_from(old.store(), accept);
-  }
-  Done compute(std::int64_t id, int, const std::atomic<bool>* stop) override {
-    job::TaskCoord task = job_.task(id);
-    const auto di = static_cast<std::size_t>(task.data);
-    const data::PointData& d = data_[di];
-    rbf::FitResult result = rbf::fit(fit_config(job_, task, variance_[di]), {d.x, d.y, d.values}, stop);
-    if (result.status == rbf::Status::interrupted) return {};
-    Done done{std::string(rbf::status_name(result.status)), result.final_loss, nullptr};
-    done.write = [this, task, var = variance_[di], name = d.name, r = std::move(result)] {
-      tables_.append(task, name, var, r);
-    };
-    return done;
-  }
-  std::string score_name() const override { return "loss"; }
-
- private:
-  const job::Job& job_;
-  int n_targets_;
-  std::vector<data::PointData> data_;
-  std::vector<double> variance_;
-  io::FitTables tables_;
-};
-
-class SweepKind : public Kind {
- public:
-  explicit SweepKind(const job::Job& job) : job_(job) {
-    for (const auto& spec : job.cov_data) data_.push_back(data::load_cov(spec));
-    // Folds depend only on m: validate them now, before any file is touched.
-    for (const auto& d : data_) folds_.push_back(make_folds(d.problem.X.cols));
-  }
-  void create_tables(hid_t f) override { io::SweepTables().create(f, data_); }
-  void open_tables(hid_t f) override { tables_.open(f); }
-  io::TaskStore& store() override { return tables_.store(); }
-  std::vector<std::int64_t> salvage(hid_t old_file, hid_t new_file,
-                                    const std::function<bool(std::int64_t)>& accept) override {
-    io::SweepTables old, fresh;
-    old.open(old_file);
-    fresh.open(new_file);
-    return fresh.store().copy_tasks_from(old.store(), accept);
-  }
-  Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) override {
-    job::SweepTask task = job_.sweep_task(id);
-    const auto di = static_cast<std::size_t>(task.data);
-    const job::SweepSettings& s = job_.sweep;
-    cov::SweepConfig cfg;
-    cfg.model = task.model == job::CovModel::free ? cov::SweepModel::free : cov::SweepModel::free_diag;
-    cfg.lambdas = s.lambdas;
-    cfg.lambda_relative = s.lambda_relative;
-    cfg.lambda_d = s.lambda_d;
-    cfg.folds = folds_[di];
-    cfg.exact = s.exact;
-    cfg.exact_max_rank = s.exact_max_rank;
-    cfg.train_r2 = s.train_r2;
-    cfg.store_lambdas = s.store_lambdas;
-    cfg.store_all = s.store_all;
-    cfg.threads = inner_threads;
-    cfg.blas_threads = s.blas_threads;
-    cov::SweepResult r = cov::run_sweep(data_[di].problem, cfg, stop);
-    if (stop && stop->load()) return {};
-    double score = r.best >= 0 ? -(r.best_exact >= 0 ? r.rows[static_cast<std::size_t>(r.best_exact)].r2_val_exact
-                                                      : r.rows[static_cast<std::size_t>(r.best)].r2_val)
-                               : std::nan("");
-    Done done{r.ok ? "ok" : "failed", score, nullptr};
-    done.write = [this, id, name = data_[di].name, model = job::cov_model_name(task.model),
-                  centred = data_[di].centred_by_us, res = std::move(r)] {
-      tables_.append(id, name, model, centred, res);
-    };
-    return done;
-  }
-  std::string score_name() const override { return "-R2"; }
-
- private:
-  std::vector<cov::Fold> make_folds(int m) const {
-    const job::SweepSettings& s = job_.sweep;
-    if (!s.val.empty()) return {cov::explicit_split(m, s.val, job_.path + ": sweep.val")};
-    return cov::kfold_split(m, s.folds, s.fold_seed, job_.path + ": sweep.folds");
-  }
-  const job::Job& job_;
-  std::vector<data::CovData> data_;
-  std::vector<std::vector<cov::Fold>> folds_;
-  io::SweepTables tables_;
-};
-
 }  // namespace
 
 RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic<bool>* stop) {
   auto t0 = Clock::now();
   // Everything that can be wrong with the input is checked before the file is touched.
-  std::unique_ptr<Kind> kind;
-  if (job.kind == "sweep") kind = std::make_unique<SweepKind>(job);
-  else kind = std::make_unique<FitKind>(job);
+  std::unique_ptr<Kind> kind = make_kind(job);
+  kind->load_data();
 
   const std::int64_t total = job.task_count();
   std::vector<std::int64_t> mine;
@@ -247,9 +90,13 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   io::OutputLock lock(opt.output);
   std::vector<std::int64_t> done_list;
   io::ResultsFile file = io::ResultsFile::open(
-      opt.output, meta, opt.overwrite, [&](hid_t f) { kind->create_tables(f); },
+      opt.output, meta, opt.overwrite,
+      [&](hid_t f) {
+        kind->create_data(f);
+        kind->create_tables(f);
+      },
       [&](hid_t old_file, hid_t new_file) {
-        done_list = kind->salvage(old_file, new_file, [&](std::int64_t id) {
+        done_list = kind->copy_tasks(old_file, new_file, [&](std::int64_t id) {
           return id >= 0 && id < total && id % opt.shard.count == opt.shard.index;
         });
       });

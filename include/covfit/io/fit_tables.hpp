@@ -22,9 +22,9 @@ class FitTables {
  public:
   explicit FitTables(int n_targets);
   FitTables(const FitTables&) = delete;
-  // In a new file: the tables and the input data sets.
-  void create(hid_t file, const std::vector<data::PointData>& data,
-              const std::vector<double>& target_losses);
+  // In a new file: the input data sets (/data/<name>), and the empty tables.
+  static void create_data(hid_t file, const std::vector<data::PointData>& data);
+  void create(hid_t file, const std::vector<double>& target_losses);
   void open(hid_t file) { store_.open(file); }
   TaskStore& store() { return store_; }
   const TaskStore& store() const { return store_; }

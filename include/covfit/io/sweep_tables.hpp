@@ -20,7 +20,8 @@ class SweepTables {
  public:
   SweepTables();
   SweepTables(const SweepTables&) = delete;
-  void create(hid_t file, const std::vector<data::CovData>& data);
+  static void create_data(hid_t file, const std::vector<data::CovData>& data);
+  void create(hid_t file) { store_.create(file); }
   void open(hid_t file) { store_.open(file); }
   TaskStore& store() { return store_; }
   const TaskStore& store() const { return store_; }

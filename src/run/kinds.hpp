@@ -1,0 +1,43 @@
+// Job kinds: what differs between `fit` and `sweep` (tables, data, one task's
+// computation). Internal to run/: the runner and the merge drive them the same way.
+#pragma once
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <hdf5.h>
+
+#include "covfit/io/task_store.hpp"
+#include "covfit/job/spec.hpp"
+
+namespace covfit::run {
+
+class Kind {
+ public:
+  virtual ~Kind() = default;
+  // Reads or generates the input data (not needed by merge). Throws InputError.
+  virtual void load_data() = 0;
+  // New file: the data groups (needs load_data) and the empty tables.
+  virtual void create_data(hid_t file) = 0;
+  virtual void create_tables(hid_t file) = 0;
+  virtual void open_tables(hid_t file) = 0;             // the live tables
+  virtual io::TaskStore& store() = 0;
+  // Copy finished tasks of another file of this job into `new_file`; returns their ids.
+  virtual std::vector<std::int64_t> copy_tasks(hid_t from_file, hid_t new_file,
+                                               const std::function<bool(std::int64_t)>& accept) = 0;
+  struct Done {
+    std::string status;
+    double score = std::nan("");  // smaller is better (progress line)
+    std::function<void()> write;  // runs on the writer thread; empty: interrupted
+  };
+  virtual Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) = 0;
+  virtual std::string score_name() const = 0;
+};
+
+std::unique_ptr<Kind> make_kind(const job::Job& job);
+
+}  // namespace covfit::run
