@@ -136,14 +136,19 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   if (failure) std::rethrow_exception(failure);
   if (stop && stop->load()) return;
 
-  Matrix M;
+  // Rows on all stimuli: independent per lambda, so in parallel (each single-threaded).
+  // The diagnostics need the exact solution (and cost O(n r^2 + r^3) per lambda), so a
+  // linearised-only sweep computes the losses alone.
+  res.rows.assign(static_cast<std::size_t>(L), SweepRow{});
+#pragma omp parallel for schedule(dynamic, 8) num_threads(std::max(1, cfg.threads))
   for (int l = 0; l < L; ++l) {
-    SweepRow row;
+    SweepRow& row = res.rows[static_cast<std::size_t>(l)];
     row.lambda = lam[static_cast<std::size_t>(l)];
     row.lambda_d = kNaN;
-    linearized_M(red, row.lambda, M);
-    row.loss_lin = loss_reduced(red, M, row.lambda);
-    row.loss_linearized = loss_linearized_reduced(red, M, row.lambda);
+    Matrix Ml;
+    linearized_M(red, row.lambda, Ml);
+    row.loss_lin = loss_reduced(red, Ml, row.lambda);
+    row.loss_linearized = loss_linearized_reduced(red, Ml, row.lambda);
     const ExactResult* e = exact ? &full_exact[static_cast<std::size_t>(l)] : nullptr;
     row.loss_exact = e ? e->loss : kNaN;
     row.exact_status = e ? (e->status == ExactStatus::converged ? "converged" : "not_converged") : "";
@@ -152,18 +157,27 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
     row.newton_iters = e ? e->newton_iters : 0;
     row.cg_iters = e ? e->cg_iters : 0;
     row.exact_seconds = e ? e->seconds : 0;
-    row.diag = diagnose(red, row.lambda, e);
+    if (e) {
+      row.diag = diagnose(red, row.lambda, e);
+    } else {
+      row.diag.lambda = row.lambda;
+      row.diag.eq1_residual_exact = row.diag.dW = row.diag.kappa = kNaN;
+      row.diag.g_proxy = row.diag.q_proxy = kNaN;
+      row.diag.lin = row.diag.exact = {kNaN, kNaN};
+    }
     double t = 0;
     int cnt = 0;
     for (int f = 0; f < F; ++f)
       if (std::isfinite(tr[f][l])) t += tr[f][l], ++cnt;
     row.r2_train = cnt ? t / cnt : kNaN;
-    res.rows.push_back(row);
-    for (int f = 0; f < F; ++f)
-      res.fold_rows.push_back({f, row.lambda, kNaN, lin[f][l], fwd[f][l], exact ? ex[f][l] : kNaN, tr[f][l]});
   }
+  for (int l = 0; l < L; ++l)
+    for (int f = 0; f < F; ++f)
+      res.fold_rows.push_back({f, lam[static_cast<std::size_t>(l)], kNaN, lin[f][l], fwd[f][l],
+                               exact ? ex[f][l] : kNaN, tr[f][l]});
   summarise_into(res, lam, lin, fwd, ex, exact, exact);
 
+  Matrix M;
   std::vector<double> wanted;
   for (double w : cfg.store_lambdas) wanted.push_back(w * (cfg.lambda_relative ? red.s_max() * red.s_max() : 1.0));
   for (int l : indices_to_store(lam, wanted, res.best, cfg.store_all)) {
