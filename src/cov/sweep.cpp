@@ -15,6 +15,7 @@
 #include "covfit/cov/matrix.hpp"
 #include "covfit/cov/svd.hpp"
 #include "covfit/core/error.hpp"
+#include "covfit/core/parallel.hpp"
 
 namespace covfit::cov {
 namespace {
@@ -104,17 +105,13 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   const bool exact = cfg.exact && red.r <= cfg.exact_max_rank;
   std::vector<std::vector<double>> lin(F, std::vector<double>(L, kNaN)), fwd = lin, ex = lin, tr = lin;
   std::vector<ExactResult> full_exact;
-  std::exception_ptr failure;
   // Folds and the full-data exact path are independent: one work item each, each on one
   // thread with one BLAS thread, so results do not depend on the thread count.
   BlasThreads one(1);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, cfg.threads))
-  for (int item = 0; item <= F; ++item) {
-    if ((stop && stop->load()) || failure) continue;
-    try {
+  parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
       if (item == F) {
         if (exact) full_exact = sweep_exact(red, lam);
-        continue;
+        return;
       }
       const FoldData fd = prepare_fold(p, cfg.folds[static_cast<std::size_t>(item)]);
       std::vector<ExactResult> fe;
@@ -128,12 +125,7 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
         if (exact) ex[item][l] = r2_val(fd, fe[static_cast<std::size_t>(l)].M).exact;
         if (cfg.train_r2) tr[item][l] = r2_train(fd, M).linear;
       }
-    } catch (...) {
-#pragma omp critical(covfit_sweep_failure)
-      if (!failure) failure = std::current_exception();
-    }
-  }
-  if (failure) std::rethrow_exception(failure);
+  });
   if (stop && stop->load()) return;
 
   // Rows on all stimuli: independent per lambda, so in parallel (each single-threaded).
@@ -209,13 +201,9 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   }
   const int F = static_cast<int>(cfg.folds.size()), G = static_cast<int>(grid.size());
   std::vector<std::vector<double>> fwd(F, std::vector<double>(G, kNaN));
-  std::vector<double> loss(G), loss_start(G), rms_d(G), rms_off(G);
-  std::exception_ptr failure;
+  std::vector<double> loss(G), rms_d(G), rms_off(G);
   BlasThreads one(1);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, cfg.threads))
-  for (int item = 0; item <= F; ++item) {
-    if ((stop && stop->load()) || failure) continue;
-    try {
+  parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
       const bool full = item == F;
       FoldData fd;
       Matrix X_va;
@@ -244,12 +232,7 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
           fwd[item][g] = r2_val_diag(fd, X_va, sol.d, sol.M);
         }
       }
-    } catch (...) {
-#pragma omp critical(covfit_sweep_failure)
-      if (!failure) failure = std::current_exception();
-    }
-  }
-  if (failure) std::rethrow_exception(failure);
+  });
   if (stop && stop->load()) return;
 
   std::vector<double> lam_flat;

@@ -15,6 +15,7 @@
 #include <cblas.h>
 
 #include "covfit/core/error.hpp"
+#include "covfit/core/parallel.hpp"
 #include "covfit/io/results_file.hpp"
 #include "covfit/run/writer.hpp"
 #include "kinds.hpp"
@@ -130,27 +131,18 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
                         std::chrono::milliseconds(static_cast<int>(opt.flush_seconds * 1000)));
     writer.submit([] { io::quiet_hdf5_errors(); });  // HDF5 error printing is per thread
     if (outer) openblas_set_num_threads(1);  // tasks are the parallelism
-    std::exception_ptr failure;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(outer_threads)
-    for (std::size_t i = 0; i < todo.size(); ++i) {
-      if ((stop && stop->load()) || failure) continue;
-      try {
-        Kind::Done done = kind->compute(todo[i], inner_threads, stop);
-        if (!done.write) continue;  // interrupted: recomputed on resume
-        writer.submit([&, write = std::move(done.write), score = done.score] {
-          write();
-          progress.task_done(score);
-        });
-        std::lock_guard guard(summary_mu);
-        ++summary.computed;
-        ++summary.by_status[done.status];
-      } catch (...) {
-#pragma omp critical(covfit_failure)
-        if (!failure) failure = std::current_exception();
-      }
-    }
+    parallel_items(static_cast<long long>(todo.size()), outer_threads, stop, [&](long long i) {
+      Kind::Done done = kind->compute(todo[static_cast<std::size_t>(i)], inner_threads, stop);
+      if (!done.write) return;  // interrupted: recomputed on resume
+      writer.submit([&, write = std::move(done.write), score = done.score] {
+        write();
+        progress.task_done(score);
+      });
+      std::lock_guard guard(summary_mu);
+      ++summary.computed;
+      ++summary.by_status[done.status];
+    });
     writer.close();
-    if (failure) std::rethrow_exception(failure);
   }
   progress.finish();
   file.close();
