@@ -41,6 +41,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+# numpy's BLAS thread count must be fixed before numpy is imported.
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_CHILD_ENV = dict(os.environ)  # covfit runs with the caller's environment, not ours
+if "--blas-threads" in sys.argv:
+    _bt = sys.argv[sys.argv.index("--blas-threads") + 1]
+    for _k in _BLAS_ENV:
+        os.environ[_k] = _bt
+
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -199,7 +207,7 @@ def write_job(path, case, lam_from, lam_to, count, folds=None, val=None, name="p
 def run_covfit(covfit, job, out, threads):
     cmd = [covfit, "run", job, "-o", out, "--overwrite", "-q", "-t", str(threads)]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=_CHILD_ENV)
     el = time.perf_counter() - t0
     with h5py.File(out, "r") as f:
         t = f["/sweep/tasks"][0]
@@ -225,6 +233,7 @@ def main():
     ap.add_argument("--covfit", default=os.path.join(ROOT, "build", "covfit"))
     ap.add_argument("--case", help="existing planted HDF5 file (X, S) instead of generating one")
     ap.add_argument("--max-load", type=float, default=1.0)
+    ap.add_argument("--blas-threads", help="numpy's OpenBLAS threads (default: OpenBLAS default = all cores)")
     ap.add_argument("--json")
     args = ap.parse_args()
     n = args.n or (500 if args.quick else 2000)
@@ -234,7 +243,8 @@ def main():
     cap = None if args.naive_cap <= 0 or args.naive_cap >= L else args.naive_cap
     threads = [int(t) for t in args.threads.split(",")]
     tmp = tempfile.mkdtemp(prefix="covfit_sweep_perf_")
-    res = {"n": n, "m": m, "rank": rank, "lambdas": L, "folds": args.folds, "numpy": np.__version__}
+    res = {"n": n, "m": m, "rank": rank, "lambdas": L, "folds": args.folds, "numpy": np.__version__,
+           "blas_threads": args.blas_threads}
 
     case = args.case or os.path.join(tmp, "case.h5")
     if not args.case:
@@ -305,7 +315,7 @@ def main():
                numpy_naive_s_full=t_naive_full, naive_extrapolated=done < L, covfit=cov)
 
     print()
-    print(f"n={n} m={m} rank={rank}: {L} λ x {args.folds} folds, numpy BLAS threads: default")
+    print(f"n={n} m={m} rank={rank}: {L} λ x {args.folds} folds, numpy BLAS threads: {args.blas_threads or 'default'}")
     print(f"{'implementation':34s} {'seconds':>10s} {'vs covfit -t ' + str(threads[0]):>16s}")
     base = cov[threads[0]]["wall"]
     label = f"numpy naive (fresh SVD per λ){' *' if done < L else ''}"

@@ -108,6 +108,7 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   // Folds and the full-data exact path are independent: one work item each, each on one
   // thread with one BLAS thread, so results do not depend on the thread count.
   BlasThreads one(1);
+  auto t_folds = Clock::now();
   parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
       if (item == F) {
         if (exact) full_exact = sweep_exact(red, lam);
@@ -126,11 +127,13 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
         if (cfg.train_r2) tr[item][l] = r2_train(fd, M).linear;
       }
   });
+  res.folds_seconds = since(t_folds);
   if (stop && stop->load()) return;
 
   // Rows on all stimuli: independent per lambda, so in parallel (each single-threaded).
   // The diagnostics need the exact solution (and cost O(n r^2 + r^3) per lambda), so a
   // linearised-only sweep computes the losses alone.
+  auto t_rows = Clock::now();
   res.rows.assign(static_cast<std::size_t>(L), SweepRow{});
 #pragma omp parallel for schedule(dynamic, 8) num_threads(std::max(1, cfg.threads))
   for (int l = 0; l < L; ++l) {
@@ -163,6 +166,7 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
       if (std::isfinite(tr[f][l])) t += tr[f][l], ++cnt;
     row.r2_train = cnt ? t / cnt : kNaN;
   }
+  res.rows_seconds = since(t_rows);
   for (int l = 0; l < L; ++l)
     for (int f = 0; f < F; ++f)
       res.fold_rows.push_back({f, lam[static_cast<std::size_t>(l)], kNaN, lin[f][l], fwd[f][l],

@@ -27,7 +27,8 @@ SweepTables::SweepTables()
                     {"best_lambda", Column::f64}, {"best_lambda_d", Column::f64},
                     {"best_r2_val", Column::f64}, {"one_se_lambda", Column::f64},
                     {"best_exact_lambda", Column::f64}, {"best_r2_val_exact", Column::f64},
-                    {"svd_seconds", Column::f64}, {"seconds", Column::f64},
+                    {"svd_seconds", Column::f64}, {"folds_seconds", Column::f64},
+                    {"rows_seconds", Column::f64}, {"seconds", Column::f64},
                     {"lambda_offset", Column::i64}, {"lambda_len", Column::i32},
                     {"fold_offset", Column::i64}, {"fold_len", Column::i32},
                     {"matrix_offset", Column::i64}, {"matrix_len", Column::i32},
@@ -124,7 +125,8 @@ void SweepTables::append(std::int64_t id, const std::string& data_name, const st
   t.set("one_se_lambda", at_or_nan(r.rows, r.one_se, &cov::SweepRow::lambda));
   t.set("best_exact_lambda", at_or_nan(r.rows, r.best_exact, &cov::SweepRow::lambda));
   t.set("best_r2_val_exact", at_or_nan(r.rows, r.best_exact, &cov::SweepRow::r2_val_exact));
-  t.set("svd_seconds", r.svd_seconds).set("seconds", r.seconds);
+  t.set("svd_seconds", r.svd_seconds).set("folds_seconds", r.folds_seconds);
+  t.set("rows_seconds", r.rows_seconds).set("seconds", r.seconds);
   store_.append(t, rows);
 }
 

@@ -72,7 +72,10 @@ struct SweepResult {
   int n = 0, m = 0, r = 0, folds = 0;
   double s_max = 0;
   double loss_zero = 0;                  // L(0)
-  double svd_seconds = 0, seconds = 0;
+  double svd_seconds = 0;               // the one full-data SVD
+  double folds_seconds = 0;             // folds (their SVDs, R^2 per lambda, exact paths)
+  double rows_seconds = 0;              // losses / diagnostics per lambda on all stimuli
+  double seconds = 0;                   // everything
   std::vector<SweepRow> rows;            // lambda-major, then lambda_d
   std::vector<SweepFoldRow> fold_rows;
   int best = -1, one_se = -1;            // indices into rows (by the headline R^2)
