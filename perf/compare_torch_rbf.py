@@ -34,6 +34,16 @@ import sys
 import tempfile
 import time
 
+# torch (Debian build, BLAS_INFO=generic) sends matmuls to OpenBLAS, whose own pthread pool
+# busy-waits next to torch's OpenMP threads; with 2 cores that oversubscription made the
+# 2-thread torch numbers 2-5x slower than 1 thread. Keep OpenBLAS single-threaded (torch's
+# intra-op parallelism is torch.set_num_threads). Set --blas-threads to change it.
+_CHILD_ENV = dict(os.environ)  # covfit children get the caller's environment
+if "--blas-threads" in sys.argv:
+    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--blas-threads") + 1]
+else:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 import torch
 
@@ -147,10 +157,10 @@ def covfit_kpe(bench, min_time):
     filt = r"BM_(LossGradSimd|TwoTasks)<(float|double)>/K:25/N:4096(/real_time)?$"
     cmd = [bench, f"--benchmark_filter={filt}", "--benchmark_format=json",
            f"--benchmark_min_time={min_time}"]
-    out = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_CHILD_ENV)
     if out.returncode != 0:  # newer Google Benchmark wants a unit suffix
         cmd[-1] = f"--benchmark_min_time={min_time}s"
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=_CHILD_ENV)
     data = json.loads(out.stdout)
     return {b["name"]: b["kpe/s"] for b in data["benchmarks"]}, data.get("context", {})
 
@@ -252,7 +262,7 @@ def covfit_e2e(covfit, fits, steps, threads, precision, tmpdir):
            "--set", "fit.rel_tol=0", "--set", f'fit.precision="{precision}"',
            "-o", out, "--overwrite", "-q", "-t", str(threads)]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=_CHILD_ENV)
     el = time.perf_counter() - t0
     info = {"cmd": " ".join(cmd)}
     try:
@@ -294,12 +304,14 @@ def main():
     ap.add_argument("--max-load", type=float, default=1.0)
     ap.add_argument("--skip-a", action="store_true")
     ap.add_argument("--skip-b", action="store_true")
+    ap.add_argument("--blas-threads", help="OpenBLAS threads under torch (default 1)")
     ap.add_argument("--json", help="also write the numbers to this file")
     args = ap.parse_args()
     fits = args.fits or (4 if args.quick else 20)
     min_time = args.min_time or (0.3 if args.quick else 2.0)
     precisions = ["f64"] if args.quick else ["f64", "f32"]
-    res = {"torch": torch.__version__, "quick": args.quick}
+    res = {"torch": torch.__version__, "quick": args.quick,
+           "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
 
     la0 = wait_for_quiet(args.max_load, 0 if args.quick else 6, 20)
     res["load_start"] = la0

@@ -2,8 +2,8 @@
 
     python3 -m covfit.plot OUT.h5 -o DIR
 
-writes loss_vs_steps.png, loss_vs_seconds.png, best_fit.png, summary.png (and sweep_r2.png
-when the file has /sweep) into DIR and prints their paths.  From Python,
+writes loss_vs_steps.png, loss_vs_seconds.png, best_fit.png, summary.png (and, for sweeps,
+sweep_r2.png, sweep_linearisation.png, sweep_w_hist.png) into DIR and prints their paths.  From Python,
 ``plot_all(path, outdir, data=d)`` returns the paths and fills the optional dict ``d``
 with the numbers that were plotted (see ``plot_all``).
 """
@@ -211,31 +211,113 @@ def _plot_summary(summary, keycols, path, job):
     plt.close(fig)
 
 
-def _plot_sweep(sweep, path, job):
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    groups = [c for c in ("dataset", "model") if c in sweep]
-    it = sweep.groupby(groups, sort=True) if groups else [((), sweep)]
-    plotted = {}
-    for key, g in it:
+def _sweep_groups(sweep):
+    """(label, rows) per curve: data set / model, and lambda_d for the diagonal model."""
+    keys = [c for c in ("data", "model") if c in sweep]
+    out = []
+    for key, g in (sweep.groupby(keys, sort=True) if keys else [((), sweep)]):
         key = key if isinstance(key, tuple) else (key,)
-        g = g.sort_values("lambda")
-        label = " / ".join(str(k) for k in key) or "r2_val"
-        if "r2_val_sd" in g:
-            ax.errorbar(g["lambda"], g["r2_val"], yerr=g["r2_val_sd"], marker="o", ms=3,
-                        capsize=2, label=label)
+        if "lambda_d" in g and g["lambda_d"].notna().any():
+            for ld, gg in g.groupby("lambda_d", sort=True):
+                out.append((key + (f"lambda_d={ld:.3g}",), gg.sort_values("lambda")))
         else:
-            ax.plot(g["lambda"], g["r2_val"], marker="o", ms=3, label=label)
-        plotted[key] = (g["lambda"].to_numpy(), g["r2_val"].to_numpy())
+            out.append((key, g.sort_values("lambda")))
+    return out
+
+
+def _plot_sweep(sweep, path, job):
+    """Validation R^2 against lambda: mean with a +-1 sd band over folds, the exact
+    solution's R^2 dashed where computed, the best lambda marked."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    plotted = {}
+    for i, (key, g) in enumerate(_sweep_groups(sweep)):
+        color = f"C{i % 10}"
+        label = " / ".join(str(k) for k in key) or "r2_val"
+        lam, r2 = g["lambda"].to_numpy(), g["r2_val"].to_numpy()
+        ax.plot(lam, r2, color=color, label=label)
+        if "r2_val_sd" in g:
+            sd = g["r2_val_sd"].to_numpy()
+            ax.fill_between(lam, r2 - sd, r2 + sd, color=color, alpha=0.15, lw=0)
+        if "r2_val_exact" in g and np.isfinite(g["r2_val_exact"]).any():
+            ax.plot(lam, g["r2_val_exact"], color=color, ls="--", label=label + " (exact solution)")
+        if np.isfinite(r2).any():
+            b = int(np.nanargmax(r2))
+            ax.plot(lam[b], r2[b], "o", color=color, ms=6)
+        plotted[key] = (lam, r2)
     ax.set_xscale("log")
     ax.set_xlabel("lambda")
-    ax.set_ylabel("validation R^2")
-    ax.set_title(f"validation R^2 vs lambda - job '{job}'")
+    ax.set_ylabel("validation R^2 (mean over folds, band: +-1 sd)")
+    ax.set_title(f"validation R^2 vs lambda - job '{job}' (dot: best)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, title=" / ".join(groups) or None)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return plotted
+
+
+def _plot_linearisation(f, sweep, path, job):
+    """The source post's figures: equation-1 LHS against RHS at the exact solution for
+    each stored lambda, and the distance / loss gap of the linearised solution."""
+    mats = reader.read_matrices(f)
+    lhs = mats[mats["name"] == "eq1_lhs"]
+    if len(lhs) == 0:
+        return None
+    task = int(lhs["task_id"].iloc[0])
+    lams = sorted(lhs[lhs["task_id"] == task]["lambda"].unique())
+    fig, axes = plt.subplots(1, len(lams) + 1, figsize=(4.2 * (len(lams) + 1), 4.2))
+    out = {"task_id": task, "lambdas": lams}
+    for ax, lam in zip(axes, lams):
+        a = reader.read_matrix(f, task, "eq1_lhs", lam).ravel()
+        b = reader.read_matrix(f, task, "eq1_rhs", lam).ravel()
+        ax.scatter(a, b, s=3, alpha=0.4)
+        lim = [min(a.min(), b.min()), max(a.max(), b.max())]
+        ax.plot(lim, lim, "k--", lw=0.8)
+        ax.set_xlabel("LHS  2 S(R - S^2)S")
+        ax.set_ylabel("RHS  4 S^2 M* S^2 + lambda M*")
+        ax.set_title(f"lambda = {lam:.3g}")
+        out[lam] = (a, b)
+    ax = axes[-1]
+    g = sweep[(sweep["task_id"] == task)].sort_values("lambda")
+    for col, label in (("dW", "dW = |M_lin - M*| / |M*|"), ("kappa", "kappa (loss gap)"),
+                       ("eq1_residual", "eq. 1 residual at M*")):
+        if col in g and np.isfinite(g[col]).any():
+            ax.plot(g["lambda"], g[col], label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("lambda")
+    ax.set_title("how good is the linearisation")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"linearisation diagnostics - job '{job}', task {task}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _plot_w_hist(f, path, job):
+    """Diagonal against off-diagonal entries of W at the best lambda (the post's last figure)."""
+    mats = reader.read_matrices(f)
+    ws = mats[mats["name"].isin(["W", "W_lin"]) & (mats["cols"] > 1)]
+    if len(ws) == 0:
+        return None
+    r = ws.iloc[0]
+    W = reader.read_matrix(f, int(r["task_id"]), r["name"], r["lambda"])
+    diag = np.diag(W)
+    off = W[~np.eye(W.shape[0], dtype=bool)]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bins = np.linspace(min(diag.min(), off.min()), max(diag.max(), off.max()), 80)
+    ax.hist(off, bins=bins, density=True, alpha=0.6, label=f"off-diagonal ({off.size})")
+    ax.hist(diag, bins=bins, density=True, alpha=0.6, label=f"diagonal ({diag.size})")
+    ax.set_xlabel("entry of W")
+    ax.set_ylabel("density")
+    ax.set_title(f"W ({r['name']}) at lambda = {r['lambda']:.3g}, task {int(r['task_id'])} - job '{job}'")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"diag": diag, "offdiag": off}
 
 
 def plot_all(path, outdir, data=None):
@@ -280,6 +362,15 @@ def plot_all(path, outdir, data=None):
             out = os.path.join(outdir, "sweep_r2.png")
             data["sweep"] = _plot_sweep(sweep, out, job)
             written.append(out)
+            if "matrices" in f["sweep"]:
+                out = os.path.join(outdir, "sweep_linearisation.png")
+                data["linearisation"] = _plot_linearisation(f, sweep, out, job)
+                if data["linearisation"] is not None:
+                    written.append(out)
+                out = os.path.join(outdir, "sweep_w_hist.png")
+                data["w_hist"] = _plot_w_hist(f, out, job)
+                if data["w_hist"] is not None:
+                    written.append(out)
     return written
 
 

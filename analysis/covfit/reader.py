@@ -24,6 +24,7 @@ STATUSES = ("converged", "reached_target", "max_steps", "diverged", "failed")
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "STATUSES", "open_results", "table", "read_attrs",
     "read_tasks", "read_curves", "read_kernels", "read_data", "predict", "read_sweep",
+    "read_sweep_tasks", "read_folds", "read_matrices", "read_matrix",
     "level_label", "target_levels",
 ]
 
@@ -316,9 +317,71 @@ def predict(kernels, x, y):
     return (np.exp(-0.5 * q) @ np.asarray(kernels["w"], dtype=float)).reshape(shape)
 
 
-def read_sweep(source):
-    """The ``/sweep/lambda`` table as a DataFrame (strings decoded)."""
+def _sweep_commits(f):
+    """Committed sweep task rows (complete: every dependent range present)."""
+    if "sweep" not in f or "tasks" not in f["sweep"]:
+        raise ValueError(f"no sweep results in {f.filename}")
+    tasks = table(f["sweep/tasks"])
+    if len(tasks) == 0:
+        return tasks
+    sizes = {name: _refresh(f["sweep/" + name]).shape[0] for name in ("lambda", "folds", "matrices", "values")}
+    ok = ((tasks["lambda_offset"] + tasks["lambda_len"] <= sizes["lambda"])
+          & (tasks["fold_offset"] + tasks["fold_len"] <= sizes["folds"])
+          & (tasks["matrix_offset"] + tasks["matrix_len"] <= sizes["matrices"])
+          & (tasks["values_offset"] + tasks["values_len"] <= sizes["values"])
+          & (tasks["status"] != ""))
+    return tasks[ok].sort_values("id").reset_index(drop=True)
+
+
+def read_sweep_tasks(source):
+    """One row per finished sweep task (data set, model): sizes, best lambda, timings."""
     with _opened(source) as f:
-        if "sweep" not in f or "lambda" not in f["sweep"]:
-            raise ValueError(f"no sweep results in {f.filename}")
-        return table(f["sweep/lambda"])
+        return _sweep_commits(f)
+
+
+def _sweep_rows(f, name, offset_col, len_col):
+    tasks = _sweep_commits(f)
+    rows = _ranges(tasks[offset_col], tasks[len_col]) if len(tasks) else np.zeros(0, np.int64)
+    return table(f["sweep/" + name], rows=rows)
+
+
+def read_sweep(source):
+    """One row per (data set, model, lambda[, lambda_d]) of the finished sweep tasks:
+    columns ``lambda``, ``lambda_d``, ``r2_val``, ``r2_val_exact``, losses, certificate
+    and diagnostics (docs/FORMAT.md). Raises ValueError if the file has no sweep."""
+    with _opened(source) as f:
+        return _sweep_rows(f, "lambda", "lambda_offset", "lambda_len")
+
+
+def read_folds(source):
+    """Per-fold validation R^2 behind the means of :func:`read_sweep`."""
+    with _opened(source) as f:
+        return _sweep_rows(f, "folds", "fold_offset", "fold_len")
+
+
+def read_matrices(source):
+    """Index of the stored matrices (W, W_lin, d, d_lin, eq1_lhs, eq1_rhs) with the
+    absolute ``start`` into /sweep/values."""
+    with _opened(source) as f:
+        tasks = _sweep_commits(f).set_index("id")
+        m = _sweep_rows(f, "matrices", "matrix_offset", "matrix_len")
+        if len(m):
+            m["start"] = tasks.loc[m["task_id"], "values_offset"].to_numpy() + m["offset"].to_numpy()
+        else:
+            m["start"] = np.zeros(0, np.int64)
+        return m
+
+
+def read_matrix(source, task_id, name, lam=None):
+    """A stored matrix as a numpy array (rows, cols); ``lam`` picks the stored lambda
+    nearest to it (default: the first stored, i.e. the smallest)."""
+    with _opened(source) as f:
+        m = read_matrices(f)
+        m = m[(m["task_id"] == task_id) & (m["name"] == name)]
+        if len(m) == 0:
+            raise KeyError(f"no matrix '{name}' stored for task {task_id}")
+        if lam is not None:
+            m = m.iloc[[int(np.argmin(np.abs(np.log(m["lambda"].to_numpy() / lam))))]]
+        r = m.iloc[0]
+        vals = _refresh(f["sweep/values"])[int(r["start"]): int(r["start"]) + int(r["rows"] * r["cols"])]
+        return np.asarray(vals).reshape(int(r["rows"]), int(r["cols"]))

@@ -12,7 +12,7 @@ import numpy as np
 import covfit
 from covfit import plot
 
-from test_reader import PARAMS, KS, make_tmpdir, small_results, tearDownModule  # noqa: F401
+from test_reader import PARAMS, KS, make_tmpdir, small_results, small_sweep, tearDownModule  # noqa: F401
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ANALYSIS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(covfit.__file__)))
@@ -112,21 +112,24 @@ class SweepPlotTest(unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def test_sweep_plot(self):
-        p = os.path.join(self.dir, "sweep.h5")
-        shutil.copy(small_results(), p)
-        dt = np.dtype([("dataset", "S16"), ("model", "S8"), ("lambda", "<f8"), ("r2_val", "<f8")])
-        rows = np.array([(b"a", b"rbf", 1e-1, 0.5), (b"a", b"rbf", 1e-3, 0.8),
-                         (b"b", b"rbf", 1e-3, 0.6), (b"b", b"rbf", 1e-1, 0.4)], dtype=dt)
-        with h5py.File(p, "a") as f:
-            f.create_group("sweep").create_dataset("lambda", data=rows)
+        p = small_sweep(self.dir)
         data = {}
         written = plot.plot_all(p, os.path.join(self.dir, "out"), data=data)
-        self.assertEqual(os.path.basename(written[-1]), "sweep_r2.png")
-        assert_png(self, written[-1])
-        lam, r2 = data["sweep"][("a", "rbf")]
-        np.testing.assert_array_equal(lam, [1e-3, 1e-1])
-        np.testing.assert_array_equal(r2, [0.8, 0.5])
-
+        names = [os.path.basename(w) for w in written]
+        self.assertEqual(names, ["sweep_r2.png", "sweep_linearisation.png", "sweep_w_hist.png"])
+        for w in written:
+            assert_png(self, w)
+        # The plotted curve is the file's: free model of data set "planted".
+        s = covfit.read_sweep(p)
+        g = s[s["model"] == "free"].sort_values("lambda")
+        lam, r2 = data["sweep"][("planted", "free")]
+        np.testing.assert_array_equal(lam, g["lambda"].to_numpy())
+        np.testing.assert_array_equal(r2, g["r2_val"].to_numpy())
+        # Equation-1 pairs come from the stored matrices.
+        lin = data["linearisation"]
+        a, b = lin[lin["lambdas"][0]]
+        np.testing.assert_array_equal(a, covfit.read_matrix(p, lin["task_id"], "eq1_lhs", lin["lambdas"][0]).ravel())
+        self.assertEqual(len(data["w_hist"]["diag"]), 40)
 
 class CliTest(unittest.TestCase):
     def setUp(self):

@@ -63,6 +63,22 @@ def small_results():
     return _SMALL["path"]
 
 
+SWEEP_LAMBDAS, SWEEP_FOLDS = 6, 3
+
+
+def small_sweep(dirpath):
+    """A small sweep file (free + free_diag, 6 lambdas, 2 lambda_d, 3 folds, n=40, m=24)."""
+    out = os.path.join(dirpath, "sweep.h5")
+    cmd = [COVFIT_BIN, "run", os.path.join(SOURCE_DIR, "jobs", "sweep_diag.toml"), "-o", out,
+           "--overwrite", "-q", "--set", "data.n=40", "--set", "data.m=24", "--set", "data.rank=5",
+           "--set", f"sweep.lambda_count={SWEEP_LAMBDAS}", "--set", "sweep.lambda_d=[0.01, 1.0]",
+           "--set", f"sweep.folds={SWEEP_FOLDS}", "--set", "sweep.store_lambdas=[0.1]"]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr}")
+    return out
+
+
 def tearDownModule():
     """Remove the small file; test modules importing this share it and may remake it."""
     if "dir" in _SMALL:
@@ -319,20 +335,31 @@ class SweepTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "no sweep results in .*small.h5"):
             covfit.read_sweep(small_results())
 
-    def test_sweep_decoded(self):
-        p = os.path.join(self.dir, "sweep.h5")
-        shutil.copy(small_results(), p)
-        dt = np.dtype([("dataset", "S16"), ("model", "S8"), ("lambda", "<f8"),
-                       ("r2_val", "<f8"), ("r2_val_sd", "<f8")])
-        rows = np.array([(b"franke", b"rbf", 1e-3, 0.9, 0.01),
-                         (b"franke", b"rbf", 1e-1, 0.7, 0.02)], dtype=dt)
-        with h5py.File(p, "a") as f:
-            f.create_group("sweep").create_dataset("lambda", data=rows)
+    def test_sweep_tables(self):
+        p = small_sweep(self.dir)
         s = covfit.read_sweep(p)
-        self.assertEqual(list(s.columns), list(dt.names))
-        self.assertEqual(list(s["dataset"]), ["franke", "franke"])
-        np.testing.assert_array_equal(s["r2_val"].to_numpy(), [0.9, 0.7])
-
+        self.assertIn("lambda", s.columns)
+        self.assertIn("r2_val", s.columns)
+        self.assertEqual(len(s), SWEEP_LAMBDAS + SWEEP_LAMBDAS * 2)  # free + free_diag x 2
+        self.assertEqual(set(s["model"]), {"free", "free_diag"})
+        tasks = covfit.read_sweep_tasks(p)
+        self.assertEqual(list(tasks["id"]), [0, 1])
+        for _, t in tasks.iterrows():
+            g = s[s["task_id"] == t["id"]]
+            self.assertIn(t["best_lambda"], set(g["lambda"]))
+        # The means in /sweep/lambda are the means of /sweep/folds.
+        folds = covfit.read_folds(p)
+        self.assertEqual(len(folds), SWEEP_FOLDS * len(s))
+        folds = folds.assign(lambda_d=folds["lambda_d"].fillna(-1.0))
+        mean = folds.groupby(["task_id", "lambda", "lambda_d"])["r2_val"].mean()
+        for _, r in s.iterrows():
+            ld = -1.0 if np.isnan(r["lambda_d"]) else r["lambda_d"]
+            self.assertAlmostEqual(mean.loc[(r["task_id"], r["lambda"], ld)], r["r2_val"], 12)
+        # Stored matrices: W symmetric, d its diagonal.
+        W = covfit.read_matrix(p, 0, "W")
+        self.assertEqual(W.shape, (40, 40))
+        np.testing.assert_allclose(W, W.T, atol=1e-12 * np.abs(W).max())
+        np.testing.assert_array_equal(covfit.read_matrix(p, 0, "d").ravel(), np.diag(W))
 
 class LiveSwmrTest(unittest.TestCase):
     """Read a file with read_tasks while covfit is still writing it."""
