@@ -35,9 +35,9 @@ import tempfile
 import time
 
 # torch (Debian build, BLAS_INFO=generic) sends matmuls to OpenBLAS, whose own pthread pool
-# busy-waits next to torch's OpenMP threads; with 2 cores that oversubscription made the
-# 2-thread torch numbers 2-5x slower than 1 thread. Keep OpenBLAS single-threaded (torch's
-# intra-op parallelism is torch.set_num_threads). Set --blas-threads to change it.
+# spins next to torch's OpenMP threads; on 2 cores, with any other process runnable, that
+# oversubscription made 2-thread torch runs 2-5x slower than 1 thread. Keep OpenBLAS
+# single-threaded (torch's intra-op parallelism is torch.set_num_threads); --blas-threads N.
 _CHILD_ENV = dict(os.environ)  # covfit children get the caller's environment
 if "--blas-threads" in sys.argv:
     os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--blas-threads") + 1]

@@ -142,7 +142,7 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
     row.lambda_d = kNaN;
     Matrix Ml;
     linearized_M(red, row.lambda, Ml);
-    row.loss_lin = loss_reduced(red, Ml, row.lambda);
+    row.loss_lin = cfg.losses || exact ? loss_reduced(red, Ml, row.lambda) : kNaN;
     row.loss_linearized = loss_linearized_reduced(red, Ml, row.lambda);
     const ExactResult* e = exact ? &full_exact[static_cast<std::size_t>(l)] : nullptr;
     row.loss_exact = e ? e->loss : kNaN;

@@ -237,6 +237,7 @@ void read_sweep(const toml::table& t, const std::string& path, Job& job) {
   s.exact = r.get<bool>("exact", s.exact);
   s.exact_max_rank = r.get<int>("exact_max_rank", s.exact_max_rank);
   s.train_r2 = r.get<bool>("train_r2", s.train_r2);
+  s.losses = r.get<bool>("losses", s.losses);
   s.store_lambdas = r.list<double>("store_lambdas", {});
   std::string store = r.get<std::string>("store", "best");
   if (store != "best" && store != "all") r.fail("store", "must be \"best\" or \"all\"");
@@ -245,7 +246,7 @@ void read_sweep(const toml::table& t, const std::string& path, Job& job) {
   if (s.blas_threads < 1) r.fail("blas_threads", "must be >= 1");
   r.finish({"models", "lambda", "lambda_from", "lambda_to", "lambda_count", "lambda_units",
             "lambda_d", "lambda_d_from", "lambda_d_to", "lambda_d_count", "folds", "val",
-            "fold_seed", "exact", "exact_max_rank", "train_r2", "store_lambdas", "store",
+            "fold_seed", "exact", "exact_max_rank", "train_r2", "losses", "store_lambdas", "store",
             "blas_threads"});
 }
 

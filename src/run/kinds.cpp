@@ -115,6 +115,7 @@ class SweepKind : public Kind {
     cfg.exact = s.exact;
     cfg.exact_max_rank = s.exact_max_rank;
     cfg.train_r2 = s.train_r2;
+    cfg.losses = s.losses;
     cfg.store_lambdas = s.store_lambdas;
     cfg.store_all = s.store_all;
     cfg.threads = inner_threads;

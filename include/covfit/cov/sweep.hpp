@@ -30,6 +30,7 @@ struct SweepConfig {
   bool exact = true;
   int exact_max_rank = 400;
   bool train_r2 = false;
+  bool losses = true;                 // free: L(W_lin) on all stimuli per lambda (O(r^3) each)
   std::vector<double> store_lambdas;  // nearest grid points also stored (same units as lambdas)
   bool store_all = false;
   int threads = 1;                    // folds in parallel (each single-threaded)

@@ -98,6 +98,7 @@ struct SweepSettings {
   bool exact = true;                // exact solutions along the path (free)
   int exact_max_rank = 400;         // ... only if rank(X) <= this
   bool train_r2 = false;
+  bool losses = true;               // exact loss of W_lin on all stimuli per lambda
   std::vector<double> store_lambdas;  // also store W, d, eq. 1 pairs at these (nearest grid)
   bool store_all = false;           // store = "all": W at every lambda
   int blas_threads = 1;             // BLAS threads for the full-data SVD (see cov/sweep.hpp)
