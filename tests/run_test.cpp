@@ -207,3 +207,27 @@ TEST(Run, HdfInputWithWrongShapeIsRejectedNamingTheDataset) {
     EXPECT_EQ(std::string(e.what()), in + ":pts: expected shape (N, 2)");
   }
 }
+
+TEST(Run, NewerFormatVersionIsRefusedAndFileUntouched) {
+  auto job = job::parse_job(kJob, "job.toml", {"grid.K=3", "grid.restarts=1"});
+  auto p = temp_path("newer.h5");
+  auto o = options(p, 1);
+  o.max_tasks = 2;
+  run::run_job(job, o, nullptr);
+  {
+    io::Handle f(H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+    io::write_attr(f.get(), "format_version", std::int64_t{io::kFormatVersion + 1});
+  }
+  auto size = fs::file_size(p);
+  auto before = fs::last_write_time(p);
+  o.overwrite = false;
+  o.max_tasks = -1;
+  try {
+    run::run_job(job, o, nullptr);
+    FAIL() << "expected refusal";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("newer than this covfit's"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(fs::file_size(p), size);
+  EXPECT_EQ(fs::last_write_time(p), before);
+}

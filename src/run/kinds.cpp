@@ -1,5 +1,7 @@
 #include "kinds.hpp"
 
+#include <cstdio>
+
 #include "covfit/cov/sweep.hpp"
 #include "covfit/data/cov_data.hpp"
 #include "covfit/data/points.hpp"
@@ -90,6 +92,20 @@ class SweepKind : public Kind {
     for (const auto& spec : job_.cov_data) data_.push_back(data::load_cov(spec));
     // Folds depend only on m: validate them now, before any file is touched.
     for (const auto& d : data_) folds_.push_back(make_folds(d.problem.X.cols));
+    if (job_.sweep.store_all || !job_.sweep.store_lambdas.empty()) {
+      // Stored W matrices are n x n each: say how much before computing anything.
+      double bytes = 0;
+      for (const auto& d : data_) {
+        cov::SweepConfig c;
+        c.lambdas = job_.sweep.lambdas;
+        c.store_lambdas = job_.sweep.store_lambdas;
+        c.store_all = job_.sweep.store_all;
+        bytes += cov::sweep_store_bytes(c, d.problem.X.rows, d.problem.X.cols) *
+                 static_cast<double>(job_.sweep.models.size());
+      }
+      std::fprintf(stderr, "covfit: stored matrices will take about %.1f MB (before compression)\n",
+                   bytes / 1e6);
+    }
   }
   void create_data(hid_t f) override { io::SweepTables::create_data(f, data_); }
   void create_tables(hid_t f) override { io::SweepTables().create(f); }
