@@ -344,6 +344,11 @@ std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<doubl
   Matrix warm;
   bool have_warm = false;
   for (std::size_t idx : order) {
+    if (opt.stop && opt.stop->load()) {
+      out[idx].lambda = lambdas[idx];
+      out[idx].message = "interrupted";
+      continue;
+    }
     out[idx] = solve_exact(red, lambdas[idx], opt, have_warm ? &warm : nullptr);
     if (out[idx].status == ExactStatus::converged) {
       warm = out[idx].M;

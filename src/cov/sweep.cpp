@@ -99,6 +99,12 @@ void summarise_into(SweepResult& res, const std::vector<double>& lam_for_summary
   res.best_exact = have_exact ? se.best : -1;
 }
 
+ExactOptions stop_options(const std::atomic<bool>* stop) {
+  ExactOptions o;
+  o.stop = stop;
+  return o;
+}
+
 void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
               const std::vector<double>& lam, SweepResult& res, const std::atomic<bool>* stop) {
   const int F = static_cast<int>(cfg.folds.size()), L = static_cast<int>(lam.size());
@@ -111,14 +117,15 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   auto t_folds = Clock::now();
   parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
       if (item == F) {
-        if (exact) full_exact = sweep_exact(red, lam);
+        if (exact) full_exact = sweep_exact(red, lam, stop_options(stop));
         return;
       }
       const FoldData fd = prepare_fold(p, cfg.folds[static_cast<std::size_t>(item)]);
       std::vector<ExactResult> fe;
-      if (exact) fe = sweep_exact(fd.red, lam);
+      if (exact) fe = sweep_exact(fd.red, lam, stop_options(stop));
       Matrix M;
       for (int l = 0; l < L; ++l) {
+        if (stop && l % 64 == 0 && stop->load()) return;  // interrupted: results discarded
         linearized_M(fd.red, lam[static_cast<std::size_t>(l)], M);
         R2Pair r = r2_val(fd, M);
         lin[item][l] = r.linear;

@@ -15,6 +15,7 @@
 //
 // Never throws for numerical trouble: the result carries a status and a message.
 #pragma once
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,8 @@ struct ExactOptions {
   double continuation_from = 400.0;   // first continuation lambda, in units of s_max^2
   double continuation_factor = 10.0;  // lambda divided by this per stage
   bool direct_start = true;           // false: skip the I + M_lin start (tests the fallback)
+  const std::atomic<bool>* stop = nullptr;  // sweep_exact: leave the remaining lambdas
+                                            // unsolved once set (SIGTERM / SIGINT)
 };
 
 enum class ExactStatus { converged, not_converged };
