@@ -20,6 +20,7 @@ Two measurements:
      one at a time in PyTorch, against
          covfit run jobs/demo.toml --set 'grid.param=["full"]' --set 'grid.K=[9]'
              --set grid.restarts=F --set fit.max_steps=500 --set fit.rel_tol=0
+             --set fit.lr_final_ratio=1.0 --set fit.init="lattice"
              -o <tmp>.h5 --overwrite -q -t {1,2}
      timed as wall-clock of the whole process (start-up, data, HDF5 output included).
 
@@ -260,6 +261,8 @@ def covfit_e2e(covfit, fits, steps, threads, precision, tmpdir):
            "--set", 'grid.param=["full"]', "--set", "grid.K=[9]",
            "--set", f"grid.restarts={fits}", "--set", f"fit.max_steps={steps}",
            "--set", "fit.rel_tol=0", "--set", f'fit.precision="{precision}"',
+           # same Adam as the torch side: constant learning rates, lattice start
+           "--set", "fit.lr_final_ratio=1.0", "--set", 'fit.init="lattice"',
            "-o", out, "--overwrite", "-q", "-t", str(threads)]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=_CHILD_ENV)
