@@ -55,20 +55,7 @@ import numpy as np  # noqa: E402
 RANK_TOL = 1e-10  # covfit's kRankTol: numerical rank r = #{σ_i > 1e-10 σ_1}
 
 
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-def wait_for_quiet(limit, tries, sleep):
-    la = loadavg()
-    for _ in range(tries):
-        if la < limit:
-            break
-        print(f"  load {la:.2f} >= {limit}; waiting {sleep:.0f} s ...", flush=True)
-        time.sleep(sleep)
-        la = loadavg()
-    return la
+from machine_load import loadavg, wait_for_quiet  # noqa: E402,F401
 
 
 def log_grid(a, b, c):

@@ -52,21 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-def wait_for_quiet(limit, tries, sleep):
-    """Wait (a few times) for the 1-minute load to drop below `limit`; return it."""
-    la = loadavg()
-    for _ in range(tries):
-        if la < limit:
-            break
-        print(f"  load {la:.2f} >= {limit}; waiting {sleep:.0f} s ...", flush=True)
-        time.sleep(sleep)
-        la = loadavg()
-    return la
+from machine_load import loadavg, wait_for_quiet  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------- model
