@@ -76,6 +76,7 @@ class FitKind : public Kind {
     return done;
   }
   std::string score_name() const override { return "loss"; }
+  bool higher_is_better() const override { return false; }
 
  private:
   const job::Job& job_;
@@ -138,7 +139,7 @@ class SweepKind : public Kind {
     cfg.blas_threads = s.blas_threads;
     cov::SweepResult r = cov::run_sweep(data_[di].problem, cfg, stop);
     if (stop && stop->load()) return {};
-    double score = r.best >= 0 ? -(r.best_exact >= 0 ? r.rows[static_cast<std::size_t>(r.best_exact)].r2_val_exact
+    double score = r.best >= 0 ? (r.best_exact >= 0 ? r.rows[static_cast<std::size_t>(r.best_exact)].r2_val_exact
                                                       : r.rows[static_cast<std::size_t>(r.best)].r2_val)
                                : std::nan("");
     Done done{r.ok ? "ok" : "failed", score, nullptr};
@@ -148,7 +149,8 @@ class SweepKind : public Kind {
     };
     return done;
   }
-  std::string score_name() const override { return "-R2"; }
+  std::string score_name() const override { return "val R2"; }
+  bool higher_is_better() const override { return true; }
 
  private:
   std::vector<cov::Fold> make_folds(int m) const {

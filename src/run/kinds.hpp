@@ -31,11 +31,12 @@ class Kind {
                                                const std::function<bool(std::int64_t)>& accept) = 0;
   struct Done {
     std::string status;
-    double score = std::nan("");  // smaller is better (progress line)
+    double score = std::nan("");  // shown on the progress line; see higher_is_better
     std::function<void()> write;  // runs on the writer thread; empty: interrupted
   };
   virtual Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) = 0;
-  virtual std::string score_name() const = 0;
+  virtual std::string score_name() const = 0;  // "loss", "R2"
+  virtual bool higher_is_better() const = 0;
 };
 
 std::unique_ptr<Kind> make_kind(const job::Job& job);

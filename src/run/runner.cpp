@@ -28,13 +28,14 @@ using Clock = std::chrono::steady_clock;
 // Progress on stderr: a rewritten line on a terminal, a line every few seconds otherwise.
 class Progress {
  public:
-  Progress(bool enabled, std::int64_t total, std::int64_t done, std::string score_name)
+  Progress(bool enabled, std::int64_t total, std::int64_t done, std::string score_name,
+           bool higher_is_better)
       : enabled_(enabled), tty_(isatty(2)), total_(total), done_(done), start_done_(done),
-        score_name_(std::move(score_name)) {}
-  // `score`: smaller is better (fits: final loss); NaN: not shown.
+        score_name_(std::move(score_name)), sign_(higher_is_better ? -1.0 : 1.0) {}
+  // `score`: the task's headline number (fits: final loss; sweeps: best R2); NaN: none.
   void task_done(double score) {
     ++done_;
-    if (std::isfinite(score)) best_ = std::min(best_, score);
+    if (std::isfinite(score)) best_ = std::min(best_, sign_ * score);
     auto now = Clock::now();
     double since = std::chrono::duration<double>(now - last_).count();
     if (since >= (tty_ ? 0.5 : 5.0) || done_ == total_) print(now);
@@ -54,7 +55,7 @@ class Progress {
                  tty_ ? "\r" : "", static_cast<long long>(done_), static_cast<long long>(total_),
                  total_ ? 100.0 * static_cast<double>(done_) / static_cast<double>(total_) : 100.0,
                  rate, eta);
-    if (std::isfinite(best_)) std::fprintf(stderr, "  best %s %.3e", score_name_.c_str(), best_);
+    if (std::isfinite(best_)) std::fprintf(stderr, "  best %s %.4g", score_name_.c_str(), sign_ * best_);
     std::fputs(tty_ ? "" : "\n", stderr);
     std::fflush(stderr);
     printed_ = true;
@@ -62,6 +63,7 @@ class Progress {
   bool enabled_, tty_, printed_ = false;
   std::int64_t total_, done_, start_done_;
   std::string score_name_;
+  double sign_;  // -1: higher is better (best_ holds the negated score)
   double best_ = std::numeric_limits<double>::infinity();
   Clock::time_point t0_ = Clock::now(), last_ = Clock::now();
 };
@@ -119,7 +121,8 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
                  opt.output.c_str(), static_cast<long long>(summary.already_done),
                  static_cast<long long>(summary.tasks_in_shard));
 
-  Progress progress(opt.progress, summary.tasks_in_shard, summary.already_done, kind->score_name());
+  Progress progress(opt.progress, summary.tasks_in_shard, summary.already_done,
+                    kind->score_name(), kind->higher_is_better());
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
   // Many tasks: parallel over tasks, each single-threaded. Fewer tasks than threads
   // (a few big sweeps): one task at a time, parallel inside it.
