@@ -98,3 +98,14 @@ TEST(JobSpec, ShardParsing) {
   EXPECT_THROW(covfit::job::parse_shard("a/b"), InputError);
   EXPECT_THROW(covfit::job::parse_shard("1"), InputError);
 }
+
+TEST(JobSpec, OutOfRangeAndNonPositiveValuesAreRejected) {
+  EXPECT_NE(error_of(kJob, {"fit.max_steps=4294967297"}).find("'fit.max_steps': integer 4294967297 is out of range"),
+            std::string::npos) << error_of(kJob, {"fit.max_steps=4294967297"});
+  EXPECT_NE(error_of(kJob, {"grid.K=[4294967305]"}).find("out of range"), std::string::npos);
+  EXPECT_NE(error_of(kJob, {"grid.lr_weight=[0.01, 0.0]"}).find("'grid.lr_weight': learning rates must be > 0"),
+            std::string::npos) << error_of(kJob, {"grid.lr_weight=[0.01, 0.0]"});
+  EXPECT_NE(error_of(kJob, {"fit.sigma_min=0.0"}).find("'fit.sigma_min': must be > 0"), std::string::npos);
+  EXPECT_NE(error_of(kJob, {"fit.clip_grad=-1.0"}).find("clip_grad"), std::string::npos);
+  EXPECT_NE(error_of(kJob, {"fit.eps=0.0"}).find("'fit.eps'"), std::string::npos);
+}

@@ -231,3 +231,33 @@ TEST(Run, NewerFormatVersionIsRefusedAndFileUntouched) {
   EXPECT_EQ(fs::file_size(p), size);
   EXPECT_EQ(fs::last_write_time(p), before);
 }
+
+TEST(Run, GroupInsteadOfDatasetIsAnInputErrorNamingFileAndPath) {
+  auto in = temp_path("groups.h5");
+  {
+    io::Handle f(H5Fcreate(in.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    io::create_group(f.get(), "points");
+    std::vector<double> vals(10, 1.0);
+    io::write_array(f.get(), "values", {10}, vals.data());
+  }
+  auto job = job::parse_job("name = \"bad\"\n[data]\nsource = \"hdf5\"\nfile = \"" + in + "\"\n", "bad.toml");
+  try {
+    run::run_job(job, options(temp_path("never3.h5"), 1), nullptr);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), in + ":points: is a group, not a dataset");
+  }
+}
+
+TEST(Run, SecondWriterIsRefusedWhileTheLockIsHeld) {
+  auto p = temp_path("locked.h5");
+  io::OutputLock held(p);
+  auto job = job::parse_job(kJob, "job.toml", {"grid.K=3", "grid.restarts=1"});
+  try {
+    run::run_job(job, options(p, 1), nullptr);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("another covfit process is writing this file"), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(p));
+}

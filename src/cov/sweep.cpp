@@ -44,6 +44,7 @@ std::vector<int> indices_to_store(const std::vector<double>& grid, const std::ve
     for (int i = 0; i < static_cast<int>(grid.size()); ++i) idx.insert(i);
   if (best >= 0) idx.insert(best);
   for (double w : wanted) {
+    if (!(w > 0)) continue;  // validated by the job reader; never pick a NaN distance
     int near = 0;
     for (int i = 1; i < static_cast<int>(grid.size()); ++i)
       if (std::abs(std::log(grid[i] / w)) < std::abs(std::log(grid[near] / w))) near = i;
@@ -112,8 +113,8 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   std::vector<std::vector<double>> lin(F, std::vector<double>(L, kNaN)), fwd = lin, ex = lin, tr = lin;
   std::vector<ExactResult> full_exact;
   // Folds and the full-data exact path are independent: one work item each, each on one
-  // thread with one BLAS thread, so results do not depend on the thread count.
-  BlasThreads one(1);
+  // thread (BLAS on one thread, set by the caller), so results do not depend on the
+  // thread count.
   auto t_folds = Clock::now();
   parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
       if (item == F) {
@@ -213,7 +214,6 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   const int F = static_cast<int>(cfg.folds.size()), G = static_cast<int>(grid.size());
   std::vector<std::vector<double>> fwd(F, std::vector<double>(G, kNaN));
   std::vector<double> loss(G), rms_d(G), rms_off(G);
-  BlasThreads one(1);
   parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
       const bool full = item == F;
       FoldData fd;
@@ -288,7 +288,14 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
 
 }  // namespace
 
+double SweepResult::headline_r2() const {
+  if (best_exact >= 0) return rows[static_cast<std::size_t>(best_exact)].r2_val_exact;
+  if (best >= 0) return rows[static_cast<std::size_t>(best)].r2_val;
+  return kNaN;
+}
+
 double sweep_store_bytes(const SweepConfig& cfg, int n, int m) {
+  if (cfg.model == SweepModel::free_diag) return 8.0 * (n * n + 2.0 * n);  // W_lin, d_lin, d
   const double per = 8.0 * (2.0 * n * n + n + m * (m + 1.0));
   double count = 1 + static_cast<double>(cfg.store_lambdas.size());
   if (cfg.store_all) count = static_cast<double>(cfg.lambdas.size());
@@ -302,8 +309,10 @@ SweepResult run_sweep(const Problem& p, const SweepConfig& cfg, const std::atomi
   res.m = p.X.cols;
   res.folds = static_cast<int>(cfg.folds.size());
   Reduced red;
-  {
-    BlasThreads threads(std::max(1, cfg.blas_threads));
+  if (cfg.blas_threads > 1) {
+    BlasThreads threads(cfg.blas_threads);
+    red = reduce(p.X, p.S);
+  } else {
     red = reduce(p.X, p.S);
   }
   res.svd_seconds = since(t0);

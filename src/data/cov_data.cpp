@@ -8,7 +8,7 @@ namespace covfit::data {
 cov::Matrix matrix_from_hdf5(hid_t file, const std::string& file_name, const std::string& dataset) {
   const std::string where = file_name + ":" + dataset;
   if (!io::exists(file, dataset)) throw InputError(where, "no such dataset");
-  io::DoubleArray a = io::read_array(file, dataset);
+  io::DoubleArray a = io::read_array(file, dataset, where);
   if (a.dims.size() != 2) throw InputError(where, "expected a 2-D dataset, got " + std::to_string(a.dims.size()) + "-D");
   cov::Matrix M(static_cast<int>(a.dims[0]), static_cast<int>(a.dims[1]));
   for (int i = 0; i < M.rows; ++i)

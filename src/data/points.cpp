@@ -92,8 +92,8 @@ static PointData load_hdf5(const job::DataSpec& spec) {
   auto where = [&](const std::string& ds) { return spec.file + ":" + ds; };
   for (const auto& ds : {spec.points_dataset, spec.values_dataset})
     if (!io::exists(file.get(), ds)) throw InputError(where(ds), "no such dataset");
-  io::DoubleArray pts = io::read_array(file.get(), spec.points_dataset);
-  io::DoubleArray vals = io::read_array(file.get(), spec.values_dataset);
+  io::DoubleArray pts = io::read_array(file.get(), spec.points_dataset, where(spec.points_dataset));
+  io::DoubleArray vals = io::read_array(file.get(), spec.values_dataset, where(spec.values_dataset));
   if (pts.dims.size() != 2 || pts.dims[1] != 2)
     throw InputError(where(spec.points_dataset), "expected shape (N, 2)");
   if (vals.dims.size() != 1 || vals.dims[0] != pts.dims[0])

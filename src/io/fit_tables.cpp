@@ -106,7 +106,7 @@ void FitTables::append(const job::TaskCoord& task, const std::string& data_name,
   rows[2].resize(8 * r.raw.size());
   std::memcpy(rows[2].data(), r.raw.data(), rows[2].size());
 
-  const rbf::Checkpoint last = r.curve.empty() ? rbf::Checkpoint{} : r.curve.back();
+  const rbf::Checkpoint& last = r.final;  // monitors of the returned parameters
   Row row(task_layout_);
   row.set("id", task.id).set("data", data_name).set("param", std::string(rbf::param_name(task.param)));
   row.set("K", task.K).set("optimizer", std::string(rbf::optimizer_name(task.optimizer)));

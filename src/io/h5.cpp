@@ -180,7 +180,12 @@ void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>&
         "write dataset " + name);
 }
 
-DoubleArray read_array(hid_t loc, const std::string& name) {
+DoubleArray read_array(hid_t loc, const std::string& name, const std::string& where_) {
+  const std::string where = where_.empty() ? name : where_;
+  H5O_info_t info;  // HDF5 1.10 API
+  if (H5Oget_info_by_name2(loc, name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+    throw InputError(where, "no such dataset");
+  if (info.type != H5O_TYPE_DATASET) throw InputError(where, "is a group, not a dataset");
   Handle ds(check_id(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), "open dataset " + name), H5Dclose);
   Handle space(H5Dget_space(ds.get()), H5Sclose);
   int rank = H5Sget_simple_extent_ndims(space.get());
@@ -192,7 +197,7 @@ DoubleArray read_array(hid_t loc, const std::string& name) {
   Handle type(H5Dget_type(ds.get()), H5Tclose);
   H5T_class_t cls = H5Tget_class(type.get());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-    throw InputError(name, "expected a numeric dataset");
+    throw InputError(where, "expected a numeric dataset");
   out.data.resize(total);
   if (total) check(H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                            out.data.data()), "read dataset " + name);

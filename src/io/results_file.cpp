@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,18 +75,29 @@ std::string utc_now_iso() {
 }
 
 OutputLock::OutputLock(const std::string& path) : path_(path + ".lock") {
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw InputError(path_, std::string("cannot create lock file: ") + std::strerror(errno));
-  if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd_);
+  // flock the lock file, then check that the path still names the inode we locked: a
+  // previous holder unlinks it on release, and a lock on an unlinked inode protects nothing.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw InputError(path_, std::string("cannot create lock file: ") + std::strerror(errno));
+    if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      throw InputError(path, "another covfit process is writing this file (lock " + path_ + " is held)");
+    }
+    struct stat held {}, named {};
+    if (fstat(fd_, &held) == 0 && ::stat(path_.c_str(), &named) == 0 &&
+        held.st_ino == named.st_ino && held.st_dev == named.st_dev)
+      return;
+    ::close(fd_);  // lost a race with a releasing holder: try the new file
     fd_ = -1;
-    throw InputError(path, "another covfit process is writing this file (lock " + path_ + " is held)");
   }
+  throw RuntimeError(path_ + ": could not acquire the lock file");
 }
 
 OutputLock::~OutputLock() {
   if (fd_ >= 0) {
-    ::unlink(path_.c_str());  // still ours: we hold the lock
+    ::unlink(path_.c_str());  // while still holding the lock (see the constructor)
     ::close(fd_);
   }
 }

@@ -119,9 +119,7 @@ void SweepTables::append(std::int64_t id, const std::string& data_name, const st
   t.set("centred_by_covfit", centred ? 1 : 0).set("s_max", r.s_max).set("loss_zero", r.loss_zero);
   t.set("best_lambda", at_or_nan(r.rows, r.best, &cov::SweepRow::lambda));
   t.set("best_lambda_d", at_or_nan(r.rows, r.best, &cov::SweepRow::lambda_d));
-  t.set("best_r2_val", r.best >= 0 ? (r.best_exact >= 0 ? r.rows[static_cast<std::size_t>(r.best)].r2_val_exact
-                                                        : r.rows[static_cast<std::size_t>(r.best)].r2_val)
-                                   : std::nan(""));
+  t.set("best_r2_val", r.headline_r2());
   t.set("one_se_lambda", at_or_nan(r.rows, r.one_se, &cov::SweepRow::lambda));
   t.set("best_exact_lambda", at_or_nan(r.rows, r.best_exact, &cov::SweepRow::lambda));
   t.set("best_r2_val_exact", at_or_nan(r.rows, r.best_exact, &cov::SweepRow::r2_val_exact));

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -48,7 +49,14 @@ class TableReader {
       if (auto v = n.value_exact<bool>()) return *v;
       fail(key, "expected true or false");
     } else if constexpr (std::is_integral_v<T>) {
-      if (auto v = n.value_exact<int64_t>()) return static_cast<T>(*v);
+      if (auto v = n.value_exact<int64_t>()) {
+        const bool fits = std::is_signed_v<T>
+                              ? *v >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                                    *v <= static_cast<int64_t>(std::numeric_limits<T>::max())
+                              : *v >= 0;
+        if (!fits) fail(key, "integer " + std::to_string(*v) + " is out of range");
+        return static_cast<T>(*v);
+      }
       fail(key, "expected an integer");
     } else if constexpr (std::is_floating_point_v<T>) {
       if (auto v = n.value<double>(); v && (n.is_integer() || n.is_floating_point())) return *v;
@@ -105,6 +113,14 @@ std::string fnv1a_hex(const std::string& s) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;
+}
+
+// The effective job text (after overrides) and its hash identify the job in files.
+void set_text_and_hash(Job& job, const toml::table& root) {
+  std::ostringstream os;
+  os << root;
+  job.text = os.str();
+  job.hash = fnv1a_hex(job.text);
 }
 
 // Apply one "a.b.c=value" override to the table.
@@ -185,6 +201,7 @@ CovDataSpec read_cov_data(const toml::table& t, const std::string& path, const s
   if (d.m < 3) r.fail("m", "must be >= 3");
   if (d.rank < 1) r.fail("rank", "must be >= 1");
   if (!(d.noise >= 0)) r.fail("noise", "must be >= 0");
+  if (!(d.w0_scale >= 0)) r.fail("w0_scale", "must be >= 0");
   if (d.source == "hdf5" && d.file.empty()) r.fail("file", "required when source = \"hdf5\"");
   r.finish({"name", "source", "n", "m", "rank", "noise", "w0_scale", "seed", "file", "x_dataset",
             "s_dataset"});
@@ -238,7 +255,10 @@ void read_sweep(const toml::table& t, const std::string& path, Job& job) {
   s.exact_max_rank = r.get<int>("exact_max_rank", s.exact_max_rank);
   s.train_r2 = r.get<bool>("train_r2", s.train_r2);
   s.losses = r.get<bool>("losses", s.losses);
+  if (s.exact_max_rank < 0) r.fail("exact_max_rank", "must be >= 0");
   s.store_lambdas = r.list<double>("store_lambdas", {});
+  for (double l : s.store_lambdas)
+    if (!(l > 0) || !std::isfinite(l)) r.fail("store_lambdas", "every value must be finite and > 0");
   std::string store = r.get<std::string>("store", "best");
   if (store != "best" && store != "all") r.fail("store", "must be \"best\" or \"all\"");
   s.store_all = store == "all";
@@ -277,8 +297,17 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& f) {
   else if (init == "lattice") f.init = rbf::Init::lattice;
   else r.fail("init", "'" + init + "' is not one of greedy, lattice");
   if (!(f.lr_final_ratio > 0 && f.lr_final_ratio <= 1)) r.fail("lr_final_ratio", "must be in (0, 1]");
-  f.bounds.log_sigma_min = std::log(r.get<double>("sigma_min", std::exp(f.bounds.log_sigma_min)));
-  f.bounds.log_sigma_max = std::log(r.get<double>("sigma_max", std::exp(f.bounds.log_sigma_max)));
+  const double sigma_min = r.get<double>("sigma_min", std::exp(f.bounds.log_sigma_min));
+  const double sigma_max = r.get<double>("sigma_max", std::exp(f.bounds.log_sigma_max));
+  if (!(sigma_min > 0)) r.fail("sigma_min", "must be > 0");
+  if (!(sigma_max > 0) || !std::isfinite(sigma_max)) r.fail("sigma_max", "must be finite and > 0");
+  f.bounds.log_sigma_min = std::log(sigma_min);
+  f.bounds.log_sigma_max = std::log(sigma_max);
+  if (!(f.eps > 0)) r.fail("eps", "must be > 0");
+  if (!(f.clip_grad >= 0)) r.fail("clip_grad", "must be >= 0 (0: no clipping)");
+  if (!(f.lm_mu0 > 0)) r.fail("lm_mu0", "must be > 0");
+  if (!(f.target_loss >= 0)) r.fail("target_loss", "must be >= 0");
+  if (!(f.target_rel_variance >= 0)) r.fail("target_rel_variance", "must be >= 0");
   if (f.max_steps < 1) r.fail("max_steps", "must be >= 1");
   if (f.log_every < 1) r.fail("log_every", "must be >= 1");
   if (f.patience < 1) r.fail("patience", "must be >= 1");
@@ -319,9 +348,11 @@ void read_grid(const toml::table& t, const std::string& path, Job& job) {
   g.lr_weight = r.list<double>("lr_weight", {job.fit.lr_weight});
   g.lr_centre = r.list<double>("lr_centre", {job.fit.lr_centre});
   g.lr_shape = r.list<double>("lr_shape", {job.fit.lr_shape});
-  for (auto* v : {&g.lr_weight, &g.lr_centre, &g.lr_shape})
-    for (double x : *v)
-      if (!(x > 0)) r.fail("lr_shape", "learning rates must be > 0");
+  for (const auto& [key, values] : {std::pair{"lr_weight", &g.lr_weight},
+                                    std::pair{"lr_centre", &g.lr_centre},
+                                    std::pair{"lr_shape", &g.lr_shape}})
+    for (double x : *values)
+      if (!(x > 0)) r.fail(key, "learning rates must be > 0");
   std::vector<std::string> names = r.list<std::string>("data", {});
   if (names.empty()) {
     for (int i = 0; i < static_cast<int>(job.data.size()); ++i) g.data.push_back(i);
@@ -442,10 +473,7 @@ Job parse_job(const std::string& text, const std::string& path,
     if (!n || !n->as_table()) r.fail("sweep", "kind = \"sweep\" needs a [sweep] table");
     read_sweep(*n->as_table(), path, job);
     r.finish({"name", "kind", "seed", "data", "sweep"});
-    std::ostringstream os;
-    os << root;
-    job.text = os.str();
-    job.hash = fnv1a_hex(job.text);
+    set_text_and_hash(job, root);
     return job;
   }
   if (r.node("sweep")) r.fail("sweep", "only for kind = \"sweep\"");
@@ -461,11 +489,7 @@ Job parse_job(const std::string& text, const std::string& path,
     read_grid(toml::table{}, path, job);
   }
   r.finish({"name", "kind", "seed", "data", "fit", "grid"});
-
-  std::ostringstream os;
-  os << root;
-  job.text = os.str();
-  job.hash = fnv1a_hex(job.text);
+  set_text_and_hash(job, root);
   return job;
 }
 

@@ -508,7 +508,20 @@ FitResult fit(const FitConfig& cfg, const Points& pts, const std::atomic<bool>* 
   res.raw = raw;
   res.kernels.resize(static_cast<std::size_t>(cfg.K));
   raw_to_canonical(cfg.param, raw, res.kernels);
+  // Monitors of the parameters actually returned (one more gradient evaluation).
+  {
+    Objective objective(cfg, pts);
+    std::vector<double> grad(raw.size());
+    res.final.loss = objective(raw, grad);
+    res.final.step = res.steps;
+    const int width = raw_width(cfg.param);
+    for (std::size_t i = 0; i < grad.size(); ++i)
+      res.final.grad_norm[static_cast<int>(raw_group(cfg.param, static_cast<int>(i % width)))] += grad[i] * grad[i];
+    for (double& g : res.final.grad_norm) g = std::sqrt(g);
+    shape_monitors(res.kernels, res.final.sigma_min, res.final.sigma_max, res.final.cond_max);
+  }
   res.seconds = seconds_since(t0);
+  res.final.seconds = res.seconds;
   return res;
 }
 

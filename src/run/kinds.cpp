@@ -11,6 +11,17 @@
 namespace covfit::run {
 namespace {
 
+// Copy finished tasks between two files of one job kind (resume, merge).
+template <class Tables, class... Args>
+std::vector<std::int64_t> copy_between(hid_t from, hid_t to,
+                                       const std::function<bool(std::int64_t)>& accept,
+                                       Args... args) {
+  Tables old(args...), fresh(args...);
+  old.open(from);
+  fresh.open(to);
+  return fresh.store().copy_tasks_from(old.store(), accept);
+}
+
 rbf::FitConfig fit_config(const job::Job& job, const job::TaskCoord& t, double variance) {
   const job::FitSettings& f = job.fit;
   rbf::FitConfig c;
@@ -58,10 +69,7 @@ class FitKind : public Kind {
   io::TaskStore& store() override { return tables_.store(); }
   std::vector<std::int64_t> copy_tasks(hid_t old_file, hid_t new_file,
                                       const std::function<bool(std::int64_t)>& accept) override {
-    io::FitTables old(n_targets_), fresh(n_targets_);
-    old.open(old_file);
-    fresh.open(new_file);
-    return fresh.store().copy_tasks_from(old.store(), accept);
+    return copy_between<io::FitTables>(old_file, new_file, accept, n_targets_);
   }
   Done compute(std::int64_t id, int, const std::atomic<bool>* stop) override {
     job::TaskCoord task = job_.task(id);
@@ -77,6 +85,7 @@ class FitKind : public Kind {
   }
   std::string score_name() const override { return "loss"; }
   bool higher_is_better() const override { return false; }
+  bool parallel_inside_task() const override { return false; }
 
  private:
   const job::Job& job_;
@@ -96,14 +105,9 @@ class SweepKind : public Kind {
     if (job_.sweep.store_all || !job_.sweep.store_lambdas.empty()) {
       // Stored W matrices are n x n each: say how much before computing anything.
       double bytes = 0;
-      for (const auto& d : data_) {
-        cov::SweepConfig c;
-        c.lambdas = job_.sweep.lambdas;
-        c.store_lambdas = job_.sweep.store_lambdas;
-        c.store_all = job_.sweep.store_all;
-        bytes += cov::sweep_store_bytes(c, d.problem.X.rows, d.problem.X.cols) *
-                 static_cast<double>(job_.sweep.models.size());
-      }
+      for (const auto& d : data_)
+        for (job::CovModel m : job_.sweep.models)
+          bytes += cov::sweep_store_bytes(sweep_config(m), d.problem.X.rows, d.problem.X.cols);
       std::fprintf(stderr, "covfit: stored matrices will take about %.1f MB (before compression)\n",
                    bytes / 1e6);
     }
@@ -114,35 +118,20 @@ class SweepKind : public Kind {
   io::TaskStore& store() override { return tables_.store(); }
   std::vector<std::int64_t> copy_tasks(hid_t old_file, hid_t new_file,
                                       const std::function<bool(std::int64_t)>& accept) override {
-    io::SweepTables old, fresh;
-    old.open(old_file);
-    fresh.open(new_file);
-    return fresh.store().copy_tasks_from(old.store(), accept);
+    return copy_between<io::SweepTables>(old_file, new_file, accept);
   }
   Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) override {
     job::SweepTask task = job_.sweep_task(id);
     const auto di = static_cast<std::size_t>(task.data);
-    const job::SweepSettings& s = job_.sweep;
-    cov::SweepConfig cfg;
-    cfg.model = task.model == job::CovModel::free ? cov::SweepModel::free : cov::SweepModel::free_diag;
-    cfg.lambdas = s.lambdas;
-    cfg.lambda_relative = s.lambda_relative;
-    cfg.lambda_d = s.lambda_d;
+    cov::SweepConfig cfg = sweep_config(task.model);
     cfg.folds = folds_[di];
-    cfg.exact = s.exact;
-    cfg.exact_max_rank = s.exact_max_rank;
-    cfg.train_r2 = s.train_r2;
-    cfg.losses = s.losses;
-    cfg.store_lambdas = s.store_lambdas;
-    cfg.store_all = s.store_all;
     cfg.threads = inner_threads;
-    cfg.blas_threads = s.blas_threads;
+    // More BLAS threads only while this is the only task running: the OpenBLAS thread
+    // count is process-wide.
+    if (inner_threads <= 1) cfg.blas_threads = 1;
     cov::SweepResult r = cov::run_sweep(data_[di].problem, cfg, stop);
     if (stop && stop->load()) return {};
-    double score = r.best >= 0 ? (r.best_exact >= 0 ? r.rows[static_cast<std::size_t>(r.best_exact)].r2_val_exact
-                                                      : r.rows[static_cast<std::size_t>(r.best)].r2_val)
-                               : std::nan("");
-    Done done{r.ok ? "ok" : "failed", score, nullptr};
+    Done done{r.ok ? "ok" : "failed", r.headline_r2(), nullptr};
     done.write = [this, id, name = data_[di].name, model = job::cov_model_name(task.model),
                   centred = data_[di].centred_by_us, res = std::move(r)] {
       tables_.append(id, name, model, centred, res);
@@ -151,8 +140,25 @@ class SweepKind : public Kind {
   }
   std::string score_name() const override { return "val R2"; }
   bool higher_is_better() const override { return true; }
+  bool parallel_inside_task() const override { return true; }
 
  private:
+  cov::SweepConfig sweep_config(job::CovModel model) const {
+    const job::SweepSettings& s = job_.sweep;
+    cov::SweepConfig cfg;
+    cfg.model = model == job::CovModel::free ? cov::SweepModel::free : cov::SweepModel::free_diag;
+    cfg.lambdas = s.lambdas;
+    cfg.lambda_relative = s.lambda_relative;
+    cfg.lambda_d = s.lambda_d;
+    cfg.exact = s.exact;
+    cfg.exact_max_rank = s.exact_max_rank;
+    cfg.train_r2 = s.train_r2;
+    cfg.losses = s.losses;
+    cfg.store_lambdas = s.store_lambdas;
+    cfg.store_all = s.store_all;
+    cfg.blas_threads = s.blas_threads;
+    return cfg;
+  }
   std::vector<cov::Fold> make_folds(int m) const {
     const job::SweepSettings& s = job_.sweep;
     if (!s.val.empty()) return {cov::explicit_split(m, s.val, job_.path + ": sweep.val")};

@@ -34,7 +34,10 @@ class Kind {
     double score = std::nan("");  // shown on the progress line; see higher_is_better
     std::function<void()> write;  // runs on the writer thread; empty: interrupted
   };
+  // inner_threads > 1 only when the kind can use threads inside one task (see below) and
+  // fewer tasks than threads remain; then tasks run one at a time.
   virtual Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) = 0;
+  virtual bool parallel_inside_task() const = 0;
   virtual std::string score_name() const = 0;  // "loss", "R2"
   virtual bool higher_is_better() const = 0;
 };

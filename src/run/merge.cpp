@@ -12,6 +12,8 @@ namespace covfit::run {
 MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::string& output,
                           bool overwrite) {
   if (inputs.empty()) throw InputError("merge", "no shard files given");
+  if (std::filesystem::exists(output) && !overwrite)
+    throw InputError(output, "exists; refusing to replace it (use --overwrite)");
   std::vector<io::Handle> files;
   std::vector<io::FileMeta> metas;
   std::map<std::int64_t, std::size_t> by_index;
@@ -65,7 +67,7 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
   std::string tmp = output + ".merge-tmp";
   MergeSummary summary;
   summary.shards = static_cast<std::int64_t>(files.size());
-  {
+  try {
     io::ResultsFile out = io::ResultsFile::create(tmp, meta, true, [&](hid_t f) {
       // Inputs as the shards stored them (generated data is identical in every shard).
       if (io::exists(files.front().get(), "/data") &&
@@ -81,15 +83,15 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
       summary.tasks += static_cast<std::int64_t>(ids.size());
     }
     out.flush();
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    throw;
   }
   if (summary.tasks != first.tasks_total) {
     std::filesystem::remove(tmp);
     throw RuntimeError("merged " + std::to_string(summary.tasks) + " tasks, expected " +
                        std::to_string(first.tasks_total));
-  }
-  if (std::filesystem::exists(output) && !overwrite) {
-    std::filesystem::remove(tmp);
-    throw InputError(output, "exists; refusing to replace it (use --overwrite)");
   }
   std::filesystem::rename(tmp, output);
   return summary;

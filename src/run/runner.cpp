@@ -124,16 +124,19 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   Progress progress(opt.progress, summary.tasks_in_shard, summary.already_done,
                     kind->score_name(), kind->higher_is_better());
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
-  // Many tasks: parallel over tasks, each single-threaded. Fewer tasks than threads
-  // (a few big sweeps): one task at a time, parallel inside it.
-  const bool outer = static_cast<int>(todo.size()) >= threads;
-  const int outer_threads = outer ? threads : 1, inner_threads = outer ? 1 : threads;
+  // Many tasks: parallel over tasks, each single-threaded. Fewer tasks than threads and a
+  // kind that can use threads inside a task (sweeps: folds): one task at a time.
+  const bool outer = static_cast<int>(todo.size()) >= threads || !kind->parallel_inside_task();
+  const int outer_threads = outer ? std::max(1, std::min<int>(threads, static_cast<int>(todo.size()))) : 1;
+  const int inner_threads = outer ? 1 : threads;
   std::mutex summary_mu;
   {
     SerialWriter writer([&] { kind->store().flush(); file.flush(); },
                         std::chrono::milliseconds(static_cast<int>(opt.flush_seconds * 1000)));
     writer.submit([] { io::quiet_hdf5_errors(); });  // HDF5 error printing is per thread
-    if (outer) openblas_set_num_threads(1);  // tasks are the parallelism
+    // BLAS on one thread: tasks (or folds) are the parallelism, and results must not
+    // depend on the thread count. (A sweep may raise it for its one SVD: blas_threads.)
+    openblas_set_num_threads(1);
     parallel_items(static_cast<long long>(todo.size()), outer_threads, stop, [&](long long i) {
       Kind::Done done = kind->compute(todo[static_cast<std::size_t>(i)], inner_threads, stop);
       if (!done.write) return;  // interrupted: recomputed on resume

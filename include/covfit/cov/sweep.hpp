@@ -31,11 +31,13 @@ struct SweepConfig {
   int exact_max_rank = 400;
   bool train_r2 = false;
   bool losses = true;                 // free: L(W_lin) on all stimuli per lambda (O(r^3) each)
-  std::vector<double> store_lambdas;  // nearest grid points also stored (same units as lambdas)
-  bool store_all = false;
+  std::vector<double> store_lambdas;  // free: nearest grid points also stored (same units as lambdas)
+  bool store_all = false;             // free: W at every lambda (free_diag always stores the best pair only)
   int threads = 1;                    // folds in parallel (each single-threaded)
   int blas_threads = 1;               // for the one full-data SVD; > 1 is faster for a big
-                                      // X but results then depend on it at ~1e-13
+                                      // X but results then depend on it at ~1e-13. The
+                                      // caller must have set OpenBLAS to one thread (the
+                                      // count is process-wide) and run no other sweep.
 };
 
 struct SweepRow {
@@ -82,6 +84,10 @@ struct SweepResult {
   int best = -1, one_se = -1;            // indices into rows (by the headline R^2)
   int best_exact = -1;                   // by r2_val_exact (free with exact solutions)
   std::vector<StoredMatrix> stored;
+
+  // The headline validation R^2: of the exact solution at best_exact where computed,
+  // else of the linearised model at best. NaN if there is none.
+  double headline_r2() const;
 };
 
 // Bytes the stored matrices will take (printed before a store = "all" run).

@@ -51,7 +51,9 @@ struct DoubleArray {
 };
 void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
                  const double* data);
-DoubleArray read_array(hid_t loc, const std::string& name);
+// `where` names the place in messages (e.g. "in.h5:/X"); user-input errors (not a
+// dataset, not numeric) are InputError.
+DoubleArray read_array(hid_t loc, const std::string& name, const std::string& where = "");
 Handle create_group(hid_t loc, const std::string& name);  // creates intermediate groups
 
 // Column description of an appendable table (an HDF5 compound dataset, 1-D, unlimited).

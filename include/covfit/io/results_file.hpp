@@ -31,7 +31,7 @@ struct FileMeta {
   std::int64_t tasks_in_file = 0;   // in this shard
 };
 
-// Holds an exclusive advisory lock on <path>.lock while alive.
+// Holds an exclusive advisory lock on <path>.lock while alive; removes it on release.
 class OutputLock {
  public:
   explicit OutputLock(const std::string& path);

@@ -70,6 +70,8 @@ struct FitResult {
   std::vector<int> steps_to_target;        // -1: never reached
   std::vector<double> seconds_to_target;   // NaN: never reached
   std::vector<Checkpoint> curve;           // every log_every steps, and the last step
+  Checkpoint final;                        // monitors at the returned parameters (Adam
+                                           // returns its best iterate, not the last)
   std::vector<double> raw;                 // final raw parameters (K * raw_width)
   std::vector<Canonical> kernels;          // final canonical kernels
 };
