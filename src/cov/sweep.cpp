@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <set>
 
 #include "covfit/cov/diagonal.hpp"
@@ -100,6 +101,22 @@ void summarise_into(SweepResult& res, const std::vector<double>& lam_for_summary
   res.best_exact = have_exact ? se.best : -1;
 }
 
+// parallel_items over the F + 1 parts of a sweep, with the progress callback after each.
+// fn(fold) gets fold = -1 for the full-data part, handed out first because it is the
+// longest (largest rank, sequential exact path); then the folds 0..F-1.
+template <class Fn>
+void for_each_part(const SweepConfig& cfg, int F, const std::atomic<bool>* stop, Fn&& fn) {
+  std::mutex mu;
+  int done = 0;
+  parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
+    fn(static_cast<int>(item) - 1);
+    if (cfg.on_part_done) {
+      std::lock_guard lock(mu);
+      cfg.on_part_done(++done, F + 1);
+    }
+  });
+}
+
 ExactOptions stop_options(const std::atomic<bool>* stop) {
   ExactOptions o;
   o.stop = stop;
@@ -116,8 +133,8 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   // thread (BLAS on one thread, set by the caller), so results do not depend on the
   // thread count.
   auto t_folds = Clock::now();
-  parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
-      if (item == F) {
+  for_each_part(cfg, F, stop, [&](int item) {
+      if (item < 0) {
         if (exact) full_exact = sweep_exact(red, lam, stop_options(stop));
         return;
       }
@@ -214,8 +231,8 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   const int F = static_cast<int>(cfg.folds.size()), G = static_cast<int>(grid.size());
   std::vector<std::vector<double>> fwd(F, std::vector<double>(G, kNaN));
   std::vector<double> loss(G), rms_d(G), rms_off(G);
-  parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
-      const bool full = item == F;
+  for_each_part(cfg, F, stop, [&](int item) {
+      const bool full = item < 0;
       FoldData fd;
       Matrix X_va;
       if (!full) {

@@ -1,5 +1,6 @@
 #include "kinds.hpp"
 
+#include <chrono>
 #include <cstdio>
 
 #include "covfit/cov/sweep.hpp"
@@ -97,7 +98,7 @@ class FitKind : public Kind {
 
 class SweepKind : public Kind {
  public:
-  explicit SweepKind(const job::Job& job) : job_(job) {}
+  SweepKind(const job::Job& job, bool progress) : job_(job), progress_(progress) {}
   void load_data() override {
     for (const auto& spec : job_.cov_data) data_.push_back(data::load_cov(spec));
     // Folds depend only on m: validate them now, before any file is touched.
@@ -129,6 +130,17 @@ class SweepKind : public Kind {
     // More BLAS threads only while this is the only task running: the OpenBLAS thread
     // count is process-wide.
     if (inner_threads <= 1) cfg.blas_threads = 1;
+    if (progress_) {
+      // A sweep can run for minutes: after 5 s, report its parts as they finish.
+      auto t0 = std::chrono::steady_clock::now();
+      std::string label = data_[di].name + "/" + job::cov_model_name(task.model);
+      cfg.on_part_done = [t0, label, id](int done, int total) {
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (s >= 5.0)
+          std::fprintf(stderr, "covfit: task %lld (%s): %d/%d parts (folds + full data) done, %.1f s\n",
+                       static_cast<long long>(id), label.c_str(), done, total, s);
+      };
+    }
     cov::SweepResult r = cov::run_sweep(data_[di].problem, cfg, stop);
     if (stop && stop->load()) return {};
     Done done{r.ok ? "ok" : "failed", r.headline_r2(), nullptr};
@@ -165,6 +177,7 @@ class SweepKind : public Kind {
     return cov::kfold_split(m, s.folds, s.fold_seed, job_.path + ": sweep.folds");
   }
   const job::Job& job_;
+  bool progress_;
   std::vector<data::CovData> data_;
   std::vector<std::vector<cov::Fold>> folds_;
   io::SweepTables tables_;
@@ -172,8 +185,8 @@ class SweepKind : public Kind {
 
 }  // namespace
 
-std::unique_ptr<Kind> make_kind(const job::Job& job) {
-  if (job.kind == "sweep") return std::make_unique<SweepKind>(job);
+std::unique_ptr<Kind> make_kind(const job::Job& job, bool progress) {
+  if (job.kind == "sweep") return std::make_unique<SweepKind>(job, progress);
   return std::make_unique<FitKind>(job);
 }
 

@@ -42,6 +42,7 @@ class Kind {
   virtual bool higher_is_better() const = 0;
 };
 
-std::unique_ptr<Kind> make_kind(const job::Job& job);
+// `progress`: a long task may print its own progress lines on stderr.
+std::unique_ptr<Kind> make_kind(const job::Job& job, bool progress = false);
 
 }  // namespace covfit::run

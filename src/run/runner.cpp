@@ -73,7 +73,7 @@ class Progress {
 RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic<bool>* stop) {
   auto t0 = Clock::now();
   // Everything that can be wrong with the input is checked before the file is touched.
-  std::unique_ptr<Kind> kind = make_kind(job);
+  std::unique_ptr<Kind> kind = make_kind(job, opt.progress);
   kind->load_data();
 
   const std::int64_t total = job.task_count();

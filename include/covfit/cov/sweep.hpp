@@ -10,6 +10,7 @@
 //            map; the exact (L-BFGS) solution at the best pair on all stimuli.
 #pragma once
 #include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ struct SweepConfig {
   std::vector<double> store_lambdas;  // free: nearest grid points also stored (same units as lambdas)
   bool store_all = false;             // free: W at every lambda (free_diag always stores the best pair only)
   int threads = 1;                    // folds in parallel (each single-threaded)
+  // Called (from worker threads, serialised) after each fold and after the full-data
+  // exact path: (parts done, parts total). For progress output on long sweeps.
+  std::function<void(int, int)> on_part_done;
   int blas_threads = 1;               // for the one full-data SVD; > 1 is faster for a big
                                       // X but results then depend on it at ~1e-13. The
                                       // caller must have set OpenBLAS to one thread (the
