@@ -81,7 +81,7 @@ TEST(JobSpec, WrongTypesAndValuesAreRejectedWithPlace) {
 TEST(JobSpec, OverridesReplaceValuesAndChangeHash) {
   auto base = parse_job(kJob, "job.toml");
   auto job = parse_job(kJob, "job.toml", {"fit.max_steps=25", "grid.K=[2]", "grid.param=isotropic"});
-  EXPECT_EQ(job.fit.max_steps, 25);
+  EXPECT_EQ(job.fit.base.max_steps, 25);
   EXPECT_EQ(job.task_count(), 1 * 1 * 2 * 3);
   EXPECT_EQ(job.task(0).param, covfit::rbf::Param::isotropic);
   EXPECT_NE(job.hash, base.hash);

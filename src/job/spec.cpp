@@ -270,7 +270,8 @@ void read_sweep(const toml::table& t, const std::string& path, Job& job) {
             "blas_threads"});
 }
 
-void read_fit(const toml::table& t, const std::string& path, FitSettings& f) {
+void read_fit(const toml::table& t, const std::string& path, FitSettings& settings) {
+  rbf::FitConfig& f = settings.base;
   TableReader r(t, path, "fit");
   std::string precision = r.get<std::string>("precision", "f64");
   if (precision != "f64" && precision != "f32") r.fail("precision", "must be \"f64\" or \"f32\"");
@@ -279,12 +280,12 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& f) {
   f.rel_tol = r.get<double>("rel_tol", f.rel_tol);
   f.patience = r.get<int>("patience", f.patience);
   f.target_loss = r.get<double>("target_loss", f.target_loss);
-  f.target_rel_variance = r.get<double>("target_rel_variance", f.target_rel_variance);
+  settings.target_rel_variance = r.get<double>("target_rel_variance", settings.target_rel_variance);
   f.target_losses = r.list<double>("target_losses", f.target_losses);
   f.log_every = r.get<int>("log_every", f.log_every);
-  f.lr_weight = r.get<double>("lr_weight", f.lr_weight);
-  f.lr_centre = r.get<double>("lr_centre", f.lr_centre);
-  f.lr_shape = r.get<double>("lr_shape", f.lr_shape);
+  f.lr[0] = r.get<double>("lr_weight", f.lr[0]);
+  f.lr[1] = r.get<double>("lr_centre", f.lr[1]);
+  f.lr[2] = r.get<double>("lr_shape", f.lr[2]);
   f.beta1 = r.get<double>("beta1", f.beta1);
   f.beta2 = r.get<double>("beta2", f.beta2);
   f.eps = r.get<double>("eps", f.eps);
@@ -307,7 +308,7 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& f) {
   if (!(f.clip_grad >= 0)) r.fail("clip_grad", "must be >= 0 (0: no clipping)");
   if (!(f.lm_mu0 > 0)) r.fail("lm_mu0", "must be > 0");
   if (!(f.target_loss >= 0)) r.fail("target_loss", "must be >= 0");
-  if (!(f.target_rel_variance >= 0)) r.fail("target_rel_variance", "must be >= 0");
+  if (!(settings.target_rel_variance >= 0)) r.fail("target_rel_variance", "must be >= 0");
   if (f.max_steps < 1) r.fail("max_steps", "must be >= 1");
   if (f.log_every < 1) r.fail("log_every", "must be >= 1");
   if (f.patience < 1) r.fail("patience", "must be >= 1");
@@ -345,9 +346,9 @@ void read_grid(const toml::table& t, const std::string& path, Job& job) {
     else if (name == "varpro") g.optimizer.push_back(Optimizer::varpro);
     else r.fail("optimizer", "'" + name + "' is not one of adam, lm, varpro");
   }
-  g.lr_weight = r.list<double>("lr_weight", {job.fit.lr_weight});
-  g.lr_centre = r.list<double>("lr_centre", {job.fit.lr_centre});
-  g.lr_shape = r.list<double>("lr_shape", {job.fit.lr_shape});
+  g.lr_weight = r.list<double>("lr_weight", {job.fit.base.lr[0]});
+  g.lr_centre = r.list<double>("lr_centre", {job.fit.base.lr[1]});
+  g.lr_shape = r.list<double>("lr_shape", {job.fit.base.lr[2]});
   for (const auto& [key, values] : {std::pair{"lr_weight", &g.lr_weight},
                                     std::pair{"lr_centre", &g.lr_centre},
                                     std::pair{"lr_shape", &g.lr_shape}})

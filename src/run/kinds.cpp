@@ -24,48 +24,31 @@ std::vector<std::int64_t> copy_between(hid_t from, hid_t to,
 }
 
 rbf::FitConfig fit_config(const job::Job& job, const job::TaskCoord& t, double variance) {
-  const job::FitSettings& f = job.fit;
-  rbf::FitConfig c;
+  rbf::FitConfig c = job.fit.base;
   c.param = t.param;
   c.K = t.K;
   c.optimizer = t.optimizer;
   c.lr[0] = t.lr_weight;
   c.lr[1] = t.lr_centre;
   c.lr[2] = t.lr_shape;
-  c.beta1 = f.beta1;
-  c.beta2 = f.beta2;
-  c.eps = f.eps;
-  c.clip_grad = f.clip_grad;
-  c.max_steps = f.max_steps;
-  c.rel_tol = f.rel_tol;
-  c.patience = f.patience;
-  c.target_loss = f.target_loss;
-  if (f.target_rel_variance > 0) {
-    double t_rel = f.target_rel_variance * variance;
+  c.seed = t.seed;
+  if (job.fit.target_rel_variance > 0) {  // the tighter of the two targets
+    const double t_rel = job.fit.target_rel_variance * variance;
     c.target_loss = c.target_loss > 0 ? std::max(c.target_loss, t_rel) : t_rel;
   }
-  c.target_losses = f.target_losses;
-  c.log_every = f.log_every;
-  c.f32 = f.f32;
-  c.width_scale = f.width_scale;
-  c.init = f.init;
-  c.lr_final_ratio = f.lr_final_ratio;
-  c.lm_mu0 = f.lm_mu0;
-  c.bounds = f.bounds;
-  c.seed = t.seed;
   return c;
 }
 
 class FitKind : public Kind {
  public:
   explicit FitKind(const job::Job& job)
-      : job_(job), n_targets_(static_cast<int>(job.fit.target_losses.size())), tables_(n_targets_) {}
+      : job_(job), n_targets_(static_cast<int>(job.fit.base.target_losses.size())), tables_(n_targets_) {}
   void load_data() override {
     for (const auto& spec : job_.data) data_.push_back(data::load(spec));
     for (const auto& d : data_) variance_.push_back(d.variance());
   }
   void create_data(hid_t f) override { io::FitTables::create_data(f, data_); }
-  void create_tables(hid_t f) override { io::FitTables(n_targets_).create(f, job_.fit.target_losses); }
+  void create_tables(hid_t f) override { io::FitTables(n_targets_).create(f, job_.fit.base.target_losses); }
   void open_tables(hid_t f) override { tables_.open(f); }
   io::TaskStore& store() override { return tables_.store(); }
   std::vector<std::int64_t> copy_tasks(hid_t old_file, hid_t new_file,

@@ -32,23 +32,12 @@ struct DataSpec {
 
 using rbf::Optimizer;
 
+// [fit]: the optimisation settings all tasks share. `base` holds them with their
+// defaults (rbf::FitConfig is the one place defaults live); each task then sets its own
+// param, K, optimizer, learning rates and seed from the grid.
 struct FitSettings {
-  bool f32 = false;              // precision = "f32" | "f64"
-  int max_steps = 2000;
-  double rel_tol = 1e-7;         // converged: relative improvement over `patience` checkpoints
-  int patience = 5;
-  double target_loss = 0.0;      // stop when loss <= target_loss (0: off)
+  rbf::FitConfig base;
   double target_rel_variance = 0.0;  // stop when loss <= this * var(values) (0: off)
-  std::vector<double> target_losses;  // record steps/seconds to reach each level
-  int log_every = 50;            // checkpoint (monitor row) period in steps
-  double lr_weight = 0.01, lr_centre = 0.001, lr_shape = 0.001;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double clip_grad = 0.0;        // clip gradient global norm (0: off)
-  double width_scale = 1.0;      // initial sigma = width_scale x centre spacing
-  rbf::Init init = rbf::Init::greedy;
-  double lr_final_ratio = 1.0;   // Adam: exponential decay to this fraction at max_steps
-  double lm_mu0 = 1e-3;          // Levenberg-Marquardt initial damping (relative to diag)
-  rbf::Bounds bounds;
 };
 
 // Coordinates of one task in the grid.
