@@ -230,11 +230,12 @@ std::vector<double> read_log_grid(TableReader& r, const std::string& key) {
 
 void read_sweep(const toml::table& t, const std::string& path, Job& job) {
   TableReader r(t, path, "sweep");
-  SweepSettings& s = job.sweep;
-  s.models.clear();
+  SweepSettings& settings = job.sweep;
+  cov::SweepConfig& s = settings.base;
+  settings.models.clear();
   for (const auto& name : r.list<std::string>("models", {"free"})) {
-    if (name == "free") s.models.push_back(CovModel::free);
-    else if (name == "free_diag") s.models.push_back(CovModel::free_diag);
+    if (name == "free") settings.models.push_back(CovModel::free);
+    else if (name == "free_diag") settings.models.push_back(CovModel::free_diag);
     else r.fail("models", "'" + name + "' is not one of free, free_diag");
   }
   s.lambdas = read_log_grid(r, "lambda");
@@ -247,10 +248,10 @@ void read_sweep(const toml::table& t, const std::string& path, Job& job) {
   s.lambda_d = read_log_grid(r, "lambda_d");
   for (double l : s.lambda_d)
     if (!(l > 0) || !std::isfinite(l)) r.fail("lambda_d", "every lambda_d must be finite and > 0");
-  s.folds = r.get<int>("folds", s.folds);
-  s.val = r.list<int>("val", {});
-  if (s.val.empty() && s.folds < 2) r.fail("folds", "must be >= 2 (or give val = [...])");
-  s.fold_seed = r.get<std::uint64_t>("fold_seed", job.seed);
+  settings.folds = r.get<int>("folds", settings.folds);
+  settings.val = r.list<int>("val", {});
+  if (settings.val.empty() && settings.folds < 2) r.fail("folds", "must be >= 2 (or give val = [...])");
+  settings.fold_seed = r.get<std::uint64_t>("fold_seed", job.seed);
   s.exact = r.get<bool>("exact", s.exact);
   s.exact_max_rank = r.get<int>("exact_max_rank", s.exact_max_rank);
   s.train_r2 = r.get<bool>("train_r2", s.train_r2);

@@ -86,7 +86,7 @@ class SweepKind : public Kind {
     for (const auto& spec : job_.cov_data) data_.push_back(data::load_cov(spec));
     // Folds depend only on m: validate them now, before any file is touched.
     for (const auto& d : data_) folds_.push_back(make_folds(d.problem.X.cols));
-    if (job_.sweep.store_all || !job_.sweep.store_lambdas.empty()) {
+    if (job_.sweep.base.store_all || !job_.sweep.base.store_lambdas.empty()) {
       // Stored W matrices are n x n each: say how much before computing anything.
       double bytes = 0;
       for (const auto& d : data_)
@@ -139,19 +139,8 @@ class SweepKind : public Kind {
 
  private:
   cov::SweepConfig sweep_config(job::CovModel model) const {
-    const job::SweepSettings& s = job_.sweep;
-    cov::SweepConfig cfg;
-    cfg.model = model == job::CovModel::free ? cov::SweepModel::free : cov::SweepModel::free_diag;
-    cfg.lambdas = s.lambdas;
-    cfg.lambda_relative = s.lambda_relative;
-    cfg.lambda_d = s.lambda_d;
-    cfg.exact = s.exact;
-    cfg.exact_max_rank = s.exact_max_rank;
-    cfg.train_r2 = s.train_r2;
-    cfg.losses = s.losses;
-    cfg.store_lambdas = s.store_lambdas;
-    cfg.store_all = s.store_all;
-    cfg.blas_threads = s.blas_threads;
+    cov::SweepConfig cfg = job_.sweep.base;
+    cfg.model = model;
     return cfg;
   }
   std::vector<cov::Fold> make_folds(int m) const {

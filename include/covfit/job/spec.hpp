@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "covfit/cov/sweep.hpp"
 #include "covfit/rbf/fit.hpp"
 #include "covfit/rbf/model.hpp"
 
@@ -73,24 +74,18 @@ struct CovDataSpec {
   std::string x_dataset = "X", s_dataset = "S";
 };
 
-enum class CovModel { free, free_diag };
+// [sweep]: models and folds here; everything else every task shares lives in `base`
+// (cov::SweepConfig is the one place its defaults live; per task the runner sets the
+// model, folds and threads).
+using CovModel = cov::SweepModel;
 std::string cov_model_name(CovModel m);
 
 struct SweepSettings {
   std::vector<CovModel> models = {CovModel::free};
-  std::vector<double> lambdas;      // as given (before units)
-  bool lambda_relative = false;     // lambda_units = "s_max2": lambdas are x s_max^2
-  std::vector<double> lambda_d;     // free_diag; empty: lambda_d = lambda (paired path)
   int folds = 5;                    // k-fold over stimuli (ignored when val is given)
   std::vector<int> val;             // explicit validation stimuli (one fold)
   std::uint64_t fold_seed = 0;
-  bool exact = true;                // exact solutions along the path (free)
-  int exact_max_rank = 400;         // ... only if rank(X) <= this
-  bool train_r2 = false;
-  bool losses = true;               // exact loss of W_lin on all stimuli per lambda
-  std::vector<double> store_lambdas;  // also store W, d, eq. 1 pairs at these (nearest grid)
-  bool store_all = false;           // store = "all": W at every lambda
-  int blas_threads = 1;             // BLAS threads for the full-data SVD (see cov/sweep.hpp)
+  cov::SweepConfig base;            // lambdas (as given, before units), lambda_d, exact, ...
 };
 
 // One sweep task: a (data set, model) pair.
