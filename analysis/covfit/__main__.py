@@ -1,4 +1,5 @@
-"""python3 -m covfit RESULTS.h5 : print the job, progress and a per-(param, K) summary."""
+"""python3 -m covfit RESULTS.h5 : print the job, progress and a summary (per (param, K,
+optimizer) for fits; best lambda per (data set, model) for sweeps)."""
 
 import sys
 
@@ -16,7 +17,8 @@ def main(argv=None):
     path = argv[0]
     try:
         attrs = reader.read_attrs(path)
-        tasks = reader.read_tasks(path)
+        sweep = attrs.get("job_kind") == "sweep"
+        tasks = reader.read_sweep_tasks(path) if sweep else reader.read_tasks(path)
     except (OSError, ValueError) as e:
         print(f"covfit: error: {e}", file=sys.stderr)
         return 2
@@ -24,6 +26,12 @@ def main(argv=None):
           f"{attrs.get('shard_index')}/{attrs.get('shard_count')}, "
           f"{len(tasks)}/{attrs.get('tasks_in_file')} tasks, written by covfit "
           f"{attrs.get('covfit_version')} on {attrs.get('host')} at {attrs.get('created')}")
+    if sweep:
+        if len(tasks):
+            cols = ["data", "model", "n", "m", "r", "folds", "best_lambda", "best_lambda_d",
+                    "best_r2_val", "one_se_lambda", "svd_seconds", "seconds"]
+            print(tasks[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        return 0
     if len(tasks):
         g = tasks.groupby(["param", "K", "optimizer"])
         summary = g.agg(tasks=("id", "size"), best_loss=("final_loss", "min"),

@@ -154,6 +154,14 @@ class CliTest(unittest.TestCase):
             self.assertTrue(p.startswith(out))
             assert_png(self, p)
 
+    def test_summary_cli_for_fits_and_sweeps(self):
+        env = dict(os.environ, PYTHONPATH=ANALYSIS_DIR)
+        for path, expect in ((small_results(), "median_rel"), (small_sweep(self.dir), "best_r2_val")):
+            r = subprocess.run([sys.executable, "-m", "covfit", path], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(expect, r.stdout)
+
     def test_cli_missing_file(self):
         r = self.run_cli(os.path.join(self.dir, "missing.h5"), "-o", self.dir)
         self.assertEqual(r.returncode, 2)
