@@ -266,3 +266,34 @@ TEST(RbfKernels, PredictAndBasisMatrixAgree) {
 
 }  // namespace
 }  // namespace covfit::rbf
+
+// Splitting the points over threads must not change a single bit: fixed windows, summed
+// in window order (the runner relies on this for thread-count independence).
+TEST(RbfKernels, ThreadedSumsAreBitwiseEqualForAnyThreadCount) {
+  for (std::size_t n : {1u, 17u, 511u, 512u, 513u, 20000u, 100003u}) {
+    std::vector<double> x(n), y(n), t(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      x[i] = std::sin(0.37 * static_cast<double>(i));
+      y[i] = std::cos(0.11 * static_cast<double>(i));
+      t[i] = std::sin(3.0 * x[i] + y[i]);
+    }
+    std::vector<covfit::rbf::Canonical> k = {{0.1, -0.2, 3.0, 0.5, 2.0, 0.7},
+                                             {-0.4, 0.3, 8.0, -1.0, 5.0, -0.3},
+                                             {0.5, 0.5, 1.0, 0.2, 4.0, 1.1}};
+    auto p64 = covfit::rbf::PointSet<double>::from(x, y, t);
+    auto p32 = covfit::rbf::PointSet<float>::from(x, y, t);
+    std::vector<covfit::rbf::Canonical> g1(3), g2(3);
+    for (int threads : {2, 3}) {
+      double l1 = covfit::rbf::loss_grad_simd<double>(p64, k, g1, 1);
+      double l2 = covfit::rbf::loss_grad_simd<double>(p64, k, g2, threads);
+      EXPECT_EQ(l1, l2) << n;
+      EXPECT_EQ(std::memcmp(g1.data(), g2.data(), sizeof(covfit::rbf::Canonical) * 3), 0) << n;
+      l1 = covfit::rbf::loss_grad_simd<float>(p32, k, g1, 1);
+      l2 = covfit::rbf::loss_grad_simd<float>(p32, k, g2, threads);
+      EXPECT_EQ(l1, l2) << n;
+      EXPECT_EQ(std::memcmp(g1.data(), g2.data(), sizeof(covfit::rbf::Canonical) * 3), 0) << n;
+      EXPECT_EQ(covfit::rbf::loss_grad_simd<double>(p64, k, {}, 1),
+                covfit::rbf::loss_grad_simd<double>(p64, k, {}, threads)) << n;
+    }
+  }
+}

@@ -261,3 +261,18 @@ TEST(Run, SecondWriterIsRefusedWhileTheLockIsHeld) {
   }
   EXPECT_FALSE(fs::exists(p));
 }
+
+TEST(Run, OneLargeFitSplitOverThreadsGivesIdenticalResults) {
+  // One task on 40,000 points: with 2 threads the runner splits its evaluations.
+  auto job = job::parse_job(
+      "name = \"big\"\nseed = 2\n[data]\nsource = \"planted\"\npoints = 40000\nkernels = 4\n"
+      "[fit]\nmax_steps = 30\nlog_every = 10\ntarget_losses = [1e-1, 1e-3]\n"
+      "[grid]\nparam = [\"full\"]\nK = [4]\n",
+      "big.toml");
+  auto a = temp_path("big1.h5"), b = temp_path("big2.h5");
+  run::run_job(job, options(a, 1), nullptr);
+  run::run_job(job, options(b, 2), nullptr);
+  auto sa = snapshot(a), sb = snapshot(b);
+  ASSERT_EQ(sa.size(), 1u);
+  EXPECT_TRUE(sa.at(0) == sb.at(0));
+}

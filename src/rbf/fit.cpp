@@ -54,7 +54,7 @@ int weight_slot(Param p) {
 // Loss (and raw gradient) with the SIMD kernels in the configured precision.
 class Objective {
  public:
-  Objective(const FitConfig& cfg, const Points& pts) : cfg_(cfg), K_(cfg.K) {
+  Objective(const FitConfig& cfg, const Points& pts) : cfg_(cfg), K_(cfg.K), n_(pts.x.size()) {
     if (cfg.f32) pts32_ = PointSet<float>::from(pts.x, pts.y, pts.values);
     else pts64_ = PointSet<double>::from(pts.x, pts.y, pts.values);
     can_.resize(static_cast<std::size_t>(K_));
@@ -64,8 +64,9 @@ class Objective {
   double operator()(std::span<const double> raw, std::span<double> grad) {
     raw_to_canonical(cfg_.param, raw, can_);
     std::span<Canonical> g = grad.empty() ? std::span<Canonical>() : std::span<Canonical>(gcan_);
-    double loss = cfg_.f32 ? loss_grad_simd<float>(pts32_, can_, g)
-                           : loss_grad_simd<double>(pts64_, can_, g);
+    const int threads = cfg_.threads > 1 && n_ >= kParallelPointsMin ? cfg_.threads : 1;
+    double loss = cfg_.f32 ? loss_grad_simd<float>(pts32_, can_, g, threads)
+                           : loss_grad_simd<double>(pts64_, can_, g, threads);
     if (!grad.empty()) canonical_to_raw_grad(cfg_.param, raw, gcan_, grad);
     return loss;
   }
@@ -74,6 +75,7 @@ class Objective {
  private:
   const FitConfig& cfg_;
   int K_;
+  std::size_t n_;
   PointSet<float> pts32_;
   PointSet<double> pts64_;
   std::vector<Canonical> can_, gcan_;

@@ -55,11 +55,13 @@ class FitKind : public Kind {
                                       const std::function<bool(std::int64_t)>& accept) override {
     return copy_between<io::FitTables>(old_file, new_file, accept, n_targets_);
   }
-  Done compute(std::int64_t id, int, const std::atomic<bool>* stop) override {
+  Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) override {
     job::TaskCoord task = job_.task(id);
     const auto di = static_cast<std::size_t>(task.data);
     const data::PointData& d = data_[di];
-    rbf::FitResult result = rbf::fit(fit_config(job_, task, variance_[di]), {d.x, d.y, d.values}, stop);
+    rbf::FitConfig cfg = fit_config(job_, task, variance_[di]);
+    cfg.threads = inner_threads;
+    rbf::FitResult result = rbf::fit(cfg, {d.x, d.y, d.values}, stop);
     if (result.status == rbf::Status::interrupted) return {};
     Done done{std::string(rbf::status_name(result.status)), result.final_loss, nullptr};
     done.write = [this, task, var = variance_[di], name = d.name, r = std::move(result)] {
@@ -69,7 +71,12 @@ class FitKind : public Kind {
   }
   std::string score_name() const override { return "loss"; }
   bool higher_is_better() const override { return false; }
-  bool parallel_inside_task() const override { return false; }
+  // Only large data sets: small fits are better run side by side, one per thread.
+  bool parallel_inside_task() const override {
+    for (const auto& d : data_)
+      if (d.x.size() >= rbf::kParallelPointsMin) return true;
+    return false;
+  }
 
  private:
   const job::Job& job_;

@@ -48,7 +48,12 @@ struct FitConfig {
   double lm_mu0 = 1e-3;
   Bounds bounds;
   std::uint64_t seed = 0;
+  int threads = 1;            // split each evaluation's points over threads (results are
+                              // bitwise the same for any count; pays off for large N only)
 };
+
+// Points from which splitting one fit's evaluations over threads pays off.
+inline constexpr std::size_t kParallelPointsMin = 32768;
 
 // One monitor row.
 struct Checkpoint {

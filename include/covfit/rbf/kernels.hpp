@@ -35,10 +35,12 @@ struct PointSet {
 double loss_grad_scalar(const PointSet<double>& pts, std::span<const Canonical> kernels,
                         std::span<Canonical> grad);
 
-// SIMD implementation (xsimd batches over points), T = float or double.
+// SIMD implementation (xsimd batches over points), T = float or double. `threads` > 1
+// splits the points over OpenMP threads; the result is bitwise the same for any thread
+// count (fixed windows of points, summed in window order). Worth it only for large N.
 template <class T>
 double loss_grad_simd(const PointSet<T>& pts, std::span<const Canonical> kernels,
-                      std::span<Canonical> grad);
+                      std::span<Canonical> grad, int threads = 1);
 
 // The vectorised exp used by loss_grad_simd, exposed for accuracy tests: out[i] = exp(x[i]).
 // Cody-Waite range reduction + polynomial, 2^n by integer add to the exponent field.
