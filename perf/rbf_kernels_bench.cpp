@@ -70,6 +70,24 @@ void BM_LossGradSimd(benchmark::State& state) {
   set_rate(state, static_cast<double>(K * N));
 }
 
+// One large evaluation split over state.range(2) threads (a single big fit); kpe/s is
+// real-time aggregate throughput.
+template <class T>
+void BM_LossGradSimdThreads(benchmark::State& state) {
+  const auto K = static_cast<std::size_t>(state.range(0));
+  const auto N = static_cast<std::size_t>(state.range(1));
+  const int threads = static_cast<int>(state.range(2));
+  const auto prob = make_problem(N, K, 1);
+  const auto pts = PointSet<T>::from(prob.x, prob.y, prob.t);
+  std::vector<Canonical> grad(K);
+  for (auto _ : state) {
+    double loss = loss_grad_simd<T>(pts, prob.kernels, grad, threads);
+    benchmark::DoNotOptimize(loss);
+    benchmark::DoNotOptimize(grad.data());
+  }
+  set_rate(state, static_cast<double>(K * N));
+}
+
 void BM_LossGradScalar(benchmark::State& state) {
   const auto K = static_cast<std::size_t>(state.range(0));
   const auto N = static_cast<std::size_t>(state.range(1));
@@ -133,6 +151,10 @@ BENCHMARK(BM_ForwardOnlySimd<float>)->ArgNames({"K", "N"})->Args({25, 4096});
 BENCHMARK(BM_ForwardOnlySimd<double>)->ArgNames({"K", "N"})->Args({25, 4096});
 BENCHMARK(BM_TwoTasks<float>)->ArgNames({"K", "N"})->Args({25, 4096})->UseRealTime();
 BENCHMARK(BM_TwoTasks<double>)->ArgNames({"K", "N"})->Args({25, 4096})->UseRealTime();
+BENCHMARK(BM_LossGradSimdThreads<float>)->ArgNames({"K", "N", "threads"})
+    ->Args({25, 262144, 1})->Args({25, 262144, 2})->UseRealTime();
+BENCHMARK(BM_LossGradSimdThreads<double>)->ArgNames({"K", "N", "threads"})
+    ->Args({25, 262144, 1})->Args({25, 262144, 2})->UseRealTime();
 
 }  // namespace
 
