@@ -107,8 +107,11 @@ TEST(RbfFit, LearningRatesActPerGroup) {
   for (int k = 0; k < 4; ++k)
     for (int j = 0; j < rbf::raw_width(c.param); ++j) {
       double before = start[static_cast<std::size_t>(k * 6 + j)], after = r.raw[static_cast<std::size_t>(k * 6 + j)];
-      if (rbf::raw_group(c.param, j) == rbf::Group::centre) EXPECT_EQ(before, after);
-      else if (rbf::raw_group(c.param, j) == rbf::Group::weight) EXPECT_NE(before, after);
+      if (rbf::raw_group(c.param, j) == rbf::Group::centre) {
+        EXPECT_EQ(before, after);
+      } else if (rbf::raw_group(c.param, j) == rbf::Group::weight) {
+        EXPECT_NE(before, after);
+      }
     }
 }
 
