@@ -75,6 +75,7 @@ std::string utc_now_iso() {
 }
 
 OutputLock::OutputLock(const std::string& path) : path_(path + ".lock") {
+  check_parent(path);  // a clear message before the lock file's own open fails
   // flock the lock file, then check that the path still names the inode we locked: a
   // previous holder unlinks it on release, and a lock on an unlinked inode protects nothing.
   for (int attempt = 0; attempt < 100; ++attempt) {
