@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kill covfit with SIGKILL at random moments (during compute and during flushes), resume
-# each time, and check the final file equals an uninterrupted run. Then SIGTERM: clean
-# exit with a resume hint, and a resumable file.
+# each time, and check the final file equals an uninterrupted run. Then SIGTERM and
+# SIGINT: clean exit (128+N) with a resume hint, and a resumable file.
 # Usage: kill_resume.sh <covfit binary> <source dir>
 set -euo pipefail
 bin=$1; src=$2
@@ -40,4 +40,14 @@ grep -q "to resume, run the same command again" "$tmp/term.err" || { cat "$tmp/t
 "$bin" inspect "$tmp/term.h5" | grep -q "incomplete: re-run the same command to resume"
 run -o "$tmp/term.h5" -t 2 >/dev/null
 compare "$tmp/ref.h5" "$tmp/term.h5"
+
+# SIGINT (Ctrl-C): the same, exit 128+2.
+start -o "$tmp/int.h5" -t 1 >/dev/null 2>"$tmp/int.err"
+sleep 1.0
+kill -INT "$pid"
+rc=0; wait "$pid" || rc=$?
+[ "$rc" = 130 ] || { echo "SIGINT exit code $rc, expected 130"; cat "$tmp/int.err"; exit 1; }
+grep -q "interrupted by signal 2" "$tmp/int.err" || { cat "$tmp/int.err"; exit 1; }
+run -o "$tmp/int.h5" -t 2 >/dev/null
+compare "$tmp/ref.h5" "$tmp/int.h5"
 echo "kill/resume: ok"
