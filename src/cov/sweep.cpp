@@ -312,8 +312,9 @@ double SweepResult::headline_r2() const {
 }
 
 double sweep_store_bytes(const SweepConfig& cfg, int n, int m) {
-  if (cfg.model == SweepModel::free_diag) return 8.0 * (n * n + 2.0 * n);  // W_lin, d_lin, d
-  const double per = 8.0 * (2.0 * n * n + n + m * (m + 1.0));
+  const double nd = n, md = m;
+  if (cfg.model == SweepModel::free_diag) return 8.0 * (nd * nd + 2.0 * nd);  // W_lin, d_lin, d
+  const double per = 8.0 * (2.0 * nd * nd + nd + md * (md + 1.0));
   double count = 1 + static_cast<double>(cfg.store_lambdas.size());
   if (cfg.store_all) count = static_cast<double>(cfg.lambdas.size());
   return per * count;
@@ -326,10 +327,11 @@ SweepResult run_sweep(const Problem& p, const SweepConfig& cfg, const std::atomi
   res.m = p.X.cols;
   res.folds = static_cast<int>(cfg.folds.size());
   Reduced red;
-  if (cfg.blas_threads > 1) {
-    BlasThreads threads(cfg.blas_threads);
-    red = reduce(p.X, p.S);
-  } else {
+  // BLAS on one thread throughout (folds are the parallelism, and results must not depend
+  // on thread counts); more only for the one full-data SVD when asked (blas_threads).
+  BlasThreads one(1);
+  {
+    BlasThreads svd_threads(std::max(1, cfg.blas_threads));
     red = reduce(p.X, p.S);
   }
   res.svd_seconds = since(t0);

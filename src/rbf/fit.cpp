@@ -64,7 +64,8 @@ class Objective {
   double operator()(std::span<const double> raw, std::span<double> grad) {
     raw_to_canonical(cfg_.param, raw, can_);
     std::span<Canonical> g = grad.empty() ? std::span<Canonical>() : std::span<Canonical>(gcan_);
-    const int threads = cfg_.threads > 1 && n_ >= kParallelPointsMin ? cfg_.threads : 1;
+    const bool big = n_ >= kParallelPointsMin && n_ * static_cast<std::size_t>(K_) >= kParallelWorkMin;
+    const int threads = cfg_.threads > 1 && big ? cfg_.threads : 1;
     double loss = cfg_.f32 ? loss_grad_simd<float>(pts32_, can_, g, threads)
                            : loss_grad_simd<double>(pts64_, can_, g, threads);
     if (!grad.empty()) canonical_to_raw_grad(cfg_.param, raw, gcan_, grad);

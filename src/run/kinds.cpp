@@ -93,7 +93,7 @@ class SweepKind : public Kind {
     for (const auto& spec : job_.cov_data) data_.push_back(data::load_cov(spec));
     // Folds depend only on m: validate them now, before any file is touched.
     for (const auto& d : data_) folds_.push_back(make_folds(d.problem.X.cols));
-    if (job_.sweep.base.store_all || !job_.sweep.base.store_lambdas.empty()) {
+    if (progress_) {
       // Stored W matrices are n x n each: say how much before computing anything.
       double bytes = 0;
       for (const auto& d : data_)
@@ -117,9 +117,6 @@ class SweepKind : public Kind {
     cov::SweepConfig cfg = sweep_config(task.model);
     cfg.folds = folds_[di];
     cfg.threads = inner_threads;
-    // More BLAS threads only while this is the only task running: the OpenBLAS thread
-    // count is process-wide.
-    if (inner_threads <= 1) cfg.blas_threads = 1;
     if (progress_) {
       // A sweep can run for minutes: after 5 s, report its parts as they finish.
       auto t0 = std::chrono::steady_clock::now();
@@ -143,6 +140,9 @@ class SweepKind : public Kind {
   std::string score_name() const override { return "val R2"; }
   bool higher_is_better() const override { return true; }
   bool parallel_inside_task() const override { return true; }
+  // blas_threads > 1 sets OpenBLAS's process-wide thread count for each task's SVD: run
+  // tasks one at a time so every task gets it (same bits whatever -t or the schedule).
+  bool one_task_at_a_time() const override { return job_.sweep.base.blas_threads > 1; }
 
  private:
   cov::SweepConfig sweep_config(job::CovModel model) const {

@@ -38,6 +38,8 @@ class Kind {
   // fewer tasks than threads remain; then tasks run one at a time.
   virtual Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) = 0;
   virtual bool parallel_inside_task() const = 0;
+  // Tasks must not run side by side (e.g. they change the process-wide BLAS thread count).
+  virtual bool one_task_at_a_time() const { return false; }
   virtual std::string score_name() const = 0;  // "loss", "R2"
   virtual bool higher_is_better() const = 0;
 };

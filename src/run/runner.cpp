@@ -124,11 +124,17 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   Progress progress(opt.progress, summary.tasks_in_shard, summary.already_done,
                     kind->score_name(), kind->higher_is_better());
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
-  // Many tasks: parallel over tasks, each single-threaded. Fewer tasks than threads and a
-  // kind that can use threads inside a task (sweeps: folds): one task at a time.
-  const bool outer = static_cast<int>(todo.size()) >= threads || !kind->parallel_inside_task();
-  const int outer_threads = outer ? std::max(1, std::min<int>(threads, static_cast<int>(todo.size()))) : 1;
-  const int inner_threads = outer ? 1 : threads;
+  // Many tasks: side by side, one thread each. Fewer tasks than threads, and a kind that
+  // can use threads inside a task (sweeps: folds; large fits: points): the threads are
+  // shared out among the remaining tasks. Some kinds need one task at a time.
+  const int n_todo = static_cast<int>(std::max<std::size_t>(todo.size(), 1));
+  int outer_threads = std::min(threads, n_todo), inner_threads = 1;
+  if (kind->one_task_at_a_time()) {
+    outer_threads = 1;
+    inner_threads = threads;
+  } else if (n_todo < threads && kind->parallel_inside_task()) {
+    inner_threads = std::max(1, threads / n_todo);
+  }
   std::mutex summary_mu;
   {
     SerialWriter writer([&] { kind->store().flush(); file.flush(); },

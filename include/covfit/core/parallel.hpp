@@ -9,6 +9,15 @@ namespace covfit {
 
 template <class Fn>
 void parallel_items(long long n, int threads, const std::atomic<bool>* stop, Fn&& fn) {
+  if (threads <= 1) {
+    // No OpenMP region: an OpenMP region inside fn (a task split over threads) is then
+    // top level and reuses libgomp's thread pool instead of creating threads per call.
+    for (long long i = 0; i < n; ++i) {
+      if (stop && stop->load()) return;
+      fn(i);
+    }
+    return;
+  }
   std::exception_ptr failure;
   std::atomic<bool> failed{false};
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads < 1 ? 1 : threads)

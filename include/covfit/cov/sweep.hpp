@@ -40,8 +40,8 @@ struct SweepConfig {
   std::function<void(int, int)> on_part_done;
   int blas_threads = 1;               // for the one full-data SVD; > 1 is faster for a big
                                       // X but results then depend on it at ~1e-13. The
-                                      // caller must have set OpenBLAS to one thread (the
-                                      // count is process-wide) and run no other sweep.
+                                      // OpenBLAS count is process-wide: with > 1, run no
+                                      // other sweep at the same time.
 };
 
 struct SweepRow {

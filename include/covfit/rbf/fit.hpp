@@ -52,8 +52,10 @@ struct FitConfig {
                               // bitwise the same for any count; pays off for large N only)
 };
 
-// Points from which splitting one fit's evaluations over threads pays off.
+// Splitting one fit's evaluations over threads pays off from about this many points, and
+// this many kernel-point pairs per evaluation (measured on 2 cores: 2x at N = 32768, K = 9).
 inline constexpr std::size_t kParallelPointsMin = 32768;
+inline constexpr std::size_t kParallelWorkMin = 32768 * 4;
 
 // One monitor row.
 struct Checkpoint {
