@@ -31,4 +31,26 @@ rc=0; "$bin" merge -o "$tmp/m2.h5" "$tmp/shard0.h5" "$tmp/part1.h5" "$tmp/shard2
 "$bin" run "$src/jobs/demo.toml" --set fit.max_steps=201 --set grid.restarts=3 -q --shard 2/4 -o "$tmp/other2.h5" >/dev/null
 rc=0; "$bin" merge -o "$tmp/m3.h5" "$tmp/shard0.h5" "$tmp/shard1.h5" "$tmp/other2.h5" "$tmp/shard3.h5" 2>"$tmp/err" || rc=$?
 [ "$rc" = 2 ] && grep -q "different job" "$tmp/err" || { echo "foreign shard not refused: rc=$rc"; cat "$tmp/err"; exit 1; }
+# Sweep jobs shard and merge the same way (2 tasks: free and free_diag).
+ssets=(--set data.n=40 --set data.m=24 --set data.rank=5 --set sweep.lambda_count=6 --set sweep.folds=3)
+"$bin" run "$src/jobs/sweep_diag.toml" "${ssets[@]}" -q -o "$tmp/sw_single.h5" >/dev/null
+for i in 0 1; do
+  "$bin" run "$src/jobs/sweep_diag.toml" "${ssets[@]}" -q --shard $i/2 -o "$tmp/sw_shard$i.h5" >/dev/null
+done
+"$bin" merge -o "$tmp/sw_merged.h5" "$tmp/sw_shard1.h5" "$tmp/sw_shard0.h5" >/dev/null
+PYTHONPATH="$src/analysis" /usr/bin/python3 - "$tmp/sw_single.h5" "$tmp/sw_merged.h5" <<'PY'
+import sys
+import numpy as np
+import covfit
+a, b = (covfit.read_sweep(p).sort_values(["task_id", "lambda", "lambda_d"]).reset_index(drop=True)
+        for p in sys.argv[1:3])
+assert len(a) == len(b) > 0, (len(a), len(b))
+for c in a.columns:
+    if "seconds" in c:
+        continue
+    x, y = a[c].to_numpy(), b[c].to_numpy()
+    same = np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else (x == y).all()
+    assert same, c
+print(f"sweep merge: equal ({len(a)} rows)")
+PY
 echo "shard/merge: ok"
