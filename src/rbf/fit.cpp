@@ -93,7 +93,7 @@ class Monitor {
 
   // Called with the loss at the start of `step` (before its update). Returns true if the
   // fit should stop, with res_.status set.
-  bool observe(int step, double loss, std::span<const double> raw, std::span<const double> grad,
+  bool observe(int step, double loss, std::span<const double> grad,
                const std::vector<Canonical>& kernels) {
     if (step == 0) res_.initial_loss = loss;
     res_.final_loss = loss;
@@ -101,7 +101,7 @@ class Monitor {
     if (!std::isfinite(loss)) {
       res_.status = Status::diverged;
       res_.message = "loss became non-finite at step " + std::to_string(step);
-      checkpoint(step, loss, raw, grad, kernels);
+      checkpoint(step, loss, grad, kernels);
       return true;
     }
     double t = elapsed();
@@ -111,16 +111,15 @@ class Monitor {
         res_.seconds_to_target[i] = t;
       }
     bool at_checkpoint = step % cfg_.log_every == 0;
-    if (at_checkpoint) checkpoint(step, loss, raw, grad, kernels);
+    if (at_checkpoint) checkpoint(step, loss, grad, kernels);
     auto finish = [&](Status s) {
       res_.status = s;
-      if (!at_checkpoint) checkpoint(step, loss, raw, grad, kernels);
+      if (!at_checkpoint) checkpoint(step, loss, grad, kernels);
       return true;
     };
     if (cfg_.target_loss > 0 && loss <= cfg_.target_loss) return finish(Status::reached_target);
     if (loss < best_loss_) {
       best_loss_ = loss;
-      best_step_ = step;
     }
     // Converged: the best loss has improved by less than rel_tol (relative) over the last
     // `patience` checkpoints. Judged on the best loss, so an Adam spike is not "converged".
@@ -136,7 +135,7 @@ class Monitor {
     return false;
   }
 
-  void checkpoint(int step, double loss, std::span<const double> raw, std::span<const double> grad,
+  void checkpoint(int step, double loss, std::span<const double> grad,
                   const std::vector<Canonical>& kernels) {
     if (!res_.curve.empty() && res_.curve.back().step == step) return;
     Checkpoint c;
@@ -150,7 +149,6 @@ class Monitor {
     }
     for (double& g : c.grad_norm) g = std::sqrt(g);
     shape_monitors(kernels, c.sigma_min, c.sigma_max, c.cond_max);
-    (void)raw;
     res_.curve.push_back(c);
   }
 
@@ -160,10 +158,6 @@ class Monitor {
   Clock::time_point t0_;
   std::vector<double> history_;
   double best_loss_ = std::numeric_limits<double>::infinity();
-  int best_step_ = -1;
-
- public:
-  double best_loss() const { return best_loss_; }
 };
 
 void fit_adam(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, FitResult& res,
@@ -188,7 +182,7 @@ void fit_adam(const FitConfig& cfg, const Points& pts, std::vector<double>& raw,
       best_loss = loss;
       best_raw = raw;
     }
-    if (monitor.observe(step, loss, raw, grad, objective.canonical())) break;
+    if (monitor.observe(step, loss, grad, objective.canonical())) break;
     if (stop && stop->load(std::memory_order_relaxed)) {
       res.status = Status::interrupted;
       break;
@@ -298,7 +292,7 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
   double mu = cfg.lm_mu0;
   double loss = objective(raw, grad);
   for (int step = 0;; ++step) {
-    if (monitor.observe(step, loss, raw, grad, objective.canonical())) break;
+    if (monitor.observe(step, loss, grad, objective.canonical())) break;
     if (stop && stop->load(std::memory_order_relaxed)) {
       res.status = Status::interrupted;
       break;
@@ -363,7 +357,7 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
     }
     if (!accepted) {
       // No damping gives a decrease: we are at a (numerical) minimum.
-      monitor.checkpoint(step + 1, loss, raw, grad, objective.canonical());
+      monitor.checkpoint(step + 1, loss, grad, objective.canonical());
       res.steps = step + 1;
       res.status = Status::converged;  // damping exhausted: no descent direction left
       break;
