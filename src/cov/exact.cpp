@@ -14,6 +14,7 @@ namespace covfit::cov {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kEps = std::numeric_limits<double>::epsilon();
 constexpr double kArmijo = 1e-4;
@@ -71,33 +72,9 @@ class Objective {
       for (int i = 0; i < r_; ++i)
         g(i, j) = Y(i, j) + Y(j, i) + lam_ * (P(i, j) - (i == j ? 1.0 : 0.0));
   }
-  // Hessian-vector product for symmetric D: dA P + P dA + A D + D A + lambda D,
-  // dA = Sigma (D P + P D) Sigma^... (elementwise a^2). Three gemms.
-  void hessvec(const Matrix& P, const Matrix& A, const Matrix& D, Matrix& out, Matrix& Y,
-               Matrix& dA) const {
-    gemm(false, false, 1.0, D, P, 0.0, Y);  // D P
-    if (dA.rows != r_) dA = Matrix(r_, r_);
-    for (int j = 0; j < r_; ++j)
-      for (int i = 0; i < r_; ++i) {
-        const double a = a_(i, j);
-        dA(i, j) = a * a * (Y(i, j) + Y(j, i));
-      }
-    gemm(false, false, 1.0, dA, P, 0.0, Y);  // dA P
-    gemm(false, false, 1.0, A, D, 1.0, Y);   // + A D
-    if (out.rows != r_) out = Matrix(r_, r_);
-    for (int j = 0; j < r_; ++j)
-      for (int i = 0; i < r_; ++i) out(i, j) = Y(i, j) + Y(j, i) + lam_ * D(i, j);
-  }
-  // Jacobi preconditioner's inverse: 1 / (s_i s_j (P_ii + P_jj)^2 + lambda).
-  void precond(const Matrix& P, Matrix& Minv) const {
-    Minv = Matrix(r_, r_);
-    for (int j = 0; j < r_; ++j)
-      for (int i = 0; i < r_; ++i) {
-        const double a = a_(i, j), pp = P(i, i) + P(j, j);
-        const double d = a * a * pp * pp + lam_;
-        Minv(i, j) = d > 0.0 ? 1.0 / d : 1.0;
-      }
-  }
+  // Scaled s_i (s_max = 1) and sigma_i.
+  double s(int i) const { return a_(i, i); }
+  double sigma(int i) const { return std::sqrt(a_(i, i)); }
 
  private:
   int r_;
@@ -106,76 +83,189 @@ class Objective {
   double lam_ = 0.0, s_min_ = 0.0;
 };
 
+// What one lambda may spend, shared by all its starts and continuation stages.
+class Budget {
+ public:
+  Budget(const ExactOptions& opt, Clock::time_point t0)
+      : newton_left_(opt.max_newton), max_cg_(std::max(1, opt.max_cg)), stop_(opt.stop),
+        deadline_(opt.max_seconds > 0.0
+                      ? t0 + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(opt.max_seconds))
+                      : Clock::time_point::max()) {}
+  int max_cg() const { return max_cg_; }
+  // False (and remembers why) once the Newton budget, the time or the stop flag says so.
+  bool may_continue() {
+    if (stop_ && stop_->load(std::memory_order_relaxed)) interrupted_ = true;
+    else if (newton_left_ <= 0) exhausted_ = "Newton-step budget";
+    else if (Clock::now() > deadline_) exhausted_ = "time budget";
+    return !interrupted_ && !exhausted_;
+  }
+  // Inside CG: the stop flag and the clock only.
+  bool cg_may_continue() {
+    if (stop_ && stop_->load(std::memory_order_relaxed)) interrupted_ = true;
+    else if (Clock::now() > deadline_) exhausted_ = "time budget";
+    return !interrupted_ && !exhausted_;
+  }
+  void spend_newton() { --newton_left_; }
+  bool interrupted() const { return interrupted_; }
+  const char* exhausted() const { return exhausted_; }
+  bool over() const { return interrupted_ || exhausted_; }
+
+ private:
+  int newton_left_;
+  int max_cg_;
+  const std::atomic<bool>* stop_;
+  Clock::time_point deadline_;
+  bool interrupted_ = false;
+  const char* exhausted_ = nullptr;
+};
+
 struct Run {
   Matrix P;
   double f = 0.0, gnorm = 0.0;
   bool stationary = false;
-  int newton = 0, cg = 0;
+  int newton = 0, cg = 0, max_cg = 0;
   std::string why;
 };
 
-// Line-search Newton-CG from P0 until ||g|| <= tol_abs.
-Run newton_cg(const Objective& obj, Matrix P0, double tol_abs, double g0norm,
-              const ExactOptions& opt) {
+// Predicted decrease (Newton decrement^2 / 2) below this fraction of f: f cannot move further
+// in double precision. One more correction is still applied (it fixes the last digits of P).
+constexpr double kDecrementTol = 1e-16;
+
+// Newton in G = P^2 with the iterate kept as P (see exact.hpp), from P0 > 0 until the
+// gradient is below tol_abs or the Newton decrement says f is final.
+Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Budget& budget) {
   const int r = obj.r();
+  const double lam = obj.lam();
   Run run;
   run.P = std::move(P0);
-  Matrix A, g, Minv, d, res, z, p, Hp, Y, dA, Pn, An;
+  Matrix A, g, gt, tmp, K, Wm(r, r), Tw(r, r), delta(r, r), Dinv(r, r), mumu(r, r);
+  Matrix b, x, res, z, p, Hp, E1, E2, d, Pn, An, gn;
+  SymEig eP, eK;
   run.f = obj.value(run.P, A);
   obj.gradient(run.P, A, g);
   run.gnorm = frobenius(g);
-  for (; run.newton < opt.max_newton; ++run.newton) {
-    if (run.gnorm <= tol_abs) break;
-    // Inexact Newton direction: truncated preconditioned CG with forcing term eta.
-    const double eta = std::min(0.5, std::sqrt(run.gnorm / std::max(g0norm, kEps)));
-    obj.precond(run.P, Minv);
-    d = Matrix(r, r);
-    res = g;
-    for (double& v : res.data) v = -v;
+  bool final_step = false;
+  while (!final_step) {
+    if (!std::isfinite(run.f) || !std::isfinite(run.gnorm)) {
+      run.why = "non-finite loss";
+      break;
+    }
+    if (!budget.may_continue()) {
+      run.why = budget.interrupted() ? "interrupted" : budget.exhausted();
+      break;
+    }
+    if (!sym_eig(run.P, eP) || !(eP.w.front() > 0.0)) {
+      run.why = "P lost positive definiteness";
+      break;
+    }
+    const std::vector<double>& w = eP.w;
+    const Matrix& Q = eP.Q;
+    // grad_G h = T^{-1} grad_P f, in P's eigenbasis: (Q^T g Q)_kl / (w_k + w_l).
+    gemm(true, false, 1.0, Q, g, 0.0, tmp);
+    gemm(false, false, 1.0, tmp, Q, 0.0, gt);
+    std::vector<double> w34(r);
+    for (int k = 0; k < r; ++k) w34[k] = std::pow(w[k], 0.75);
+    for (int l = 0; l < r; ++l)
+      for (int k = 0; k < r; ++k) {
+        Tw(k, l) = w[k] + w[l];
+        gt(k, l) /= Tw(k, l);
+        delta(k, l) = lam / (2.0 * w[k] * w[l] * Tw(k, l));
+      }
+    // Preconditioner: S (x) S + lambda/4 B (x) B with B = P^{-3/2} is diagonal in the
+    // coordinates Z = P^{3/4} Y, Y the eigenvectors of P^{3/4} S P^{3/4} (eigenvalues mu):
+    // there it is mu_k mu_l + lambda/4. Wm = Q^T Z = diag(w^{3/4}) Q^T Y' (P's basis).
+    tmp = Q;  // Sigma Q: rows scaled by sigma_i
+    for (int j = 0; j < r; ++j)
+      for (int i = 0; i < r; ++i) tmp(i, j) *= obj.sigma(i);
+    K = gram(tmp);  // Q^T S Q
+    for (int l = 0; l < r; ++l)
+      for (int k = 0; k < r; ++k) K(k, l) *= w34[k] * w34[l];
+    if (!sym_eig(K, eK)) {
+      run.why = "eigendecomposition failed";
+      break;
+    }
+    for (int l = 0; l < r; ++l)
+      for (int k = 0; k < r; ++k) {
+        Wm(k, l) = w34[k] * eK.Q(k, l);
+        const double mk = std::max(eK.w[k], 0.0), ml = std::max(eK.w[l], 0.0);
+        mumu(k, l) = mk * ml;
+        Dinv(k, l) = 1.0 / (mk * ml + 0.25 * lam);
+      }
+    // H_G e = -grad_G h in Z coordinates: e = Z x Z^T, so Z^T H_G(Z x Z^T) Z = -Z^T grad Z.
+    // Operator: mumu o x + Wm^T (delta o (Wm x Wm^T)) Wm.
+    gemm(true, false, 1.0, Wm, gt, 0.0, tmp);
+    gemm(false, false, -1.0, tmp, Wm, 0.0, b);
+    const double bnorm = frobenius(b);
+    const double rel = g0norm > 0.0 ? run.gnorm / g0norm : run.gnorm;
+    const double eta = 0.1 * std::min(0.5, std::sqrt(rel));
+    x = Matrix(r, r);
+    res = b;
     z = res;
-    for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] *= Minv.data[k];
+    for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] *= Dinv.data[k];
     p = z;
     double rz = dot(res, z);
-    for (int it = 0; it < opt.max_cg; ++it) {
-      obj.hessvec(run.P, A, p, Hp, Y, dA);
-      ++run.cg;
+    int it = 0;
+    while (it < budget.max_cg() && frobenius(res) > eta * bnorm) {
+      if (!budget.cg_may_continue()) break;
+      gemm(false, false, 1.0, Wm, p, 0.0, E1);
+      gemm(false, true, 1.0, E1, Wm, 0.0, E2);
+      for (std::size_t k = 0; k < E2.data.size(); ++k) E2.data[k] *= delta.data[k];
+      gemm(true, false, 1.0, Wm, E2, 0.0, E1);
+      gemm(false, false, 1.0, E1, Wm, 0.0, Hp);
+      for (std::size_t k = 0; k < Hp.data.size(); ++k) Hp.data[k] += mumu.data[k] * p.data[k];
+      ++it;
       const double pHp = dot(p, Hp);
-      if (!(pHp > 0.0)) {  // negative curvature: P is not in a convex region
-        if (it == 0) d = z;  // preconditioned steepest descent
-        break;
-      }
+      if (!(pHp > 0.0)) break;  // only through rounding: H_G is positive definite
       const double alpha = rz / pHp;
-      for (std::size_t k = 0; k < d.data.size(); ++k) {
-        d.data[k] += alpha * p.data[k];
+      for (std::size_t k = 0; k < x.data.size(); ++k) {
+        x.data[k] += alpha * p.data[k];
         res.data[k] -= alpha * Hp.data[k];
       }
-      // Solving beyond the target tolerance buys nothing: stop at half of it.
-      if (frobenius(res) <= std::max(eta * run.gnorm, 0.5 * tol_abs)) break;
-      for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] = res.data[k] * Minv.data[k];
+      for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] = res.data[k] * Dinv.data[k];
       const double rz_new = dot(res, z);
       const double beta = rz_new / rz;
       rz = rz_new;
       for (std::size_t k = 0; k < p.data.size(); ++k) p.data[k] = z.data[k] + beta * p.data[k];
     }
-    double slope = dot(g, d);
-    if (!(slope < 0.0)) {  // CG broke down: fall back to preconditioned steepest descent
-      for (std::size_t k = 0; k < d.data.size(); ++k) d.data[k] = -Minv.data[k] * g.data[k];
-      slope = dot(g, d);
+    run.cg += it;
+    run.max_cg = std::max(run.max_cg, it);
+    if (budget.interrupted()) {
+      run.why = "interrupted";
+      break;
     }
-    // Armijo backtracking. Near the optimum f changes below its rounding error, so a step
-    // that keeps f within rounding and reduces the gradient is accepted too.
+    if (it == 0) x = z;  // (a budget ran out at once) preconditioned steepest descent
+    // dG = Z x Z^T (P's basis); decrement^2 = -<grad_G h, dG>; dP = T^{-1} dG.
+    gemm(false, false, 1.0, Wm, x, 0.0, tmp);
+    gemm(false, true, 1.0, tmp, Wm, 0.0, E1);
+    const double decrement_sq = -dot(gt, E1);
+    for (std::size_t k = 0; k < E1.data.size(); ++k) E1.data[k] /= Tw.data[k];
+    gemm(false, false, 1.0, Q, E1, 0.0, tmp);
+    gemm(false, true, 1.0, tmp, Q, 0.0, d);
+    symmetrise(d);
+    const double slope = dot(g, d);
+    if (!(slope < 0.0) || !(decrement_sq > 0.0)) {
+      // No descent left to find: the gradient is rounding noise.
+      run.stationary = run.gnorm <= tol_abs || decrement_sq <= kDecrementTol * std::abs(run.f);
+      if (!run.stationary) run.why = "no descent direction";
+      break;
+    }
+    final_step = run.gnorm <= tol_abs || 0.5 * decrement_sq <= kDecrementTol * std::abs(run.f);
+    // Armijo backtracking inside P > 0. Near the optimum f changes below its rounding
+    // error, so a step that keeps f within rounding and reduces the gradient is accepted too.
     double t = 1.0;
     bool accepted = false;
-    Matrix gn;
     for (int bt = 0; bt < kMaxBacktracks; ++bt, t *= 0.5) {
       Pn = run.P;
       for (std::size_t k = 0; k < Pn.data.size(); ++k) Pn.data[k] += t * d.data[k];
+      if (!is_positive_definite(Pn)) continue;
       const double fn = obj.value(Pn, An);
       if (!std::isfinite(fn)) continue;
+      const bool within_rounding = fn - run.f <= 64.0 * kEps * std::abs(run.f);
       bool ok = fn <= run.f + kArmijo * t * slope;
-      if (!ok && fn - run.f <= 64.0 * kEps * std::abs(run.f)) {
+      if (!ok && within_rounding) {
         obj.gradient(Pn, An, gn);
-        ok = frobenius(gn) < run.gnorm;
+        ok = final_step || frobenius(gn) < run.gnorm;
       }
       if (ok) {
         run.P = std::move(Pn);
@@ -187,12 +277,19 @@ Run newton_cg(const Objective& obj, Matrix P0, double tol_abs, double g0norm,
         break;
       }
     }
+    ++run.newton;
+    budget.spend_newton();
+    if (final_step) {
+      // Converged before this correction; the correction only sharpens P.
+      run.stationary = true;
+      break;
+    }
     if (!accepted) {
       run.why = "line search failed";
       break;
     }
   }
-  run.stationary = run.gnorm <= tol_abs;
+  if (!run.stationary && run.gnorm <= tol_abs) run.stationary = true;
   if (!run.stationary && run.why.empty()) run.why = "iteration limit";
   return run;
 }
@@ -223,10 +320,20 @@ double min_eig(const Matrix& P) {
 
 }  // namespace
 
+const char* exact_status_name(ExactStatus s) {
+  switch (s) {
+    case ExactStatus::converged: return "converged";
+    case ExactStatus::not_converged: return "not_converged";
+    case ExactStatus::budget: return "budget";
+    case ExactStatus::interrupted: return "interrupted";
+  }
+  return "?";
+}
+
 ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& opt,
                         const Matrix* warm_P) {
   check_lambdas({lambda}, 0.0, false, "exact solver lambda");
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   ExactResult out;
   out.lambda = lambda;
   const int r = red.r;
@@ -238,21 +345,36 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
     return out;
   }
   const Objective obj(red, lambda);
-  Matrix A, g;
   const Matrix I = Matrix::identity(r);
+  if (!(obj.lam() > 0.0) || !std::isfinite(obj.lam()) || !(obj.c() > 0.0) || !std::isfinite(obj.c())) {
+    // lambda / s_max^2 under- or overflows: no solve is meaningful in double precision.
+    out.status = ExactStatus::not_converged;
+    std::ostringstream msg;
+    msg << "lambda / s_max^2 = " << lambda << " / " << obj.c() << "^2 is outside double range";
+    out.message = msg.str();
+    out.M = Matrix(r, r);
+    out.loss = out.f = out.rel_grad = out.gap_bound = out.G_dist_bound = kInf;
+    out.min_eig_P = 1.0;
+    return out;
+  }
+  Matrix A, g;
   const double fI = obj.value(I, A);
   obj.gradient(I, A, g);
   const double g0 = frobenius(g);
   const double tol_abs = opt.rel_grad_tol * g0;
+  Budget budget(opt, t0);
 
   Run best;
   bool have = false;
   std::string log;
-  auto accept = [&](Run&& run, const char* name) {
+  auto count = [&](const Run& run) {
     out.newton_iters += run.newton;
     out.cg_iters += run.cg;
-    const double me = min_eig(run.P);
-    const bool ok = run.stationary && me > 0.0;
+    out.max_cg_per_newton = std::max(out.max_cg_per_newton, run.max_cg);
+  };
+  auto accept = [&](Run&& run, const char* name) {
+    count(run);
+    const bool ok = run.stationary && min_eig(run.P) > 0.0;
     if (!log.empty()) log += "; ";
     log += std::string(name) + (ok ? ": converged" : run.stationary ? ": stationary but P not > 0"
                                                                     : ": " + run.why);
@@ -262,30 +384,35 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
   };
 
   bool done = false;
-  if (warm_P && warm_P->rows == r && warm_P->cols == r)
-    done = accept(newton_cg(obj, *warm_P, tol_abs, g0, opt), "warm start");
-  if (!done && opt.direct_start)
-    done = accept(newton_cg(obj, projected_start(linearized_M(red, lambda), opt.start_floor),
-                            tol_abs, g0, opt),
+  if (warm_P && warm_P->rows == r && warm_P->cols == r && is_positive_definite(*warm_P))
+    done = accept(newton_g(obj, *warm_P, tol_abs, g0, budget), "warm start");
+  if (!done && opt.direct_start && !budget.over())
+    done = accept(newton_g(obj, projected_start(linearized_M(red, lambda), opt.start_floor),
+                           tol_abs, g0, budget),
                   "I + M_lin start");
-  if (!done) {
+  if (!done && !budget.over()) {
     // lambda-continuation: at lambda >= 400 s_max^2, P* ~ I + M_lin; walk down to lambda.
     out.used_continuation = true;
     double lam_k = opt.continuation_from * red.s_max() * red.s_max();
     Matrix P = projected_start(linearized_M(red, std::max(lam_k, lambda)), opt.start_floor);
-    while (lam_k > lambda) {
+    while (lam_k > lambda && !budget.over()) {
       const Objective stage(red, lam_k);
       Matrix As, gs;
       stage.value(I, As);
       stage.gradient(I, As, gs);
       const double g0s = frobenius(gs);
-      Run run = newton_cg(stage, P, opt.rel_grad_tol * g0s, g0s, opt);
-      out.newton_iters += run.newton;
-      out.cg_iters += run.cg;
+      Run run = newton_g(stage, P, opt.rel_grad_tol * g0s, g0s, budget);
+      count(run);
       P = std::move(run.P);
       lam_k /= opt.continuation_factor;
     }
-    done = accept(newton_cg(obj, P, tol_abs, g0, opt), "continuation");
+    if (!budget.over()) done = accept(newton_g(obj, P, tol_abs, g0, budget), "continuation");
+    else if (!have) accept(Run{P, obj.value(P, A), kInf, false, 0, 0, 0, "budget"}, "continuation");
+  }
+  if (!have) {  // a budget ran out before any start ran: report the I + M_lin start
+    Matrix P = projected_start(linearized_M(red, lambda), opt.start_floor);
+    const double fP = obj.value(P, A);
+    accept(Run{std::move(P), fP, kInf, false, 0, 0, 0, "budget"}, "no start run");
   }
 
   // Result and certificate (scaled units, then back to the data's units).
@@ -304,7 +431,11 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
   if (sym_eig(P, eig)) {
     out.min_eig_P = eig.w.front();
     if (out.min_eig_P > 0.0) {
-      // g_h = ||A + lambda/2 (I - P^{-1})||_F, mu = s_min^2 + lambda/4 gmax^{-3/2}.
+      // g_h = ||A + lambda/2 (I - P^{-1})||_F. h's Hessian is >= s_min^2 + lambda/4 gmax^{-3/2}
+      // on any segment whose G have eigenvalues <= gmax. G* lies in the sublevel set
+      // (||P*|| <= 1 + sqrt(2 f(I) / lambda)) and within rho = g_h / mu of G, so the segment
+      // [G, G*] has gmax <= max(pmax^2, min(sublevel bound, pmax^2 + rho)); each rho gives a
+      // larger mu and a smaller rho (a few rounds tighten the bound at small lambda).
       Matrix QL = eig.Q;
       for (int j = 0; j < r; ++j)
         for (int i = 0; i < r; ++i) QL(i, j) /= eig.w[j];
@@ -316,25 +447,39 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
       const double ghn = frobenius(gh);
       const double pmax = eig.w.back();
       const double bound = 1.0 + std::sqrt(2.0 * fI / lam);
-      const double gmax = std::max(pmax * pmax, bound * bound);
-      const double mu = obj.s_min() * obj.s_min() + 0.25 * lam * std::pow(gmax, -1.5);
+      const double level = std::max(pmax * pmax, bound * bound);
+      auto mu_for = [&](double gmax) {
+        return obj.s_min() * obj.s_min() + 0.25 * lam * std::pow(gmax, -1.5);
+      };
+      double mu = mu_for(level);
+      for (int round = 0; round < 8; ++round) {
+        const double rho = ghn / mu;
+        const double gmax = std::max(pmax * pmax, std::min(level, pmax * pmax + rho));
+        mu = std::max(mu, mu_for(gmax));
+      }
       out.gap_bound = ghn * ghn / (2.0 * mu) * c2;
       out.G_dist_bound = ghn / mu;
     }
   } else {
     out.min_eig_P = std::numeric_limits<double>::quiet_NaN();
   }
-  out.status = done ? ExactStatus::converged : ExactStatus::not_converged;
+  out.status = done                  ? ExactStatus::converged
+               : budget.interrupted() ? ExactStatus::interrupted
+               : budget.exhausted()   ? ExactStatus::budget
+                                      : ExactStatus::not_converged;
   std::ostringstream msg;
   msg.precision(3);
-  msg << log << " (rel grad " << out.rel_grad << ", min eig P " << out.min_eig_P << ")";
+  msg << log;
+  if (out.status == ExactStatus::budget) msg << " [" << budget.exhausted() << " ran out]";
+  msg << " (rel grad " << out.rel_grad << ", min eig P " << out.min_eig_P << ")";
   out.message = msg.str();
-  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return out;
 }
 
 std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<double>& lambdas,
-                                     const ExactOptions& opt) {
+                                     const ExactOptions& opt,
+                                     const std::function<void(const ExactResult&)>& each) {
   check_lambdas(lambdas, 0.0, false, "exact sweep lambda");
   std::vector<std::size_t> order(lambdas.size());
   std::iota(order.begin(), order.end(), 0);
@@ -343,18 +488,23 @@ std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<doubl
   std::vector<ExactResult> out(lambdas.size());
   Matrix warm;
   bool have_warm = false;
+  int solved = 0;
   for (std::size_t idx : order) {
     if (opt.stop && opt.stop->load()) {
       out[idx].lambda = lambdas[idx];
+      out[idx].status = ExactStatus::interrupted;
       out[idx].message = "interrupted";
       continue;
     }
     out[idx] = solve_exact(red, lambdas[idx], opt, have_warm ? &warm : nullptr);
-    if (out[idx].status == ExactStatus::converged) {
+    // A budget-limited iterate is still P > 0 and near the path: a good next start.
+    if (out[idx].status == ExactStatus::converged || out[idx].status == ExactStatus::budget) {
       warm = out[idx].M;
       for (int i = 0; i < warm.rows; ++i) warm(i, i) += 1.0;
       have_warm = true;
     }
+    if (each) each(out[idx]);
+    if (opt.on_lambda_done) opt.on_lambda_done(++solved, static_cast<int>(lambdas.size()));
   }
   return out;
 }

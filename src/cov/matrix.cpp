@@ -114,6 +114,13 @@ bool sym_eig(const Matrix& A, SymEig& out, bool vectors) {
   return true;
 }
 
+bool is_positive_definite(const Matrix& A) {
+  const int n = A.rows;
+  if (n == 0) return true;
+  Matrix L = A;
+  return LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, L.data.data(), n) == 0;
+}
+
 bool sym_solve(Matrix A, Matrix& B) {
   const int n = A.rows;
   if (n == 0) return true;

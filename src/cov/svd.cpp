@@ -46,6 +46,9 @@ Reduced reduce(const Matrix& X, const Matrix& S) {
   symmetrise(red.R);
   red.S_fro_sq = frobenius_sq(S);
   red.R_fro_sq = frobenius_sq(red.R);
+  Matrix VRVt = matmul(matmul(red.V, red.R), red.V, false, true);  // (m, m)
+  red.outside_sq = frobenius_diff(S, VRVt);
+  red.outside_sq *= red.outside_sq;
   return red;
 }
 

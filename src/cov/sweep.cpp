@@ -101,26 +101,66 @@ void summarise_into(SweepResult& res, const std::vector<double>& lam_for_summary
   res.best_exact = have_exact ? se.best : -1;
 }
 
-// parallel_items over the F + 1 parts of a sweep, with the progress callback after each.
+// Progress of one sweep task over its parts and exact solves, reported through
+// cfg.on_progress from whichever worker thread made it (serialised here).
+class ProgressTracker {
+ public:
+  ProgressTracker(const SweepConfig& cfg, int parts, long long lambdas_total)
+      : cfg_(cfg) {
+    p_.parts_total = parts;
+    p_.lambdas_total = lambdas_total;
+  }
+  void part_done() {
+    update([](SweepProgress& p) {
+      ++p.parts_done;
+      p.part_just_done = true;
+    });
+  }
+  void lambda_done(const ExactResult& e) {
+    update([&](SweepProgress& p) {
+      ++p.lambdas_done;
+      p.part_just_done = false;
+      if (e.status == ExactStatus::budget) ++p.budget;
+      if (e.status == ExactStatus::not_converged) ++p.not_converged;
+    });
+  }
+  SweepProgress snapshot() {
+    std::lock_guard lock(mu_);
+    return p_;
+  }
+
+ private:
+  template <class F>
+  void update(F&& f) {
+    std::lock_guard lock(mu_);
+    f(p_);
+    if (cfg_.on_progress) cfg_.on_progress(p_);
+  }
+  const SweepConfig& cfg_;
+  std::mutex mu_;
+  SweepProgress p_;
+};
+
+// parallel_items over the F + 1 parts of a sweep, with progress after each.
 // fn(fold) gets fold = -1 for the full-data part, handed out first because it is the
 // longest (largest rank, sequential exact path); then the folds 0..F-1.
 template <class Fn>
-void for_each_part(const SweepConfig& cfg, int F, const std::atomic<bool>* stop, Fn&& fn) {
-  std::mutex mu;
-  int done = 0;
+void for_each_part(const SweepConfig& cfg, int F, const std::atomic<bool>* stop,
+                   ProgressTracker& progress, Fn&& fn) {
   parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
     fn(static_cast<int>(item) - 1);
-    if (cfg.on_part_done) {
-      std::lock_guard lock(mu);
-      cfg.on_part_done(++done, F + 1);
-    }
+    progress.part_done();
   });
 }
 
-ExactOptions stop_options(const std::atomic<bool>* stop) {
-  ExactOptions o;
+// The exact path of one part: the job's budgets, the stop flag, lambda-level progress.
+std::vector<ExactResult> exact_path(const Reduced& red, const std::vector<double>& lam,
+                                    const SweepConfig& cfg, const std::atomic<bool>* stop,
+                                    ProgressTracker& progress) {
+  ExactOptions o = cfg.exact_options;
   o.stop = stop;
-  return o;
+  o.on_lambda_done = nullptr;
+  return sweep_exact(red, lam, o, [&](const ExactResult& e) { progress.lambda_done(e); });
 }
 
 void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
@@ -133,14 +173,18 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   // thread (BLAS on one thread, set by the caller), so results do not depend on the
   // thread count.
   auto t_folds = Clock::now();
-  for_each_part(cfg, F, stop, [&](int item) {
+  ProgressTracker progress(cfg, F + 1, exact ? static_cast<long long>(F + 1) * L : 0);
+  std::vector<int> fold_budget(static_cast<std::size_t>(F), 0);
+  for_each_part(cfg, F, stop, progress, [&](int item) {
       if (item < 0) {
-        if (exact) full_exact = sweep_exact(red, lam, stop_options(stop));
+        if (exact) full_exact = exact_path(red, lam, cfg, stop, progress);
         return;
       }
       const FoldData fd = prepare_fold(p, cfg.folds[static_cast<std::size_t>(item)]);
       std::vector<ExactResult> fe;
-      if (exact) fe = sweep_exact(fd.red, lam, stop_options(stop));
+      if (exact) fe = exact_path(fd.red, lam, cfg, stop, progress);
+      for (const ExactResult& e : fe)
+        if (e.status != ExactStatus::converged) ++fold_budget[static_cast<std::size_t>(item)];
       Matrix M;
       for (int l = 0; l < L; ++l) {
         if (stop && l % 64 == 0 && stop->load()) return;  // interrupted: results discarded
@@ -171,7 +215,7 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
     row.loss_linearized = loss_linearized_reduced(red, Ml, row.lambda);
     const ExactResult* e = exact ? &full_exact[static_cast<std::size_t>(l)] : nullptr;
     row.loss_exact = e ? e->loss : kNaN;
-    row.exact_status = e ? (e->status == ExactStatus::converged ? "converged" : "not_converged") : "";
+    row.exact_status = e ? exact_status_name(e->status) : "";
     row.rel_grad = e ? e->rel_grad : kNaN;
     row.gap_bound = e ? e->gap_bound : kNaN;
     row.newton_iters = e ? e->newton_iters : 0;
@@ -192,6 +236,11 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
     row.r2_train = cnt ? t / cnt : kNaN;
   }
   res.rows_seconds = since(t_rows);
+  if (exact) {
+    for (const ExactResult& e : full_exact) ++res.exact_counts[static_cast<int>(e.status)];
+    for (int n : fold_budget) res.fold_exact_uncertified += n;
+    res.message = exact_summary(res);
+  }
   for (int l = 0; l < L; ++l)
     for (int f = 0; f < F; ++f)
       res.fold_rows.push_back({f, lam[static_cast<std::size_t>(l)], kNaN, lin[f][l], fwd[f][l],
@@ -231,7 +280,8 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   const int F = static_cast<int>(cfg.folds.size()), G = static_cast<int>(grid.size());
   std::vector<std::vector<double>> fwd(F, std::vector<double>(G, kNaN));
   std::vector<double> loss(G), rms_d(G), rms_off(G);
-  for_each_part(cfg, F, stop, [&](int item) {
+  ProgressTracker progress(cfg, F + 1, 0);
+  for_each_part(cfg, F, stop, progress, [&](int item) {
       const bool full = item < 0;
       FoldData fd;
       Matrix X_va;
@@ -292,7 +342,7 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   DiagExactResult e = diag_exact(red, best.lambda, best.lambda_d);
   best.loss_exact = e.loss;
   best.rel_grad = e.rel_grad;
-  best.exact_status = e.status == ExactStatus::converged ? "converged" : "not_converged";
+  best.exact_status = exact_status_name(e.status);
   best.newton_iters = e.iters;
   best.exact_seconds = e.seconds;
   DiagLinearized lin = diag_linearized(red, best.lambda, best.lambda_d);
@@ -304,6 +354,17 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
 }
 
 }  // namespace
+
+std::string exact_summary(const SweepResult& res) {
+  const auto n = [&](ExactStatus s) { return res.exact_counts[static_cast<int>(s)]; };
+  std::string out = "exact path: " + std::to_string(n(ExactStatus::converged)) + " certified";
+  if (n(ExactStatus::budget)) out += ", " + std::to_string(n(ExactStatus::budget)) + " budget";
+  if (n(ExactStatus::not_converged))
+    out += ", " + std::to_string(n(ExactStatus::not_converged)) + " not converged";
+  if (res.fold_exact_uncertified)
+    out += "; folds: " + std::to_string(res.fold_exact_uncertified) + " uncertified solves";
+  return out;
+}
 
 double SweepResult::headline_r2() const {
   if (best_exact >= 0) return rows[static_cast<std::size_t>(best_exact)].r2_val_exact;

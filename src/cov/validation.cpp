@@ -141,7 +141,7 @@ R2Pair r2_train(const FoldData& fd, const Matrix& M) {
   // M + M^T + M^T M (exact). Upper-triangle SS = (||E||_F^2 + sum_a E_aa^2) / 2, with
   // ||E||_F^2 = ||S_tr||^2 - ||R||^2 + ||R - Sigma (I + Q) Sigma||^2 (E's part outside span V).
   const Matrix MtM = matmul(M, M, true, false);
-  double fro_l = red.S_fro_sq - red.R_fro_sq, fro_e = fro_l;
+  double fro_l = red.outside_sq, fro_e = fro_l;
   for (int j = 0; j < r; ++j)
     for (int i = 0; i < r; ++i) {
       const double a = red.sigma[i] * red.sigma[j];

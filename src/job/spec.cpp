@@ -257,6 +257,15 @@ void read_sweep(const toml::table& t, const std::string& path, Job& job) {
   s.train_r2 = r.get<bool>("train_r2", s.train_r2);
   s.losses = r.get<bool>("losses", s.losses);
   if (s.exact_max_rank < 0) r.fail("exact_max_rank", "must be >= 0");
+  // Budgets per exact lambda solve (a row that exhausts one gets status "budget").
+  cov::ExactOptions& eo = s.exact_options;
+  eo.max_newton = r.get<int>("exact_max_newton", eo.max_newton);
+  eo.max_cg = r.get<int>("exact_max_cg", eo.max_cg);
+  eo.max_seconds = r.get<double>("exact_max_seconds", eo.max_seconds);
+  if (eo.max_newton < 1 || eo.max_newton > 100000) r.fail("exact_max_newton", "must be in 1..100000");
+  if (eo.max_cg < 1 || eo.max_cg > 1000000) r.fail("exact_max_cg", "must be in 1..1000000");
+  if (!(eo.max_seconds >= 0) || !std::isfinite(eo.max_seconds))
+    r.fail("exact_max_seconds", "must be finite and >= 0 (0: no time limit)");
   s.store_lambdas = r.list<double>("store_lambdas", {});
   for (double l : s.store_lambdas)
     if (!(l > 0) || !std::isfinite(l)) r.fail("store_lambdas", "every value must be finite and > 0");
@@ -267,7 +276,8 @@ void read_sweep(const toml::table& t, const std::string& path, Job& job) {
   if (s.blas_threads < 1) r.fail("blas_threads", "must be >= 1");
   r.finish({"models", "lambda", "lambda_from", "lambda_to", "lambda_count", "lambda_units",
             "lambda_d", "lambda_d_from", "lambda_d_to", "lambda_d_count", "folds", "val",
-            "fold_seed", "exact", "exact_max_rank", "train_r2", "losses", "store_lambdas", "store",
+            "fold_seed", "exact", "exact_max_rank", "exact_max_newton", "exact_max_cg",
+            "exact_max_seconds", "train_r2", "losses", "store_lambdas", "store",
             "blas_threads"});
 }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 
 #include "covfit/cov/sweep.hpp"
 #include "covfit/data/cov_data.hpp"
@@ -118,14 +119,25 @@ class SweepKind : public Kind {
     cfg.folds = folds_[di];
     cfg.threads = inner_threads;
     if (progress_) {
-      // A sweep can run for minutes: after 5 s, report its parts as they finish.
+      // A sweep can run for minutes: after 5 s, report progress every 5 s and at the end
+      // of each part (exact lambda solves done, budget-limited ones, parts done).
       auto t0 = std::chrono::steady_clock::now();
+      auto last = std::make_shared<double>(-1.0);
       std::string label = data_[di].name + "/" + job::cov_model_name(task.model);
-      cfg.on_part_done = [t0, label, id](int done, int total) {
+      cfg.on_progress = [t0, last, label, id](const cov::SweepProgress& p) {
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (s >= 5.0)
+        const bool part_end = p.part_just_done;
+        if (s < 5.0 || (s - *last < 5.0 && !part_end)) return;
+        *last = s;
+        if (p.lambdas_total > 0)
+          std::fprintf(stderr,
+                       "covfit: task %lld (%s): exact lambda %lld/%lld solved (%d budget, %d not "
+                       "converged), %d/%d parts done, %.1f s\n",
+                       static_cast<long long>(id), label.c_str(), p.lambdas_done, p.lambdas_total,
+                       p.budget, p.not_converged, p.parts_done, p.parts_total, s);
+        else
           std::fprintf(stderr, "covfit: task %lld (%s): %d/%d parts (folds + full data) done, %.1f s\n",
-                       static_cast<long long>(id), label.c_str(), done, total, s);
+                       static_cast<long long>(id), label.c_str(), p.parts_done, p.parts_total, s);
       };
     }
     cov::SweepResult r = cov::run_sweep(data_[di].problem, cfg, stop);

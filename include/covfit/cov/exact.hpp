@@ -6,16 +6,28 @@
 // but h(G) (G = P^2) is, so a stationary P > 0 is the global optimum, and h's strong
 // convexity turns the gradient into a bound on the optimality gap.
 //
-// Algorithm (the one that reached the global optimum on 600/600 random problems): line-search
-// Newton-CG on symmetric P in units s_max = 1, Hessian-vector products O(r^3), Jacobi
-// preconditioner s_i s_j (P_ii + P_jj)^2 + lambda, Armijo backtracking. Starts, in order:
-// the caller's warm start (sweeps), I + M_lin projected onto P >= 1e-3 I, then
-// lambda-continuation from 400 s_max^2 down by factors of 10 with warm starts. A start is
-// accepted when it ends stationary with P > 0.
+// Algorithm (docs/MATH.md "Exact solver"): Newton steps taken in G = P^2, where h is convex
+// and its Hessian H_G = C^2 + Delta is positive definite everywhere (C^2: D -> S D S,
+// Delta: diagonal in P's eigenbasis, lambda / (2 p_k p_l (p_k + p_l))), while the iterate is
+// stored as P (G's small eigenvalues ~ lambda^2 would drown in rounding). The step in P is
+// dP = T^{-1} dG, T: D -> P D + D P; it is always a descent direction for f. H_G dG = -grad
+// is solved by CG preconditioned with the exact inverse of S (x) S + lambda/4 B (x) B,
+// B = P^{-3/2} (a generalised eigendecomposition, O(r^3) per Newton step; 4 GEMMs per CG
+// iteration). Armijo backtracking keeps P > 0. The loop stops on the Newton decrement
+// (predicted decrease below f's rounding) or the relative gradient, and always applies one
+// last Newton correction after either test passes.
+// Starts, in order: the caller's warm start (sweeps), I + M_lin projected onto P >= 1e-3 I,
+// then lambda-continuation from 400 s_max^2 down by factors of 10 with warm starts. A start
+// is accepted when it ends stationary with P > 0.
+//
+// Budgets (Newton steps and seconds per lambda, CG iterations per Newton step) bound every
+// solve; when one runs out the result has status `budget` with the best iterate and its
+// certificate figures. The stop flag is polled inside the CG loop.
 //
 // Never throws for numerical trouble: the result carries a status and a message.
 #pragma once
 #include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,17 +38,26 @@ namespace covfit::cov {
 
 struct ExactOptions {
   double rel_grad_tol = 1e-10;        // stop when ||grad_P f(P)|| <= tol * ||grad_P f(I)||
-  int max_newton = 200;               // Newton steps per start / continuation stage
-  int max_cg = 1000;                  // CG iterations per Newton step
+  int max_newton = 200;               // Newton steps per lambda, all starts and stages together
+  int max_cg = 500;                   // CG iterations per Newton step
+  double max_seconds = 600.0;         // wall time per lambda (0: no limit). A row stopped by
+                                      // it depends on the machine's speed: its status says so.
   double start_floor = 1e-3;          // eigenvalue floor of the projected I + M_lin start
   double continuation_from = 400.0;   // first continuation lambda, in units of s_max^2
   double continuation_factor = 10.0;  // lambda divided by this per stage
   bool direct_start = true;           // false: skip the I + M_lin start (tests the fallback)
-  const std::atomic<bool>* stop = nullptr;  // sweep_exact: leave the remaining lambdas
-                                            // unsolved once set (SIGTERM / SIGINT)
+  const std::atomic<bool>* stop = nullptr;  // polled in every CG iteration; once set the
+                                            // solve returns at once (status interrupted)
+  // sweep_exact: called after each lambda with (lambdas solved, total). From the calling
+  // thread.
+  std::function<void(int, int)> on_lambda_done;
 };
 
-enum class ExactStatus { converged, not_converged };
+// converged: stationary with P > 0 (certified). budget: a Newton/CG/time budget ran out
+// (best iterate returned, certificate figures describe it). not_converged: every start ended
+// without reaching stationarity (line search failed). interrupted: the stop flag was set.
+enum class ExactStatus { converged, not_converged, budget, interrupted };
+const char* exact_status_name(ExactStatus s);
 
 struct ExactResult {
   double lambda = 0.0;
@@ -51,6 +72,7 @@ struct ExactResult {
   double min_eig_P = 0.0;   // smallest eigenvalue of P* = I + M*
   int newton_iters = 0;     // summed over all starts/stages tried
   int cg_iters = 0;
+  int max_cg_per_newton = 0;  // the most CG iterations any one Newton step took
   bool used_continuation = false;
   double seconds = 0.0;
 };
@@ -61,8 +83,10 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
                         const Matrix* warm_P = nullptr);
 
 // Solves every lambda, largest first, warm-starting each from its larger neighbour's
-// solution. Results are returned in the order of `lambdas`.
+// solution (converged or budget-limited). Results are returned in the order of `lambdas`.
+// `each`, if given, sees every result as it is made (progress); opt.on_lambda_done sees counts.
 std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<double>& lambdas,
-                                     const ExactOptions& opt = {});
+                                     const ExactOptions& opt = {},
+                                     const std::function<void(const ExactResult&)>& each = {});
 
 }  // namespace covfit::cov

@@ -70,6 +70,10 @@ struct SymEig {
 };
 bool sym_eig(const Matrix& A, SymEig& out, bool vectors = true);
 
+// True when the symmetric A is numerically positive definite (a Cholesky factorisation
+// of A succeeds, dpotrf).
+bool is_positive_definite(const Matrix& A);
+
 // Solve A x = B for symmetric positive definite A (dposv); falls back to the symmetric
 // indefinite solver (dsysv) when A is not numerically positive definite. B is overwritten
 // with the solution. Returns false if both fail.

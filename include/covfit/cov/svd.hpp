@@ -29,9 +29,12 @@ struct Reduced {
   Matrix R;                   // (r, r) V^T S V, exactly symmetric
   double S_fro_sq = 0.0;      // ||S||_F^2
   double R_fro_sq = 0.0;      // ||R||_F^2
+  // ||S - V R V^T||_F^2 = ||S||^2 - ||R||^2, computed without the subtraction: the two
+  // norms can be 1e13 apart from their difference (9 digits lost).
+  double outside_sq = 0.0;
   // L(U M U^T) = (reduced loss) + loss_const(): the part of S outside span(V) that no W
   // can fit.
-  double loss_const() const { return 0.5 * (S_fro_sq - R_fro_sq); }
+  double loss_const() const { return 0.5 * outside_sq; }
   double s_max() const { return s.empty() ? 0.0 : s.front(); }
 };
 // X: (n, m) with centred columns, S: (m, m) symmetric (see check_and_centre).

@@ -15,12 +15,20 @@
 #include <vector>
 
 #include "covfit/cov/diagnostics.hpp"
+#include "covfit/cov/exact.hpp"
 #include "covfit/cov/problem.hpp"
 #include "covfit/cov/validation.hpp"
 
 namespace covfit::cov {
 
 enum class SweepModel { free, free_diag };
+
+struct SweepProgress {
+  int parts_done = 0, parts_total = 0;            // folds + the full data
+  long long lambdas_done = 0, lambdas_total = 0;  // exact solves over all parts (0: none)
+  int budget = 0, not_converged = 0;              // of the exact solves done so far
+  bool part_just_done = false;                    // this report is the end of a part
+};
 
 struct SweepConfig {
   SweepModel model = SweepModel::free;
@@ -35,9 +43,12 @@ struct SweepConfig {
   std::vector<double> store_lambdas;  // free: nearest grid points also stored (same units as lambdas)
   bool store_all = false;             // free: W at every lambda (free_diag always stores the best pair only)
   int threads = 1;                    // folds in parallel (each single-threaded)
-  // Called (from worker threads, serialised) after each fold and after the full-data
-  // exact path: (parts done, parts total). For progress output on long sweeps.
-  std::function<void(int, int)> on_part_done;
+  // Budgets of every exact solve (max_newton, max_cg, max_seconds per lambda); the stop
+  // flag and callbacks in it are set by run_sweep.
+  ExactOptions exact_options;
+  // Called (from worker threads, serialised) after each part (a fold or the full data) and
+  // after each exact lambda solve. For progress output on long sweeps.
+  std::function<void(const SweepProgress&)> on_progress;
   int blas_threads = 1;               // for the one full-data SVD; > 1 is faster for a big
                                       // X but results then depend on it at ~1e-13. The
                                       // OpenBLAS count is process-wide: with > 1, run no
@@ -53,7 +64,8 @@ struct SweepRow {
   double loss_lin = 0;                  // L(W_lin) on all stimuli (exact loss)
   double loss_linearized = 0;           // L_lin(W_lin)
   double loss_exact = 0;                // L(W*) (NaN if not computed)
-  std::string exact_status;             // converged | not_converged | "" (not computed)
+  std::string exact_status;             // exact_status_name(): converged | budget |
+                                        // not_converged | "" (not computed)
   double rel_grad = 0, gap_bound = 0;   // certificate of the exact solution
   int newton_iters = 0, cg_iters = 0;
   double exact_seconds = 0;
@@ -88,11 +100,18 @@ struct SweepResult {
   int best = -1, one_se = -1;            // indices into rows (by the headline R^2)
   int best_exact = -1;                   // by r2_val_exact (free with exact solutions)
   std::vector<StoredMatrix> stored;
+  // free with exact solutions: full-data rows per ExactStatus, and exact fold solves that
+  // ended uncertified (their r2_val_exact uses the best iterate).
+  int exact_counts[4] = {0, 0, 0, 0};
+  int fold_exact_uncertified = 0;
 
   // The headline validation R^2: of the exact solution at best_exact where computed,
   // else of the linearised model at best. NaN if there is none.
   double headline_r2() const;
 };
+
+// "exact path: 39 certified, 2 budget; folds: 3 uncertified solves" (the task's message).
+std::string exact_summary(const SweepResult& res);
 
 // Bytes the stored matrices will take (printed before a store = "all" run).
 double sweep_store_bytes(const SweepConfig& cfg, int n, int m);
