@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -128,9 +130,22 @@ struct Run {
   std::string why;
 };
 
+// COVFIT_EXACT_TRACE=1: one stderr line per Newton step (how the solver behaves on a case).
+bool trace_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("COVFIT_EXACT_TRACE");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+
 // Predicted decrease (Newton decrement^2 / 2) below this fraction of f: f cannot move further
 // in double precision. One more correction is still applied (it fixes the last digits of P).
-constexpr double kDecrementTol = 1e-16;
+constexpr double kDecrementTol = 1e-14;
+constexpr int kMaxSmallSteps = 4;
+// A start that converges does so in 3-15 steps; one that has not after this many is
+// abandoned for the next start (or a finer continuation step).
+constexpr int kMaxNewtonPerStart = 40;
 
 // Newton in G = P^2 with the iterate kept as P (see exact.hpp), from P0 > 0 until the
 // gradient is below tol_abs or the Newton decrement says f is final.
@@ -146,6 +161,8 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
   obj.gradient(run.P, A, g);
   run.gnorm = frobenius(g);
   bool final_step = false;
+  double first_gnorm = 1.0;
+  int small_steps = 0;
   while (!final_step) {
     if (!std::isfinite(run.f) || !std::isfinite(run.gnorm)) {
       run.why = "non-finite loss";
@@ -192,13 +209,19 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
         mumu(k, l) = mk * ml;
         Dinv(k, l) = 1.0 / (mk * ml + 0.25 * lam);
       }
-    // H_G e = -grad_G h in Z coordinates: e = Z x Z^T, so Z^T H_G(Z x Z^T) Z = -Z^T grad Z.
-    // Operator: mumu o x + Wm^T (delta o (Wm x Wm^T)) Wm.
+    // Right-hand side -Z^T grad_G h Z (= -J^T grad_P f for dP = J y).
     gemm(true, false, 1.0, Wm, gt, 0.0, tmp);
     gemm(false, false, -1.0, tmp, Wm, 0.0, b);
     const double bnorm = frobenius(b);
     const double rel = g0norm > 0.0 ? run.gnorm / g0norm : run.gnorm;
-    const double eta = 0.1 * std::min(0.5, std::sqrt(rel));
+    // Forcing term relative to this run's first gradient (superlinear convergence whatever
+    // the gradient's size relative to grad f(I)).
+    if (run.newton == 0) first_gnorm = std::max(run.gnorm, std::numeric_limits<double>::min());
+    const double eta = 0.1 * std::min(0.5, std::sqrt(run.gnorm / first_gnorm));
+    // Operator in Z coordinates: y -> Z^T H_G (Z y Z^T) Z = mumu o y + Wm^T (delta o E) Wm,
+    // E = Wm y Wm^T (= dG in P's basis). Positive definite: plain PCG, no curvature test.
+    // (Newton in P with this preconditioner was tried: the P-Hessian's indefinite part
+    // costs more steps; 31 s against 18 s on the 150 x 150 example, same certificates.)
     x = Matrix(r, r);
     res = b;
     z = res;
@@ -234,12 +257,13 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
       run.why = "interrupted";
       break;
     }
-    if (it == 0) x = z;  // (a budget ran out at once) preconditioned steepest descent
+    if (dot(x, x) == 0.0) x = z;  // no CG step made: preconditioned steepest descent
     // dG = Z x Z^T (P's basis); decrement^2 = -<grad_G h, dG>; dP = T^{-1} dG.
     gemm(false, false, 1.0, Wm, x, 0.0, tmp);
     gemm(false, true, 1.0, tmp, Wm, 0.0, E1);
     const double decrement_sq = -dot(gt, E1);
     for (std::size_t k = 0; k < E1.data.size(); ++k) E1.data[k] /= Tw.data[k];
+    const Matrix dq = E1;  // dP in P's eigenbasis
     gemm(false, false, 1.0, Q, E1, 0.0, tmp);
     gemm(false, true, 1.0, tmp, Q, 0.0, d);
     symmetrise(d);
@@ -253,12 +277,44 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     final_step = run.gnorm <= tol_abs || 0.5 * decrement_sq <= kDecrementTol * std::abs(run.f);
     // Armijo backtracking inside P > 0. Near the optimum f changes below its rounding
     // error, so a step that keeps f within rounding and reduces the gradient is accepted too.
+    // The path is P + t dP while P + dP > 0. Otherwise (the Newton model wants some of P's
+    // small eigenvalues below zero, typical after a large drop in lambda) it is the curve
+    // P^{1/2} exp(t P^{-1/2} dP P^{-1/2}) P^{1/2}: the same first-order step, inside P > 0 for
+    // every t, so small eigenvalues shrink by factors per step instead of by halvings of t.
     double t = 1.0;
     bool accepted = false;
+    int not_pd = 0;
+    bool curved = false;
+    Matrix F, Fe;
+    std::vector<double> nu;
     for (int bt = 0; bt < kMaxBacktracks; ++bt, t *= 0.5) {
-      Pn = run.P;
-      for (std::size_t k = 0; k < Pn.data.size(); ++k) Pn.data[k] += t * d.data[k];
-      if (!is_positive_definite(Pn)) continue;
+      if (!curved) {
+        Pn = run.P;
+        for (std::size_t k = 0; k < Pn.data.size(); ++k) Pn.data[k] += t * d.data[k];
+        if (bt == 0 && !is_positive_definite(Pn)) {
+          curved = true;
+          Matrix Sh = dq;
+          for (int l = 0; l < r; ++l)
+            for (int k = 0; k < r; ++k) Sh(k, l) /= std::sqrt(w[k] * w[l]);
+          SymEig eS;
+          if (!sym_eig(Sh, eS)) break;
+          nu = eS.w;
+          tmp = Q;
+          for (int k = 0; k < r; ++k)
+            for (int i = 0; i < r; ++i) tmp(i, k) *= std::sqrt(w[k]);
+          gemm(false, false, 1.0, tmp, eS.Q, 0.0, F);
+        }
+      }
+      if (curved) {
+        ++not_pd;
+        Fe = F;
+        for (int k = 0; k < r; ++k) {
+          const double sc = std::exp(std::min(0.5 * t * nu[static_cast<std::size_t>(k)], 300.0));
+          for (int i = 0; i < r; ++i) Fe(i, k) *= sc;
+        }
+        gemm(false, true, 1.0, Fe, Fe, 0.0, Pn);
+        symmetrise(Pn);
+      }
       const double fn = obj.value(Pn, An);
       if (!std::isfinite(fn)) continue;
       const bool within_rounding = fn - run.f <= 64.0 * kEps * std::abs(run.f);
@@ -279,6 +335,13 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     }
     ++run.newton;
     budget.spend_newton();
+    // Steps cut to < 1/64 several times in a row: the Newton model is poor this far from
+    // the optimum (typically a large drop in lambda). Leave it to the next start.
+    small_steps = accepted && t < 1.0 / 64 ? small_steps + 1 : 0;
+    if (trace_enabled())
+      std::fprintf(stderr, "exact: lambda %.3e newton %d cg %d step %.3g (%d curved) rel grad %.3e dec^2/f %.3e f %.17g%s\n",
+                   lam, run.newton, it, accepted ? t : 0.0, not_pd, rel, decrement_sq / std::abs(run.f),
+                   run.f, final_step ? " (final correction)" : "");
     if (final_step) {
       // Converged before this correction; the correction only sharpens P.
       run.stationary = true;
@@ -286,6 +349,14 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     }
     if (!accepted) {
       run.why = "line search failed";
+      break;
+    }
+    if (small_steps >= kMaxSmallSteps) {
+      run.why = "stalled (step lengths < 1/64)";
+      break;
+    }
+    if (run.newton >= kMaxNewtonPerStart) {
+      run.why = "slow (" + std::to_string(kMaxNewtonPerStart) + " Newton steps)";
       break;
     }
   }
@@ -331,7 +402,7 @@ const char* exact_status_name(ExactStatus s) {
 }
 
 ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& opt,
-                        const Matrix* warm_P) {
+                        const Matrix* warm_P, double warm_lambda) {
   check_lambdas({lambda}, 0.0, false, "exact solver lambda");
   const auto t0 = Clock::now();
   ExactResult out;
@@ -383,31 +454,67 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
     return ok;
   };
 
-  bool done = false;
-  if (warm_P && warm_P->rows == r && warm_P->cols == r && is_positive_definite(*warm_P))
-    done = accept(newton_g(obj, *warm_P, tol_abs, g0, budget), "warm start");
-  if (!done && opt.direct_start && !budget.over())
-    done = accept(newton_g(obj, projected_start(linearized_M(red, lambda), opt.start_floor),
-                           tol_abs, g0, budget),
-                  "I + M_lin start");
-  if (!done && !budget.over()) {
-    // lambda-continuation: at lambda >= 400 s_max^2, P* ~ I + M_lin; walk down to lambda.
-    out.used_continuation = true;
-    double lam_k = opt.continuation_from * red.s_max() * red.s_max();
-    Matrix P = projected_start(linearized_M(red, std::max(lam_k, lambda)), opt.start_floor);
-    while (lam_k > lambda && !budget.over()) {
-      const Objective stage(red, lam_k);
+  // Path following from a solution P at lam_from > lambda down to lambda: steps of at most
+  // continuation_factor, each warm-started from the last; a step whose solve fails is
+  // retried with the square root of its factor (down to 1.01). Returns the run at lambda.
+  auto walk_down = [&](double lam_from, Matrix P, const char* name) {
+    double lam_c = lam_from, factor = opt.continuation_factor;
+    while (!budget.over()) {
+      const double lam_n = std::max(lambda, lam_c / factor);
+      const Objective stage(red, lam_n);
       Matrix As, gs;
       stage.value(I, As);
       stage.gradient(I, As, gs);
       const double g0s = frobenius(gs);
       Run run = newton_g(stage, P, opt.rel_grad_tol * g0s, g0s, budget);
-      count(run);
-      P = std::move(run.P);
-      lam_k /= opt.continuation_factor;
+      if (lam_n == lambda) {
+        if (run.stationary || budget.over() || factor < 1.01) return accept(std::move(run), name);
+        count(run);
+      } else {
+        count(run);
+        if (run.stationary) {
+          lam_c = lam_n;
+          P = std::move(run.P);
+          factor = std::min(opt.continuation_factor, factor * factor);
+          continue;
+        }
+      }
+      factor = std::sqrt(factor);
+      if (factor < 1.01) break;
     }
-    if (!budget.over()) done = accept(newton_g(obj, P, tol_abs, g0, budget), "continuation");
-    else if (!have) accept(Run{P, obj.value(P, A), kInf, false, 0, 0, 0, "budget"}, "continuation");
+    if (!have) accept(Run{P, obj.value(P, A), kInf, false, 0, 0, 0, "budget"}, name);
+    return false;
+  };
+
+  bool done = false;
+  if (warm_P && warm_P->rows == r && warm_P->cols == r && is_positive_definite(*warm_P)) {
+    // A warm start from far above lambda follows the path down: one Newton solve across
+    // decades of lambda stalls (the Newton model in G overshoots P's shrinking eigenvalues).
+    if (warm_lambda > opt.continuation_factor * lambda)
+      done = walk_down(warm_lambda, *warm_P, "warm start (path following)");
+    else
+      done = accept(newton_g(obj, *warm_P, tol_abs, g0, budget), "warm start");
+  }
+  if (!done && opt.direct_start && !budget.over())
+    done = accept(newton_g(obj, projected_start(linearized_M(red, lambda), opt.start_floor),
+                           tol_abs, g0, budget),
+                  "I + M_lin start");
+  if (!done && !budget.over()) {
+    // lambda-continuation: at lambda >= 400 s_max^2, P* ~ I + M_lin; follow the path down.
+    out.used_continuation = true;
+    const double lam0 = std::max(opt.continuation_from * red.s_max() * red.s_max(), lambda);
+    Matrix P0 = projected_start(linearized_M(red, lam0), opt.start_floor);
+    if (lam0 > lambda) {
+      const Objective stage(red, lam0);
+      Matrix As, gs;
+      stage.value(I, As);
+      stage.gradient(I, As, gs);
+      const double g0s = frobenius(gs);
+      Run run = newton_g(stage, P0, opt.rel_grad_tol * g0s, g0s, budget);
+      count(run);
+      P0 = std::move(run.P);
+    }
+    done = walk_down(lam0, std::move(P0), "continuation");
   }
   if (!have) {  // a budget ran out before any start ran: report the I + M_lin start
     Matrix P = projected_start(linearized_M(red, lambda), opt.start_floor);
@@ -487,6 +594,7 @@ std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<doubl
                    [&](std::size_t a, std::size_t b) { return lambdas[a] > lambdas[b]; });
   std::vector<ExactResult> out(lambdas.size());
   Matrix warm;
+  double warm_lambda = 0.0;
   bool have_warm = false;
   int solved = 0;
   for (std::size_t idx : order) {
@@ -496,11 +604,12 @@ std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<doubl
       out[idx].message = "interrupted";
       continue;
     }
-    out[idx] = solve_exact(red, lambdas[idx], opt, have_warm ? &warm : nullptr);
+    out[idx] = solve_exact(red, lambdas[idx], opt, have_warm ? &warm : nullptr, warm_lambda);
     // A budget-limited iterate is still P > 0 and near the path: a good next start.
     if (out[idx].status == ExactStatus::converged || out[idx].status == ExactStatus::budget) {
       warm = out[idx].M;
       for (int i = 0; i < warm.rows; ++i) warm(i, i) += 1.0;
+      warm_lambda = lambdas[idx];
       have_warm = true;
     }
     if (each) each(out[idx]);

@@ -78,9 +78,11 @@ struct ExactResult {
 };
 
 // lambda > 0. `warm_P` (r, r), if given, is tried first (e.g. I + M* of a neighbouring
-// lambda). Throws InputError only for lambda <= 0 or not finite.
+// lambda); when its `warm_lambda` is more than continuation_factor above lambda, the warm
+// start walks down to lambda in continuation stages. Throws InputError only for lambda <= 0
+// or not finite.
 ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& opt = {},
-                        const Matrix* warm_P = nullptr);
+                        const Matrix* warm_P = nullptr, double warm_lambda = 0.0);
 
 // Solves every lambda, largest first, warm-starting each from its larger neighbour's
 // solution (converged or budget-limited). Results are returned in the order of `lambdas`.
