@@ -23,7 +23,8 @@ void gemm(bool transA, bool transB, double alpha, const Matrix& A, const Matrix&
   const int n = transB ? B.rows : B.cols;
   assert(k == kb);
   (void)kb;
-  if (beta == 0.0 && (C.rows != m || C.cols != n)) C = Matrix(m, n);
+  if (beta == 0.0 && (C.rows != m || C.cols != n || C.data.size() != static_cast<std::size_t>(m) * static_cast<std::size_t>(n)))
+    C = Matrix(m, n);  // (also a moved-from C)
   assert(C.rows == m && C.cols == n);
   if (m == 0 || n == 0) return;
   if (k == 0) {  // BLAS leaves C alone for k = 0 only when beta = 1; make it explicit
