@@ -74,6 +74,33 @@ class Objective {
       for (int i = 0; i < r_; ++i)
         g(i, j) = Y(i, j) + Y(j, i) + lam_ * (P(i, j) - (i == j ? 1.0 : 0.0));
   }
+  // Hessian-vector product of f in P for symmetric D: dA P + P dA + A D + D A + lambda D,
+  // dA = Sigma (D P + P D) Sigma (elementwise a^2). Three gemms.
+  void hessvec(const Matrix& P, const Matrix& A, const Matrix& D, Matrix& out, Matrix& Y,
+               Matrix& dA) const {
+    gemm(false, false, 1.0, D, P, 0.0, Y);  // D P
+    if (dA.rows != r_) dA = Matrix(r_, r_);
+    for (int j = 0; j < r_; ++j)
+      for (int i = 0; i < r_; ++i) {
+        const double a = a_(i, j);
+        dA(i, j) = a * a * (Y(i, j) + Y(j, i));
+      }
+    gemm(false, false, 1.0, dA, P, 0.0, Y);  // dA P
+    gemm(false, false, 1.0, A, D, 1.0, Y);   // + A D
+    if (out.rows != r_) out = Matrix(r_, r_);
+    for (int j = 0; j < r_; ++j)
+      for (int i = 0; i < r_; ++i) out(i, j) = Y(i, j) + Y(j, i) + lam_ * D(i, j);
+  }
+  // Jacobi preconditioner's inverse: 1 / (s_i s_j (P_ii + P_jj)^2 + lambda).
+  void precond(const Matrix& P, Matrix& Minv) const {
+    Minv = Matrix(r_, r_);
+    for (int j = 0; j < r_; ++j)
+      for (int i = 0; i < r_; ++i) {
+        const double a = a_(i, j), pp = P(i, i) + P(j, j);
+        const double d = a * a * pp * pp + lam_;
+        Minv(i, j) = d > 0.0 ? 1.0 / d : 1.0;
+      }
+  }
   // Scaled s_i (s_max = 1) and sigma_i.
   double s(int i) const { return a_(i, i); }
   double sigma(int i) const { return std::sqrt(a_(i, i)); }
@@ -143,13 +170,22 @@ bool trace_enabled() {
 // in double precision. One more correction is still applied (it fixes the last digits of P).
 constexpr double kDecrementTol = 1e-14;
 constexpr int kMaxSmallSteps = 4;
+// Relative CG residual of the final correction.
+constexpr double kFinalCgTol = 1e-10;
+constexpr int kExtraSteps = 3;
 // A start that converges does so in 3-15 steps; one that has not after this many is
 // abandoned for the next start (or a finer continuation step).
 constexpr int kMaxNewtonPerStart = 40;
+// A continuation stage (a step down in lambda from a solution) that has not converged after
+// this many steps is retried with a smaller step in lambda.
+constexpr int kMaxNewtonPerStage = 15;
+// Steps of the Newton-in-P fallback per start.
+constexpr int kMaxNewtonP = 100;
 
 // Newton in G = P^2 with the iterate kept as P (see exact.hpp), from P0 > 0 until the
 // gradient is below tol_abs or the Newton decrement says f is final.
-Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Budget& budget) {
+Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Budget& budget,
+             int max_steps = kMaxNewtonPerStart) {
   const int r = obj.r();
   const double lam = obj.lam();
   Run run;
@@ -163,6 +199,7 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
   bool final_step = false;
   double first_gnorm = 1.0;
   int small_steps = 0;
+  int past_tol = 0;  // Newton steps taken with the gradient already below tol_abs
   while (!final_step) {
     if (!std::isfinite(run.f) || !std::isfinite(run.gnorm)) {
       run.why = "non-finite loss";
@@ -217,7 +254,7 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     // Forcing term relative to this run's first gradient (superlinear convergence whatever
     // the gradient's size relative to grad f(I)).
     if (run.newton == 0) first_gnorm = std::max(run.gnorm, std::numeric_limits<double>::min());
-    const double eta = 0.1 * std::min(0.5, std::sqrt(run.gnorm / first_gnorm));
+    const double eta = 0.1 * std::min(0.5, std::sqrt(run.gnorm / std::min(first_gnorm, std::max(g0norm, std::numeric_limits<double>::min()))));
     // Operator in Z coordinates: y -> Z^T H_G (Z y Z^T) Z = mumu o y + Wm^T (delta o E) Wm,
     // E = Wm y Wm^T (= dG in P's basis). Positive definite: plain PCG, no curvature test.
     // (Newton in P with this preconditioner was tried: the P-Hessian's indefinite part
@@ -229,28 +266,36 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     p = z;
     double rz = dot(res, z);
     int it = 0;
-    while (it < budget.max_cg() && frobenius(res) > eta * bnorm) {
-      if (!budget.cg_may_continue()) break;
-      gemm(false, false, 1.0, Wm, p, 0.0, E1);
-      gemm(false, true, 1.0, E1, Wm, 0.0, E2);
-      for (std::size_t k = 0; k < E2.data.size(); ++k) E2.data[k] *= delta.data[k];
-      gemm(true, false, 1.0, Wm, E2, 0.0, E1);
-      gemm(false, false, 1.0, E1, Wm, 0.0, Hp);
-      for (std::size_t k = 0; k < Hp.data.size(); ++k) Hp.data[k] += mumu.data[k] * p.data[k];
-      ++it;
-      const double pHp = dot(p, Hp);
-      if (!(pHp > 0.0)) break;  // only through rounding: H_G is positive definite
-      const double alpha = rz / pHp;
-      for (std::size_t k = 0; k < x.data.size(); ++k) {
-        x.data[k] += alpha * p.data[k];
-        res.data[k] -= alpha * Hp.data[k];
+    auto cg_until = [&](double target) {
+      while (it < budget.max_cg() && frobenius(res) > target * bnorm) {
+        if (!budget.cg_may_continue()) break;
+        gemm(false, false, 1.0, Wm, p, 0.0, E1);
+        gemm(false, true, 1.0, E1, Wm, 0.0, E2);
+        for (std::size_t k = 0; k < E2.data.size(); ++k) E2.data[k] *= delta.data[k];
+        gemm(true, false, 1.0, Wm, E2, 0.0, E1);
+        gemm(false, false, 1.0, E1, Wm, 0.0, Hp);
+        for (std::size_t k = 0; k < Hp.data.size(); ++k) Hp.data[k] += mumu.data[k] * p.data[k];
+        ++it;
+        const double pHp = dot(p, Hp);
+        if (!(pHp > 0.0)) break;  // only through rounding: H_G is positive definite
+        const double alpha = rz / pHp;
+        for (std::size_t k = 0; k < x.data.size(); ++k) {
+          x.data[k] += alpha * p.data[k];
+          res.data[k] -= alpha * Hp.data[k];
+        }
+        for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] = res.data[k] * Dinv.data[k];
+        const double rz_new = dot(res, z);
+        const double beta = rz_new / rz;
+        rz = rz_new;
+        for (std::size_t k = 0; k < p.data.size(); ++k) p.data[k] = z.data[k] + beta * p.data[k];
       }
-      for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] = res.data[k] * Dinv.data[k];
-      const double rz_new = dot(res, z);
-      const double beta = rz_new / rz;
-      rz = rz_new;
-      for (std::size_t k = 0; k < p.data.size(); ++k) p.data[k] = z.data[k] + beta * p.data[k];
-    }
+    };
+    cg_until(eta);
+    // The last correction (gradient or decrement test passed: decrement^2 = <b, x>) is
+    // solved to kFinalCgTol: it sets the last digits of P and the certificate's g_h.
+    if ((run.gnorm <= tol_abs || 0.5 * dot(b, x) <= kDecrementTol * std::abs(run.f)) &&
+        eta > kFinalCgTol)
+      cg_until(kFinalCgTol);
     run.cg += it;
     run.max_cg = std::max(run.max_cg, it);
     if (budget.interrupted()) {
@@ -263,7 +308,6 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     gemm(false, true, 1.0, tmp, Wm, 0.0, E1);
     const double decrement_sq = -dot(gt, E1);
     for (std::size_t k = 0; k < E1.data.size(); ++k) E1.data[k] /= Tw.data[k];
-    const Matrix dq = E1;  // dP in P's eigenbasis
     gemm(false, false, 1.0, Q, E1, 0.0, tmp);
     gemm(false, true, 1.0, tmp, Q, 0.0, d);
     symmetrise(d);
@@ -274,46 +318,27 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
       if (!run.stationary) run.why = "no descent direction";
       break;
     }
-    final_step = run.gnorm <= tol_abs || 0.5 * decrement_sq <= kDecrementTol * std::abs(run.f);
+    // The gradient test alone stops too early at small lambda (the certificate's bound is
+    // quadratic in the gradient): past it, up to kExtraSteps more Newton steps run while
+    // the decrement has not reached f's rounding.
+    if (run.gnorm <= tol_abs) ++past_tol;
+    final_step = 0.5 * decrement_sq <= kDecrementTol * std::abs(run.f) || past_tol > kExtraSteps;
     // Armijo backtracking inside P > 0. Near the optimum f changes below its rounding
     // error, so a step that keeps f within rounding and reduces the gradient is accepted too.
-    // The path is P + t dP while P + dP > 0. Otherwise (the Newton model wants some of P's
-    // small eigenvalues below zero, typical after a large drop in lambda) it is the curve
-    // P^{1/2} exp(t P^{-1/2} dP P^{-1/2}) P^{1/2}: the same first-order step, inside P > 0 for
-    // every t, so small eigenvalues shrink by factors per step instead of by halvings of t.
+    // (A curved path P^{1/2} exp(t P^{-1/2} dP P^{-1/2}) P^{1/2}, inside P > 0 for every t,
+    // was tried for steps that leave the cone: more Newton steps on every test case.)
     double t = 1.0;
     bool accepted = false;
     int not_pd = 0;
-    bool curved = false;
-    Matrix F, Fe;
-    std::vector<double> nu;
+    bool known_pd = false;
     for (int bt = 0; bt < kMaxBacktracks; ++bt, t *= 0.5) {
-      if (!curved) {
-        Pn = run.P;
-        for (std::size_t k = 0; k < Pn.data.size(); ++k) Pn.data[k] += t * d.data[k];
-        if (bt == 0 && !is_positive_definite(Pn)) {
-          curved = true;
-          Matrix Sh = dq;
-          for (int l = 0; l < r; ++l)
-            for (int k = 0; k < r; ++k) Sh(k, l) /= std::sqrt(w[k] * w[l]);
-          SymEig eS;
-          if (!sym_eig(Sh, eS)) break;
-          nu = eS.w;
-          tmp = Q;
-          for (int k = 0; k < r; ++k)
-            for (int i = 0; i < r; ++i) tmp(i, k) *= std::sqrt(w[k]);
-          gemm(false, false, 1.0, tmp, eS.Q, 0.0, F);
-        }
-      }
-      if (curved) {
+      Pn = run.P;
+      for (std::size_t k = 0; k < Pn.data.size(); ++k) Pn.data[k] += t * d.data[k];
+      // P + t dP > 0 for every t below one that gave P > 0 (the cone is convex).
+      if (!known_pd && is_positive_definite(Pn)) known_pd = true;
+      if (!known_pd) {
         ++not_pd;
-        Fe = F;
-        for (int k = 0; k < r; ++k) {
-          const double sc = std::exp(std::min(0.5 * t * nu[static_cast<std::size_t>(k)], 300.0));
-          for (int i = 0; i < r; ++i) Fe(i, k) *= sc;
-        }
-        gemm(false, true, 1.0, Fe, Fe, 0.0, Pn);
-        symmetrise(Pn);
+        continue;
       }
       const double fn = obj.value(Pn, An);
       if (!std::isfinite(fn)) continue;
@@ -339,7 +364,7 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     // the optimum (typically a large drop in lambda). Leave it to the next start.
     small_steps = accepted && t < 1.0 / 64 ? small_steps + 1 : 0;
     if (trace_enabled())
-      std::fprintf(stderr, "exact: lambda %.3e newton %d cg %d step %.3g (%d curved) rel grad %.3e dec^2/f %.3e f %.17g%s\n",
+      std::fprintf(stderr, "exact: lambda %.3e newton %d cg %d step %.3g (%d halvings for P > 0) rel grad %.3e dec^2/f %.3e f %.17g%s\n",
                    lam, run.newton, it, accepted ? t : 0.0, not_pd, rel, decrement_sq / std::abs(run.f),
                    run.f, final_step ? " (final correction)" : "");
     if (final_step) {
@@ -355,14 +380,141 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
       run.why = "stalled (step lengths < 1/64)";
       break;
     }
-    if (run.newton >= kMaxNewtonPerStart) {
-      run.why = "slow (" + std::to_string(kMaxNewtonPerStart) + " Newton steps)";
+    if (run.newton >= max_steps) {
+      run.why = "slow (" + std::to_string(max_steps) + " Newton steps)";
       break;
     }
   }
   if (!run.stationary && run.gnorm <= tol_abs) run.stationary = true;
   if (!run.stationary && run.why.empty()) run.why = "iteration limit";
   return run;
+}
+
+// Newton-CG on f in P itself (the first solver, MATH.md): Jacobi-preconditioned truncated CG
+// with the P-Hessian, no constraint P > 0 during the iteration. It handles what Newton in G
+// does slowly: directions where P must shrink by decades (Newton in P is exact there). Its
+// CG needs many iterations at small lambda, so it runs only as a fallback, and its result
+// is polished by newton_g (quadratic convergence near the optimum, certificate-grade).
+Run newton_p(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Budget& budget,
+             int max_steps) {
+  const int r = obj.r();
+  Run run;
+  run.P = std::move(P0);
+  Matrix A, g, Minv, d, res, z, p, Hp, Y, dA, Pn, An, gn;
+  run.f = obj.value(run.P, A);
+  obj.gradient(run.P, A, g);
+  run.gnorm = frobenius(g);
+  while (run.newton < max_steps && run.gnorm > tol_abs) {
+    if (!budget.may_continue()) {
+      run.why = budget.interrupted() ? "interrupted" : budget.exhausted();
+      break;
+    }
+    const double eta = std::min(0.5, std::sqrt(run.gnorm / std::max(g0norm, kEps)));
+    obj.precond(run.P, Minv);
+    d = Matrix(r, r);
+    res = g;
+    for (double& v : res.data) v = -v;
+    z = res;
+    for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] *= Minv.data[k];
+    p = z;
+    double rz = dot(res, z);
+    int it = 0;
+    while (it < budget.max_cg()) {
+      if (!budget.cg_may_continue()) break;
+      obj.hessvec(run.P, A, p, Hp, Y, dA);
+      ++it;
+      const double pHp = dot(p, Hp);
+      if (!(pHp > 0.0)) {  // negative curvature: P is not in a convex region
+        if (it == 1) d = z;  // preconditioned steepest descent
+        break;
+      }
+      const double alpha = rz / pHp;
+      for (std::size_t k = 0; k < d.data.size(); ++k) {
+        d.data[k] += alpha * p.data[k];
+        res.data[k] -= alpha * Hp.data[k];
+      }
+      if (frobenius(res) <= std::max(eta * run.gnorm, 0.5 * tol_abs)) break;
+      for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] = res.data[k] * Minv.data[k];
+      const double rz_new = dot(res, z);
+      const double beta = rz_new / rz;
+      rz = rz_new;
+      for (std::size_t k = 0; k < p.data.size(); ++k) p.data[k] = z.data[k] + beta * p.data[k];
+    }
+    run.cg += it;
+    run.max_cg = std::max(run.max_cg, it);
+    if (budget.interrupted()) {
+      run.why = "interrupted";
+      break;
+    }
+    double slope = dot(g, d);
+    if (!(slope < 0.0)) {  // CG broke down: preconditioned steepest descent
+      for (std::size_t k = 0; k < d.data.size(); ++k) d.data[k] = -Minv.data[k] * g.data[k];
+      slope = dot(g, d);
+    }
+    double t = 1.0;
+    bool accepted = false;
+    for (int bt = 0; bt < kMaxBacktracks; ++bt, t *= 0.5) {
+      Pn = run.P;
+      for (std::size_t k = 0; k < Pn.data.size(); ++k) Pn.data[k] += t * d.data[k];
+      const double fn = obj.value(Pn, An);
+      if (!std::isfinite(fn)) continue;
+      bool ok = fn <= run.f + kArmijo * t * slope;
+      if (!ok && fn - run.f <= 64.0 * kEps * std::abs(run.f)) {
+        obj.gradient(Pn, An, gn);
+        ok = frobenius(gn) < run.gnorm;
+      }
+      if (ok) {
+        run.P = std::move(Pn);
+        run.f = fn;
+        A = std::move(An);
+        obj.gradient(run.P, A, g);
+        run.gnorm = frobenius(g);
+        accepted = true;
+        break;
+      }
+    }
+    ++run.newton;
+    budget.spend_newton();
+    if (trace_enabled())
+      std::fprintf(stderr, "exact: lambda %.3e P-newton %d cg %d step %.3g rel grad %.3e f %.17g\n",
+                   obj.lam(), run.newton, it, accepted ? t : 0.0,
+                   g0norm > 0.0 ? run.gnorm / g0norm : run.gnorm, run.f);
+    if (!accepted) {
+      run.why = "line search failed";
+      break;
+    }
+  }
+  run.stationary = run.gnorm <= tol_abs;
+  if (!run.stationary && run.why.empty()) run.why = "iteration limit";
+  return run;
+}
+
+// Newton in G from P0; if that does not converge, Newton in P from where it stopped, then
+// Newton in G again from that point (the polish that certifies). Counts are summed.
+Run solve_from(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Budget& budget,
+               int max_steps) {
+  Run a = newton_g(obj, std::move(P0), tol_abs, g0norm, budget, max_steps);
+  if (a.stationary || budget.over()) return a;
+  Run b = newton_p(obj, a.P, tol_abs, g0norm, budget, kMaxNewtonP);
+  const int newton = a.newton + b.newton, cg = a.cg + b.cg, max_cg = std::max(a.max_cg, b.max_cg);
+  const std::string why = "in G: " + a.why + "; in P: " + b.why;
+  Run c;
+  if (budget.over() || !is_positive_definite(b.P)) {
+    // No polish: keep the better iterate inside P > 0 (a's always is).
+    c = is_positive_definite(b.P) && b.f < a.f ? std::move(b) : std::move(a);
+    c.why = why;
+  } else {
+    c = newton_g(obj, b.P, tol_abs, g0norm, budget, max_steps);
+    if (!c.stationary) c.why = why + "; polish: " + c.why;
+    c.max_cg = std::max(c.max_cg, max_cg);
+    c.newton += newton;
+    c.cg += cg;
+    return c;
+  }
+  c.newton = newton;
+  c.cg = cg;
+  c.max_cg = max_cg;
+  return c;
 }
 
 // I + M projected onto {P >= floor I}.
@@ -466,7 +618,9 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
       stage.value(I, As);
       stage.gradient(I, As, gs);
       const double g0s = frobenius(gs);
-      Run run = newton_g(stage, P, opt.rel_grad_tol * g0s, g0s, budget);
+      Run run = lam_n == lambda
+                    ? solve_from(stage, P, opt.rel_grad_tol * g0s, g0s, budget, kMaxNewtonPerStage)
+                    : newton_g(stage, P, opt.rel_grad_tol * g0s, g0s, budget, kMaxNewtonPerStage);
       if (lam_n == lambda) {
         if (run.stationary || budget.over() || factor < 1.01) return accept(std::move(run), name);
         count(run);
@@ -493,11 +647,11 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
     if (warm_lambda > opt.continuation_factor * lambda)
       done = walk_down(warm_lambda, *warm_P, "warm start (path following)");
     else
-      done = accept(newton_g(obj, *warm_P, tol_abs, g0, budget), "warm start");
+      done = accept(solve_from(obj, *warm_P, tol_abs, g0, budget, kMaxNewtonPerStart), "warm start");
   }
   if (!done && opt.direct_start && !budget.over())
-    done = accept(newton_g(obj, projected_start(linearized_M(red, lambda), opt.start_floor),
-                           tol_abs, g0, budget),
+    done = accept(solve_from(obj, projected_start(linearized_M(red, lambda), opt.start_floor),
+                             tol_abs, g0, budget, kMaxNewtonPerStart),
                   "I + M_lin start");
   if (!done && !budget.over()) {
     // lambda-continuation: at lambda >= 400 s_max^2, P* ~ I + M_lin; follow the path down.

@@ -239,15 +239,19 @@ std::string summary_table(const TaskTable& t) {
 std::string sweep_table(const SweepTable& t) {
   std::vector<std::vector<std::string>> rows = {
       {"data", "model", "status", "n", "m", "r", "folds", "best lambda", "(x s_max^2)", "lambda_d",
-       "best R2 val", "(exact sol.)", "one-SE lambda", "svd s", "total s"}};
+       "best R2 val", "(exact sol.)", "one-SE lambda", "svd s", "total s", "exact path"}};
   for (std::size_t i = 0; i < t.id.size(); ++i) {
     double s2 = t.s_max[i] * t.s_max[i];
+    // The task message counts the exact rows by status ("exact path: 39 certified, 2 budget").
+    std::string exact = "-";
+    const std::string prefix = "exact path: ";
+    if (t.message[i].rfind(prefix, 0) == 0) exact = t.message[i].substr(prefix.size());
     rows.push_back({t.data[i], t.model[i], t.status[i], std::to_string(t.n[i]), std::to_string(t.m[i]),
                     std::to_string(t.r[i]), std::to_string(t.folds[i]), fmt("%.4g", t.best_lambda[i]),
                     fmt("%.3g", t.best_lambda[i] / s2), fmt("%.3g", t.best_lambda_d[i]),
                     fmt("%.4f", t.best_r2[i]), std::isfinite(t.best_r2_exact[i]) ? "yes" : "no",
                     fmt("%.4g", t.one_se[i]), fmt("%.3f", t.svd_seconds[i]),
-                    fmt("%.2f", t.seconds[i])});
+                    fmt("%.2f", t.seconds[i]), exact});
   }
   return render(rows);
 }

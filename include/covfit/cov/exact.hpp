@@ -40,7 +40,7 @@ struct ExactOptions {
   double rel_grad_tol = 1e-10;        // stop when ||grad_P f(P)|| <= tol * ||grad_P f(I)||
   int max_newton = 200;               // Newton steps per lambda, all starts and stages together
   int max_cg = 500;                   // CG iterations per Newton step
-  double max_seconds = 600.0;         // wall time per lambda (0: no limit). A row stopped by
+  double max_seconds = 120.0;         // wall time per lambda (0: no limit). A row stopped by
                                       // it depends on the machine's speed: its status says so.
   double start_floor = 1e-3;          // eigenvalue floor of the projected I + M_lin start
   double continuation_from = 400.0;   // first continuation lambda, in units of s_max^2
