@@ -96,6 +96,23 @@ TEST(CovProblem, ConstantXIsRejected) {
   EXPECT_NE(input_error(p).find("zero after centring"), std::string::npos);
 }
 
+// X scaled by 1e200 made s_max^2 overflow (every exact solve meaningless, lambda in s_max^2
+// units inf, found only after the output existed); X scaled by 1e-150 underflows it.
+TEST(CovProblem, XScaleOutsideDoubleRangeIsRejected) {
+  for (double scale : {1e200, 1e-150}) {
+    auto p = small_problem();
+    for (double& v : p.X.data) v *= scale;
+    const std::string msg = input_error(p);
+    EXPECT_NE(msg.find("X's scale"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rescale X"), std::string::npos) << msg;
+  }
+  auto p = small_problem();
+  for (double& v : p.X.data) v *= 1e60;  // large but fine: s_max^2 ~ 1e240
+  EXPECT_NO_THROW(cc::check_and_centre(p, "x"));
+  for (double& v : p.S.data) v *= 1e160;
+  EXPECT_NE(input_error(p).find("S's scale"), std::string::npos);
+}
+
 TEST(CovProblem, PlantedIsDeterministicCentredSymmetric) {
   const auto a = cc::planted_problem(30, 20, 4, 0.1, 0.5, 42);
   const auto b = cc::planted_problem(30, 20, 4, 0.1, 0.5, 42);

@@ -79,6 +79,18 @@ bool check_and_centre(Problem& p, const std::string& where) {
   if (frobenius_sq(p.X) == 0.0)
     throw InputError(where, "X of shape " + shape(p.X) +
                                 " is zero after centring each column over channels; nothing to fit");
+  // s_max^2 (lambda's unit) lies between (||X||_F^2 / min(n, m))^2 and ||X||_F^4; the sweep
+  // divides by it and multiplies by it, so both must be normal doubles. (X scaled by 1e200
+  // made s_max^2 = inf: every exact solve was meaningless and lambda in s_max^2 units inf.)
+  const double fx = frobenius_sq(p.X);
+  const double lo = fx / std::min(n, m);
+  if (!std::isfinite(fx * fx) || !(lo * lo > kMinScale))
+    throw InputError(where, "X's scale is outside what a sweep can handle in double precision: "
+                            "||X||_F^2 = " + num(fx) + ", so s_max^2 (the unit of lambda) would be "
+                            "about " + num(fx * fx) + "; rescale X by a power of 10 (and S by its square)");
+  const double fs = frobenius_sq(p.S);
+  if (!std::isfinite(fs))
+    throw InputError(where, "S's scale overflows double precision (||S||_F^2 = inf); rescale S");
   return !centred;
 }
 

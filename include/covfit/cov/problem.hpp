@@ -17,6 +17,8 @@ struct Problem {
 
 // Relative asymmetry of S tolerated before it is an input error (then S is symmetrised).
 inline constexpr double kSymmetryTol = 1e-8;
+// Below this, s_max^2 is too close to underflow for lambda / s_max^2 to mean anything.
+inline constexpr double kMinScale = 1e-280;
 // A column of X counts as centred when |mean| <= kCentreTol * max|entry| of that column.
 inline constexpr double kCentreTol = 1e-10;
 
@@ -25,7 +27,8 @@ inline constexpr double kCentreTol = 1e-10;
 //  - every entry of X and S finite;
 //  - S symmetric within kSymmetryTol relative to max|S|; then symmetrised exactly;
 //  - X's columns centred over the n channels (done here if needed);
-//  - X not zero after centring.
+//  - X not zero after centring, and its scale such that s_max^2 (the unit of lambda) is a
+//    normal double; ||S||_F^2 finite.
 // Throws covfit::InputError(where, message naming the offending entry/shape). Returns true
 // when it centred X (the caller records that in the output).
 bool check_and_centre(Problem& p, const std::string& where);
