@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <omp.h>
 
 #include "covfit/core/error.hpp"
 #include "covfit/data/cov_data.hpp"
@@ -63,10 +64,19 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
   return 0;
 }
 
-int cmd_validate(const std::string& job_path, const std::vector<std::string>& sets) {
+// Parses the job, then opens (or generates) every input and checks its datasets and
+// shapes, as `run` would before creating the output file.
+int cmd_validate(const std::string& job_path, const std::vector<std::string>& sets, int threads) {
   covfit::job::Job job = covfit::job::load_job(job_path, sets);
-  std::cout << job_path << ": ok: job '" << job.name << "' (" << job.kind << "), "
-            << job.task_count() << " tasks, hash " << job.hash << "\n";
+  covfit::run::JobPlan plan = covfit::run::plan_job(job);
+  if (threads <= 0) threads = std::max(1, omp_get_max_threads());
+  std::printf("%s: ok: job '%s' (%s), %lld tasks, hash %s\n", job_path.c_str(), job.name.c_str(),
+              job.kind.c_str(), static_cast<long long>(plan.tasks), job.hash.c_str());
+  for (const auto& d : plan.data) std::printf("  input    %s (opened and checked)\n", d.c_str());
+  std::printf("  output   about %.1f MB before compression\n", plan.output_bytes / 1e6);
+  std::printf("  time     roughly %.3g CPU s, ~%.3g s on %d threads (from problem sizes, not "
+              "measured; Adam tasks counted to max_steps)\n",
+              plan.cpu_seconds, plan.cpu_seconds / threads, threads);
   return 0;
 }
 
@@ -138,8 +148,11 @@ int main(int argc, char** argv) {
   run->add_option("--flush-every", flush_every, "seconds between flushes; SWMR readers see new rows after each (default 2)")
       ->check(CLI::Range(0.01, 3600.0));
 
-  CLI::App* validate = app.add_subcommand("validate", "check a job file and print its task count");
+  CLI::App* validate = app.add_subcommand(
+      "validate", "check a job file and open its inputs; print tasks, output size, rough time");
   validate->add_option("job", job_path, "job file (TOML)")->required();
+  validate->add_option("-t,--threads", threads, "threads for the time estimate (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
   validate->add_option("--set", sets, "override a job key: dotted.key=value (repeatable)");
 
   CLI::App* inspect = app.add_subcommand("inspect", "show a results file: job, progress, best tasks");
@@ -177,7 +190,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*run) return cmd_run(job_path, output, sets, shard, threads, overwrite, quiet, max_tasks, flush_every);
-    if (*validate) return cmd_validate(job_path, sets);
+    if (*validate) return cmd_validate(job_path, sets, threads);
     if (*gen_planted) return cmd_gen_planted(planted, gen_out, overwrite);
     if (*merge) {
       auto m = covfit::run::merge_shards(shard_files, output, overwrite);

@@ -70,6 +70,17 @@ class Progress {
 
 }  // namespace
 
+JobPlan plan_job(const job::Job& job) {
+  std::unique_ptr<Kind> kind = make_kind(job, false);
+  kind->load_data();
+  JobPlan p;
+  p.tasks = job.task_count();
+  p.data = kind->describe_data();
+  p.output_bytes = kind->expected_bytes();
+  p.cpu_seconds = kind->rough_cpu_seconds();
+  return p;
+}
+
 RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic<bool>* stop) {
   auto t0 = Clock::now();
   // Everything that can be wrong with the input is checked before the file is touched.

@@ -48,7 +48,7 @@ name = "sw"
 kind = "sweep"
 [data]
 source = "hdf5"
-file = "$tmp/case.h5"
+file = "case.h5"
 [sweep]
 lambda_from = 1e-3
 lambda_to = 10.0
@@ -56,7 +56,16 @@ lambda_count = 20
 lambda_units = "s_max2"
 folds = 3
 TOML
+# file = "case.h5" names the file next to the job file, from any working directory.
+cd /
 expect_rc 0 "planted|data  *free  *ok" "$bin" run "$tmp/sw.toml" -o "$tmp/sw.h5"
 expect_rc 2 "case.h5:W: expected a 2-D|case.h5:nope: no such dataset" "$bin" run "$tmp/sw.toml" --set data.s_dataset=nope -o "$tmp/sw2.h5" -q
 [ ! -e "$tmp/sw2.h5" ] || fail "a file was written for bad input"
+# validate opens the inputs (it used to say "ok" without): bad dataset, missing file.
+expect_rc 0 "input    data: X 60 x 30, S 30 x 30" "$bin" validate "$tmp/sw.toml"
+expect_rc 0 "output   about [0-9.]+ MB" "$bin" validate "$tmp/sw.toml"
+expect_rc 2 "case.h5:nope: no such dataset" "$bin" validate "$tmp/sw.toml" --set data.s_dataset=nope
+mv "$tmp/case.h5" "$tmp/moved.h5"
+expect_rc 2 "$tmp/case.h5" "$bin" validate "$tmp/sw.toml"
+cd "$tmp"
 echo "cli: ok"

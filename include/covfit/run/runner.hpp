@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "covfit/job/spec.hpp"
 
@@ -26,6 +27,16 @@ struct RunSummary {
   bool interrupted = false;
   double seconds = 0;
 };
+
+// What a job will do, with its inputs opened and checked (covfit validate). Throws
+// InputError naming the file / dataset / value on bad input.
+struct JobPlan {
+  std::int64_t tasks = 0;
+  std::vector<std::string> data;     // one line per data set: name, sizes
+  double output_bytes = 0;           // expected output size before compression
+  double cpu_seconds = 0;            // rough upper bound, one core
+};
+JobPlan plan_job(const job::Job& job);
 
 // `stop` is set by the SIGINT/SIGTERM handler; running tasks end at their next step and
 // are not written (a resume recomputes them).
