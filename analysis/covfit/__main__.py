@@ -3,9 +3,13 @@ optimizer) for fits; best lambda per (data set, model) for sweeps)."""
 
 import sys
 
-import numpy as np
+try:
+    import numpy as np
 
-from . import reader
+    from . import reader
+except ModuleNotFoundError as e:  # e.g. no h5py: one line, not a traceback
+    print(f"covfit: error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv=None):
@@ -29,7 +33,7 @@ def main(argv=None):
     if sweep:
         if len(tasks):
             cols = ["data", "model", "n", "m", "r", "folds", "best_lambda", "best_lambda_d",
-                    "best_r2_val", "one_se_lambda", "svd_seconds", "seconds"]
+                    "best_by", "best_r2_val", "one_se_lambda", "svd_seconds", "seconds"]
             print(tasks[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         return 0
     if len(tasks):

@@ -6,13 +6,17 @@ import subprocess
 import sys
 import unittest
 
+import json
+
 import h5py
 import numpy as np
 
 import covfit
 from covfit import plot
 
-from test_reader import PARAMS, KS, make_tmpdir, small_results, small_sweep, tearDownModule  # noqa: F401
+from test_reader import (  # noqa: F401
+    COVFIT_BIN, KS, PARAMS, SOURCE_DIR, make_tmpdir, small_results, small_sweep, tearDownModule,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ANALYSIS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(covfit.__file__)))
@@ -101,7 +105,12 @@ class PlotAllTest(unittest.TestCase):
             g = t[(t["param"] == r["param"]) & (t["K"] == r["K"])]
             self.assertEqual(r["tasks"], len(g))
             self.assertAlmostEqual(r["median_final_rel_loss"], float(np.median(g["final_rel_loss"])))
+            self.assertEqual(r["level"], 1e-3)  # no stop target: the tightest level
             self.assertAlmostEqual(r["frac_reached"], float((g["steps_to_1e-03"] >= 0).mean()))
+
+    def test_one_panel_per_parameterisation_and_K(self):
+        layout = self.data["loss_vs_steps_layout"]
+        self.assertEqual(sorted(layout["panels"]), sorted((p, K) for p in PARAMS for K in KS))
 
 
 class SweepPlotTest(unittest.TestCase):
@@ -125,11 +134,70 @@ class SweepPlotTest(unittest.TestCase):
         lam, r2 = data["sweep"][("planted", "free")]
         np.testing.assert_array_equal(lam, g["lambda"].to_numpy())
         np.testing.assert_array_equal(r2, g["r2_val"].to_numpy())
+        # Exactly one best point per task, at the file's best lambda (not the argmax of
+        # r2_val, and not one per lambda_d curve), with the value of the column that chose it.
+        tasks = covfit.read_sweep_tasks(p)
+        self.assertEqual(set(data["sweep_best"]), {("planted", "free"), ("planted", "free_diag")})
+        for _, t in tasks.iterrows():
+            lam, lam_d, val = data["sweep_best"][(t["data"], t["model"])]
+            self.assertEqual(lam, t["best_lambda"])
+            np.testing.assert_equal(lam_d, t["best_lambda_d"])
+            self.assertEqual(val, t["best_r2_val"])
+        # The W histogram is of W at the best lambda (it used to take the first stored W).
+        w = data["w_hist"]
+        self.assertEqual(w["lambda"], tasks.set_index("id").loc[w["task_id"], "best_lambda"])
+        self.assertTrue(w["W0"])  # planted data: W against W0
         # Equation-1 pairs come from the stored matrices.
         lin = data["linearisation"]
         a, b = lin[lin["lambdas"][0]]
         np.testing.assert_array_equal(a, covfit.read_matrix(p, lin["task_id"], "eq1_lhs", lin["lambdas"][0]).ravel())
         self.assertEqual(len(data["w_hist"]["diag"]), 40)
+
+class ComparisonAndSummaryTest(unittest.TestCase):
+    """The figures of a comparison job: LM next to Adam gets a log step axis; the success
+    panel counts what covfit inspect counts."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = make_tmpdir("covfit_cmp_")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_lm_and_adam_get_a_log_step_axis(self):
+        from test_reader import run_covfit
+        p = run_covfit(os.path.join(self.dir, "cmp.h5"), [
+            "grid.K=[3]", 'grid.param=["full","cholesky"]', 'grid.optimizer=["adam","lm"]',
+            "fit.max_steps=300", "data.grid=20", "fit.log_every=10"])
+        data = {}
+        plot.plot_all(p, os.path.join(self.dir, "out"), data=data)
+        self.assertTrue(data["loss_vs_steps_layout"]["log_x"])
+        self.assertEqual(sorted(data["loss_vs_steps_layout"]["panels"]), [("cholesky", 3), ("full", 3)])
+
+    def test_success_panel_counts_what_inspect_counts(self):
+        # planted_cholesky stops at target_rel_variance (1.8e-5 here) above the tightest
+        # level (1e-5): the panel used to show 0/N reached while inspect counted the
+        # restarts that stopped on target.
+        p = os.path.join(self.dir, "pc.h5")
+        job = os.path.join(SOURCE_DIR, "jobs", "planted_cholesky.toml")
+        subprocess.run([COVFIT_BIN, "run", job, "-o", p, "-q", "--set", "grid.restarts=4"],
+                       check=True, stdout=subprocess.DEVNULL, timeout=300)
+        tasks = covfit.read_tasks(p)
+        summary = plot.summary_table(tasks)
+        j = json.loads(subprocess.run([COVFIT_BIN, "inspect", "--json", p], check=True,
+                                      stdout=subprocess.PIPE, text=True).stdout)
+        self.assertEqual(len(j["summary"]), len(summary))
+        for (_, r), js in zip(summary.iterrows(), j["summary"]):
+            self.assertEqual((r["param"], r["K"]), (js["param"], js["K"]))
+            self.assertEqual(r["level"], js["level"])
+            self.assertEqual(r["reached"], js["reached"])
+            self.assertEqual(r["on_target"], js["on_target"])
+            self.assertEqual(r["on_target"], int((tasks["status"] == "reached_target").sum()))
+            self.assertEqual(r["level"], 1e-4)  # not 1e-5, which no task can reach
+            self.assertGreaterEqual(r["reached"], r["on_target"])
+            self.assertGreater(r["on_target"], 0)
+
 
 class CliTest(unittest.TestCase):
     def setUp(self):

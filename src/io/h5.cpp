@@ -113,6 +113,29 @@ void write_attr(hid_t obj, const std::string& name, const std::vector<double>& v
   write_attr_numeric(obj, name, H5T_NATIVE_DOUBLE, values.empty() ? &dummy : values.data(),
                      values.size(), false);
 }
+void write_attr(hid_t obj, const std::string& name, const std::vector<std::string>& values) {
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+  std::size_t len = 1;
+  for (const auto& v : values) len = std::max(len, v.size());
+  std::vector<char> buf(len * std::max<std::size_t>(values.size(), 1), '\0');
+  for (std::size_t i = 0; i < values.size(); ++i) std::memcpy(buf.data() + i * len, values[i].data(), values[i].size());
+  Handle type = string_type(len);
+  hsize_t n = values.size();
+  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle attr(check_id(H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                       "create attribute " + name),
+              H5Aclose);
+  check(H5Awrite(attr.get(), type.get(), buf.data()), "write attribute " + name);
+}
+const char* type_name(Column::Type t) {
+  switch (t) {
+    case Column::f64: return "float64";
+    case Column::i64: return "int64";
+    case Column::i32: return "int32";
+    case Column::str: return "string";
+  }
+  return "?";
+}
 bool has_attr(hid_t obj, const std::string& name) { return H5Aexists(obj, name.c_str()) > 0; }
 
 std::string read_attr_string(hid_t obj, const std::string& name) {
@@ -142,6 +165,15 @@ std::int64_t read_attr_int(hid_t obj, const std::string& name) {
               H5Aclose);
   std::int64_t v = 0;
   check(H5Aread(attr.get(), H5T_NATIVE_INT64, &v), "read attribute " + name);
+  return v;
+}
+
+std::vector<double> read_attr_doubles(hid_t obj, const std::string& name) {
+  Handle attr(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name), H5Aclose);
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  std::vector<double> v(static_cast<std::size_t>(std::max<hssize_t>(n, 0)));
+  if (!v.empty()) check(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, v.data()), "read attribute " + name);
   return v;
 }
 
@@ -229,8 +261,16 @@ Handle TableLayout::file_type() const {
   return t;
 }
 
+namespace {
+const Column& column_or_throw(const TableLayout& layout, const std::string& col) {
+  int idx = layout.index(col);
+  if (idx < 0) throw std::logic_error("table has no column '" + col + "'");
+  return layout.columns()[static_cast<std::size_t>(idx)];
+}
+}  // namespace
+
 Row& Row::set(const std::string& col, double v, int i) {
-  const Column& c = layout_->columns()[static_cast<std::size_t>(layout_->index(col))];
+  const Column& c = column_or_throw(*layout_, col);
   std::size_t off = layout_->offset(col);
   if (c.type == Column::f64) std::memcpy(&bytes_[off + 8u * i], &v, 8);
   else if (c.type == Column::i64) set(col, static_cast<std::int64_t>(v), i);
@@ -239,9 +279,7 @@ Row& Row::set(const std::string& col, double v, int i) {
   return *this;
 }
 Row& Row::set(const std::string& col, std::int64_t v, int i) {
-  int idx = layout_->index(col);
-  if (idx < 0) throw std::logic_error("table has no column " + col);
-  const Column& c = layout_->columns()[static_cast<std::size_t>(idx)];
+  const Column& c = column_or_throw(*layout_, col);
   std::size_t off = layout_->offset(col);
   if (c.type == Column::i64) std::memcpy(&bytes_[off + 8u * i], &v, 8);
   else if (c.type == Column::i32) {
@@ -278,12 +316,61 @@ std::string Row::get_str(const std::string& col) const {
   return std::string(p, strnlen(p, n));
 }
 Row& Row::set(const std::string& col, const std::string& v) {
-  const Column& c = layout_->columns()[static_cast<std::size_t>(layout_->index(col))];
+  const Column& c = column_or_throw(*layout_, col);
+  if (c.type != Column::str) throw std::logic_error("column '" + col + "' is not a string");
   std::size_t off = layout_->offset(col);
   std::size_t n = std::min<std::size_t>(v.size(), static_cast<std::size_t>(c.count));
   std::memset(&bytes_[off], 0, static_cast<std::size_t>(c.count));
   std::memcpy(&bytes_[off], v.data(), n);
   return *this;
+}
+
+Handle open_dataset(hid_t loc, const std::string& path) {
+  return Handle(check_id(H5Dopen2(loc, path.c_str(), H5P_DEFAULT), "open dataset " + path), H5Dclose);
+}
+
+void write_column_attrs(hid_t ds, const TableLayout& layout) {
+  std::vector<std::string> names, units, desc;
+  for (const auto& c : layout.columns()) {
+    names.push_back(c.name);
+    units.push_back(c.units);
+    desc.push_back(c.description);
+  }
+  write_attr(ds, "column_names", names);
+  write_attr(ds, "column_units", units);
+  write_attr(ds, "column_descriptions", desc);
+}
+
+TableLayout layout_of_dataset(hid_t ds) {
+  Handle type(H5Dget_type(ds), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_COMPOUND) throw RuntimeError("HDF5: not a compound dataset");
+  std::vector<Column> cols;
+  int n = H5Tget_nmembers(type.get());
+  for (int i = 0; i < n; ++i) {
+    char* name = H5Tget_member_name(type.get(), static_cast<unsigned>(i));
+    Handle mt(H5Tget_member_type(type.get(), static_cast<unsigned>(i)), H5Tclose);
+    Column c;
+    c.name = name;
+    H5free_memory(name);
+    H5T_class_t cls = H5Tget_class(mt.get());
+    auto numeric = [](hid_t t) {
+      return H5Tget_class(t) == H5T_FLOAT ? Column::f64 : H5Tget_size(t) == 8 ? Column::i64 : Column::i32;
+    };
+    if (cls == H5T_STRING) {
+      c.type = Column::str;
+      c.count = static_cast<int>(H5Tget_size(mt.get()));
+    } else if (cls == H5T_ARRAY) {
+      hsize_t dim = 0;
+      H5Tget_array_dims2(mt.get(), &dim);
+      Handle base(H5Tget_super(mt.get()), H5Tclose);
+      c.type = numeric(base.get());
+      c.count = static_cast<int>(dim);
+    } else {
+      c.type = numeric(mt.get());
+    }
+    cols.push_back(c);
+  }
+  return TableLayout(cols);
 }
 
 AppendTable AppendTable::create(hid_t loc, const std::string& name, const TableLayout* layout,
@@ -303,6 +390,7 @@ AppendTable AppendTable::create(hid_t loc, const std::string& name, const TableL
                                      dcpl.get(), H5P_DEFAULT),
                           "create dataset " + name),
                  H5Dclose);
+  if (layout) write_column_attrs(t.ds_.get(), *layout);
   return t;
 }
 

@@ -193,6 +193,17 @@ ResultsFile ResultsFile::open(const std::string& path, const FileMeta& meta, boo
   return rf;
 }
 
+void ResultsFile::finalize(const std::string& path, const std::function<void(hid_t)>& fn) {
+  quiet_hdf5_errors();
+  Handle fapl = latest_format_fapl();
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
+  if (id < 0) throw RuntimeError(path + ": cannot reopen to finalize (open in another program?)");
+  Handle f(id, H5Fclose);
+  fn(f.get());
+  write_attr(f.get(), "complete", std::int64_t{1});
+  if (H5Fflush(f.get(), H5F_SCOPE_GLOBAL) < 0) throw RuntimeError(path + ": flush failed");
+}
+
 void ResultsFile::start_swmr() {
   if (H5Fstart_swmr_write(file_.get()) < 0)
     throw RuntimeError(path_ + ": cannot start SWMR write mode");

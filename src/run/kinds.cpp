@@ -8,6 +8,7 @@
 #include "covfit/data/points.hpp"
 #include "covfit/io/fit_tables.hpp"
 #include "covfit/io/sweep_tables.hpp"
+#include "rows.hpp"
 
 namespace covfit::run {
 namespace {
@@ -80,7 +81,7 @@ class FitKind : public Kind {
     }
     return s;
   }
-  void create_data(hid_t f) override { io::FitTables::create_data(f, data_); }
+  void create_data(hid_t f) override { write_fit_data(f, data_); }
   void create_tables(hid_t f) override { io::FitTables(n_targets_).create(f, job_.fit.base.target_losses); }
   void open_tables(hid_t f) override { tables_.open(f); }
   io::TaskStore& store() override { return tables_.store(); }
@@ -97,8 +98,9 @@ class FitKind : public Kind {
     rbf::FitResult result = rbf::fit(cfg, {d.x, d.y, d.values}, stop);
     if (result.status == rbf::Status::interrupted) return {};
     Done done{std::string(rbf::status_name(result.status)), result.final_loss, nullptr};
-    done.write = [this, task, var = variance_[di], name = d.name, r = std::move(result)] {
-      tables_.append(task, name, var, r);
+    done.write = [this, task, var = variance_[di], stop = cfg.target_loss, name = d.name,
+                  r = std::move(result)] {
+      append_fit(tables_, task, name, var, stop, r);
     };
     return done;
   }
@@ -172,8 +174,9 @@ class SweepKind : public Kind {
     }
     return s;
   }
-  void create_data(hid_t f) override { io::SweepTables::create_data(f, data_); }
+  void create_data(hid_t f) override { write_sweep_data(f, data_); }
   void create_tables(hid_t f) override { io::SweepTables().create(f); }
+  void finalize(hid_t f) override { io::SweepTables::write_matrix_datasets(f); }
   void open_tables(hid_t f) override { tables_.open(f); }
   io::TaskStore& store() override { return tables_.store(); }
   std::vector<std::int64_t> copy_tasks(hid_t old_file, hid_t new_file,
@@ -202,7 +205,7 @@ class SweepKind : public Kind {
     Done done{r.ok ? "ok" : "failed", r.headline_r2(), nullptr};
     done.write = [this, id, name = data_[di].name, model = job::cov_model_name(task.model),
                   centred = data_[di].centred_by_us, res = std::move(r)] {
-      tables_.append(id, name, model, centred, res);
+      append_sweep(tables_, id, name, model, centred, job_.sweep.base.lambda_relative, res);
     };
     return done;
   }

@@ -31,6 +31,9 @@ class Kind {
   virtual void create_tables(hid_t file) = 0;
   virtual void open_tables(hid_t file) = 0;             // the live tables
   virtual io::TaskStore& store() = 0;
+  // A complete file, reopened read-write without SWMR: datasets that cannot be created
+  // while SWMR readers follow the run (sweeps: every stored matrix as its own dataset).
+  virtual void finalize(hid_t /*file*/) {}
   // Copy finished tasks of another file of this job into `new_file`; returns their ids.
   virtual std::vector<std::int64_t> copy_tasks(hid_t from_file, hid_t new_file,
                                                const std::function<bool(std::int64_t)>& accept) = 0;

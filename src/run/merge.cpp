@@ -83,6 +83,8 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
       summary.tasks += static_cast<std::int64_t>(ids.size());
     }
     out.flush();
+    out.close();
+    io::ResultsFile::finalize(tmp, [&](hid_t f) { kind->finalize(f); });
   } catch (...) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);

@@ -22,7 +22,7 @@
 namespace covfit::io {
 
 inline constexpr const char* kFormatName = "covfit-results";
-inline constexpr std::int64_t kFormatVersion = 1;
+inline constexpr std::int64_t kFormatVersion = 2;
 
 struct FileMeta {
   std::string job_name, job_kind, job_toml, job_hash;
@@ -62,6 +62,9 @@ class ResultsFile {
   void start_swmr();
   void flush();
   void close() { file_.reset(); }
+  // After close: reopen `path` read-write without SWMR, run `fn`, set the root attribute
+  // `complete` = 1. Fails (RuntimeError) if another process has the file open.
+  static void finalize(const std::string& path, const std::function<void(hid_t)>& fn);
 
  private:
   Handle file_;
