@@ -27,9 +27,26 @@ extern "C" void on_signal(int sig) {
   g_stop.store(true);
 }
 
+// argv as one shell-quoted line (for the results file's provenance).
+std::string command_line(int argc, char** argv) {
+  std::string out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    const bool plain = !a.empty() && a.find_first_not_of(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == std::string::npos;
+    if (!plain) {
+      std::string q = "'";
+      for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      a = q + "'";
+    }
+    out += (i ? " " : "") + a;
+  }
+  return out;
+}
+
 int cmd_run(const std::string& job_path, std::string output, const std::vector<std::string>& sets,
             const std::string& shard_spec, int threads, bool overwrite, bool quiet,
-            long long max_tasks, double flush_every) {
+            long long max_tasks, double flush_every, const std::string& command) {
   covfit::job::Job job = covfit::job::load_job(job_path, sets);
   covfit::run::RunOptions opt;
   opt.shard = covfit::job::parse_shard(shard_spec);
@@ -44,6 +61,7 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
   opt.progress = !quiet;
   opt.max_tasks = max_tasks;
   opt.flush_seconds = flush_every;
+  opt.command_line = command;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   if (!quiet) std::fprintf(stderr, "covfit: job '%s': %lld tasks in shard %d/%d -> %s\n", job.name.c_str(),
@@ -189,7 +207,8 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
-    if (*run) return cmd_run(job_path, output, sets, shard, threads, overwrite, quiet, max_tasks, flush_every);
+    if (*run) return cmd_run(job_path, output, sets, shard, threads, overwrite, quiet, max_tasks, flush_every,
+                             command_line(argc, argv));
     if (*validate) return cmd_validate(job_path, sets, threads);
     if (*gen_planted) return cmd_gen_planted(planted, gen_out, overwrite);
     if (*merge) {

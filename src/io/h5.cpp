@@ -177,6 +177,21 @@ std::vector<double> read_attr_doubles(hid_t obj, const std::string& name) {
   return v;
 }
 
+std::vector<std::string> read_attr_strings(hid_t obj, const std::string& name) {
+  Handle attr(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name), H5Aclose);
+  Handle ftype(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(ftype.get()) != H5T_STRING || H5Tis_variable_str(ftype.get()) > 0)
+    throw RuntimeError("attribute " + name + " is not an array of fixed-length strings");
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  const auto n = static_cast<std::size_t>(std::max<hssize_t>(H5Sget_simple_extent_npoints(space.get()), 0));
+  const std::size_t len = H5Tget_size(ftype.get());
+  std::vector<char> buf(n * len + 1, '\0');
+  if (n) check(H5Aread(attr.get(), ftype.get(), buf.data()), "read attribute " + name);
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < n; ++i) out.emplace_back(buf.data() + i * len, strnlen(buf.data() + i * len, len));
+  return out;
+}
+
 Handle create_group(hid_t loc, const std::string& name) {
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(lcpl.get(), 1);

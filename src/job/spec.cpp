@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -34,6 +35,23 @@ std::string resolve_input_path(const std::string& job_path, const toml::node* no
   return dir.empty() ? file : (dir / file).lexically_normal().string();
 }
 
+using NodePtr = std::unique_ptr<toml::node>;
+// Every key a job was read with, defaults included ("section.key" -> value), for the
+// resolved job text stored in results files. Set only while parse_job runs.
+thread_local std::vector<std::pair<std::string, NodePtr>>* g_resolved = nullptr;
+
+void record(const std::string& label, NodePtr value) {
+  if (g_resolved) g_resolved->emplace_back(label, std::move(value));
+}
+template <class T>
+NodePtr to_node(const T& v) {
+  if constexpr (std::is_same_v<T, std::uint64_t>) return NodePtr(new toml::value<int64_t>(static_cast<int64_t>(v)));
+  else if constexpr (std::is_same_v<T, bool>) return NodePtr(new toml::value<bool>(v));
+  else if constexpr (std::is_integral_v<T>) return NodePtr(new toml::value<int64_t>(v));
+  else if constexpr (std::is_floating_point_v<T>) return NodePtr(new toml::value<double>(v));
+  else return NodePtr(new toml::value<std::string>(v));
+}
+
 // Reads keys from one TOML table, remembers which were used, and rejects the rest.
 class TableReader {
  public:
@@ -52,8 +70,9 @@ class TableReader {
   template <class T>
   T get(const std::string& key, T fallback) {
     const toml::node* n = node(key);
-    if (!n) return fallback;
-    return convert<T>(*n, key);
+    T v = n ? convert<T>(*n, key) : fallback;
+    record(label(key), to_node(v));
+    return v;
   }
 
   template <class T>
@@ -84,6 +103,19 @@ class TableReader {
   // A scalar or an array of scalars -> vector.
   template <class T>
   std::vector<T> list(const std::string& key, std::vector<T> fallback) {
+    std::vector<T> out = list_impl(key, std::move(fallback));
+    auto* arr = new toml::array;
+    for (const auto& v : out) {
+      if constexpr (std::is_same_v<T, bool>) arr->push_back(v);
+      else if constexpr (std::is_integral_v<T>) arr->push_back(static_cast<int64_t>(v));
+      else if constexpr (std::is_floating_point_v<T>) arr->push_back(static_cast<double>(v));
+      else arr->push_back(std::string(v));
+    }
+    record(label(key), NodePtr(arr));
+    return out;
+  }
+  template <class T>
+  std::vector<T> list_impl(const std::string& key, std::vector<T> fallback) {
     const toml::node* n = node(key);
     if (!n) return fallback;
     std::vector<T> out;
@@ -134,6 +166,31 @@ void set_text_and_hash(Job& job, const toml::table& root) {
   os << root;
   job.text = os.str();
   job.hash = fnv1a_hex(job.text);
+  // The resolved job: the text plus every key's value as used (defaults, resolved paths).
+  if (!g_resolved) return;
+  toml::table res = root;
+  for (const auto& [label, value] : *g_resolved) {
+    toml::table* t = &res;
+    std::stringstream ss(label);
+    std::vector<std::string> parts;
+    for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+    for (std::size_t i = 0; t && i + 1 < parts.size(); ++i) {
+      const std::string& p = parts[i];
+      const auto br = p.find('[');
+      if (br != std::string::npos) {  // data[3]: element of an array of tables
+        toml::array* a = t->get_as<toml::array>(p.substr(0, br));
+        const std::size_t k = std::stoul(p.substr(br + 1));
+        t = a && k < a->size() ? a->get(k)->as_table() : nullptr;
+      } else {
+        if (!t->get(p)) t->insert(p, toml::table{});
+        t = t->get_as<toml::table>(p);
+      }
+    }
+    if (t) t->insert_or_assign(parts.back(), *value);
+  }
+  std::ostringstream rs;
+  rs << res;
+  job.resolved_text = rs.str();
 }
 
 // Apply one "a.b.c=value" override to the table.
@@ -178,6 +235,7 @@ DataSpec read_data(const toml::table& t, const std::string& path, const std::str
   d.anisotropy = r.get<double>("anisotropy", d.anisotropy);
   d.seed = r.get<std::uint64_t>("seed", d.seed);
   d.file = resolve_input_path(path, t.get("file"), r.get<std::string>("file", d.file));
+  record(r.label("file"), to_node(d.file));  // as resolved (next to the job file)
   d.points_dataset = r.get<std::string>("points_dataset", d.points_dataset);
   d.values_dataset = r.get<std::string>("values_dataset", d.values_dataset);
   if (d.source != "franke" && d.source != "planted" && d.source != "hdf5")
@@ -206,6 +264,7 @@ CovDataSpec read_cov_data(const toml::table& t, const std::string& path, const s
   d.w0_scale = r.get<double>("w0_scale", d.w0_scale);
   d.seed = r.get<std::uint64_t>("seed", d.seed);
   d.file = resolve_input_path(path, t.get("file"), r.get<std::string>("file", d.file));
+  record(r.label("file"), to_node(d.file));  // as resolved (next to the job file)
   d.x_dataset = r.get<std::string>("x_dataset", d.x_dataset);
   d.s_dataset = r.get<std::string>("s_dataset", d.s_dataset);
   if (d.source != "planted" && d.source != "hdf5")
@@ -448,6 +507,11 @@ Job parse_job(const std::string& text, const std::string& path,
 
   Job job;
   job.path = path;
+  std::vector<std::pair<std::string, NodePtr>> resolved;
+  g_resolved = &resolved;
+  struct Reset {
+    ~Reset() { g_resolved = nullptr; }
+  } reset;
   TableReader r(root, path, "");
   job.name = r.get<std::string>("name", "");
   if (job.name.empty()) r.fail("name", "every job needs a name");

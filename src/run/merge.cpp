@@ -6,6 +6,7 @@
 #include "covfit/core/error.hpp"
 #include "covfit/io/results_file.hpp"
 #include "kinds.hpp"
+#include "provenance.hpp"
 
 namespace covfit::run {
 
@@ -60,6 +61,12 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
   }
 
   io::FileMeta meta = first;
+  std::string command = "covfit merge -o " + output;
+  for (const auto& p : inputs) command += " " + p;
+  meta.extra = provenance(job, 1, command);
+  meta.writers.clear();  // every shard's runs, then this merge
+  for (const auto& m : metas) meta.writers.insert(meta.writers.end(), m.writers.begin(), m.writers.end());
+  meta.writers.push_back(writer_line(meta.extra));
   meta.shard_index = 0;
   meta.shard_count = 1;
   meta.tasks_in_file = first.tasks_total;

@@ -19,6 +19,7 @@
 #include "covfit/io/results_file.hpp"
 #include "covfit/run/writer.hpp"
 #include "kinds.hpp"
+#include "provenance.hpp"
 
 namespace covfit::run {
 namespace {
@@ -100,6 +101,9 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   meta.shard_count = opt.shard.count;
   meta.tasks_total = total;
   meta.tasks_in_file = static_cast<std::int64_t>(mine.size());
+  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+  meta.extra = provenance(job, threads, opt.command_line);
+  meta.writers = {writer_line(meta.extra)};
 
   io::OutputLock lock(opt.output);
   std::vector<std::int64_t> done_list;
@@ -134,7 +138,6 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
 
   Progress progress(opt.progress, summary.tasks_in_shard, summary.already_done,
                     kind->score_name(), kind->higher_is_better());
-  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
   // Many tasks: side by side, one thread each. Fewer tasks than threads, and a kind that
   // can use threads inside a task (sweeps: folds; large fits: points): the threads are
   // shared out among the remaining tasks. Some kinds need one task at a time.

@@ -45,6 +45,7 @@ bool has_attr(hid_t obj, const std::string& name);
 std::string read_attr_string(hid_t obj, const std::string& name);
 std::int64_t read_attr_int(hid_t obj, const std::string& name);
 std::vector<double> read_attr_doubles(hid_t obj, const std::string& name);
+std::vector<std::string> read_attr_strings(hid_t obj, const std::string& name);  // 1-D fixed-length
 
 // Whole fixed-size datasets (input data, small matrices).
 struct DoubleArray {

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "covfit/io/h5.hpp"
 
@@ -29,6 +31,10 @@ struct FileMeta {
   std::int64_t shard_index = 0, shard_count = 1;
   std::int64_t tasks_total = 0;     // in the whole job
   std::int64_t tasks_in_file = 0;   // in this shard
+  // Further string root attributes (provenance: build, machine, run). Not compared.
+  std::vector<std::pair<std::string, std::string>> extra;
+  // One line per run that wrote tasks into the file (a resume keeps the earlier lines).
+  std::vector<std::string> writers;
 };
 
 // Holds an exclusive advisory lock on <path>.lock while alive; removes it on release.

@@ -102,6 +102,8 @@ struct Job {
   std::uint64_t seed = 0;
   std::string text;              // effective TOML text (after --set overrides)
   std::string hash;              // hex FNV-1a 64 of `text`
+  std::string resolved_text;     // `text` plus every key's value as used: defaults, input
+                                 // paths resolved against the job file (provenance only)
   std::vector<DataSpec> data;    // kind = fit
   FitSettings fit;
   FitGrid grid;

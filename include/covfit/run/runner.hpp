@@ -19,6 +19,7 @@ struct RunOptions {
   bool progress = true;          // progress lines on stderr
   double flush_seconds = 2.0;
   std::int64_t max_tasks = -1;   // compute at most this many (tests: simulate a partial run)
+  std::string command_line;      // as typed, for the file's provenance
 };
 
 struct RunSummary {
