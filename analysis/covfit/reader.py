@@ -11,6 +11,8 @@ refreshed and only task rows whose rows in the other tables are present are retu
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 
 try:
@@ -26,14 +28,35 @@ except ModuleNotFoundError as _e:  # one line, not a traceback into h5py's absen
 FORMAT_NAME = "covfit-results"
 FORMAT_VERSION = 2          # newest version this reader understands
 READABLE_VERSIONS = (1, 2)  # format 1 files (covfit <= 0.1 before format 2) stay readable
+# sha256 of the table/column structure (paths, names, dtypes, string sizes) per format
+# version: a column change without a version bump fails analysis/tests/test_schema.py.
+SCHEMA_DIGESTS = {
+    2: "f56b2a1b61d88ee8925c50299dde48572ef05883df0119b7e6fc9481eb437af9",
+}
 STATUSES = ("converged", "reached_target", "max_steps", "diverged", "failed")
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "STATUSES", "open_results", "table", "read_attrs",
     "read_tasks", "read_curves", "read_kernels", "read_data", "predict", "read_sweep",
     "read_sweep_tasks", "read_folds", "read_matrices", "read_matrix", "best", "units",
-    "level_label", "target_levels", "success_level",
+    "level_label", "target_levels", "success_level", "schema", "schema_digest",
 ]
+
+
+# ----------------------------------------------------------------------------- schema
+
+def schema():
+    """The format's schema (``covfit schema``, shipped as covfit/schema.json): tables with
+    their columns' names, dtypes, units and descriptions."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.json")) as fh:
+        return json.load(fh)
+
+
+def schema_digest(s):
+    """sha256 of a schema's structure (not its prose): see SCHEMA_DIGESTS."""
+    shape = [[t["path"], [[c["name"], c["dtype"], c.get("bytes"), "shape" in c] for c in t["columns"]]]
+             for t in s["tables"]]
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- helpers

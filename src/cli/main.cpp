@@ -1,7 +1,6 @@
 // covfit command line: a thin layer over the library. Exit codes: 0 ok, 1 runtime
 // failure, 2 bad input (job file, data, paths, flags), 128+signal when interrupted.
 #include <csignal>
-#include <filesystem>
 #include <cstdio>
 #include <iostream>
 
@@ -9,8 +8,7 @@
 #include <omp.h>
 
 #include "covfit/core/error.hpp"
-#include "covfit/data/cov_data.hpp"
-#include "covfit/io/h5.hpp"
+#include "covfit/io/schema.hpp"
 #include "covfit/job/spec.hpp"
 #include "covfit/report/report.hpp"
 #include "covfit/run/merge.hpp"
@@ -99,28 +97,7 @@ int cmd_validate(const std::string& job_path, const std::vector<std::string>& se
 }
 
 int cmd_gen_planted(const covfit::job::CovDataSpec& spec, const std::string& out, bool overwrite) {
-  namespace fs = std::filesystem;
-  if (fs::exists(out) && !overwrite)
-    throw covfit::InputError(out, "exists; refusing to replace it (use --overwrite)");
-  covfit::data::CovData d = covfit::data::load_cov(spec);
-  covfit::io::quiet_hdf5_errors();
-  const std::string tmp = out + ".tmp";
-  {
-    hid_t id = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (id < 0) throw covfit::InputError(out, "cannot create file");
-    covfit::io::Handle f(id, H5Fclose);
-    covfit::data::matrix_to_hdf5(f.get(), "X", d.problem.X);
-    covfit::data::matrix_to_hdf5(f.get(), "S", d.problem.S);
-    covfit::data::matrix_to_hdf5(f.get(), "W0", d.W0);
-    covfit::io::write_attr(f.get(), "generator", std::string("covfit gen planted"));
-    covfit::io::write_attr(f.get(), "n", std::int64_t{spec.n});
-    covfit::io::write_attr(f.get(), "m", std::int64_t{spec.m});
-    covfit::io::write_attr(f.get(), "rank", std::int64_t{spec.rank});
-    covfit::io::write_attr(f.get(), "noise", spec.noise);
-    covfit::io::write_attr(f.get(), "w0_scale", spec.w0_scale);
-    covfit::io::write_attr(f.get(), "seed", static_cast<std::int64_t>(spec.seed));
-  }
-  fs::rename(tmp, out);
+  covfit::run::write_planted_file(spec, out, overwrite);
   std::cout << out << ": X (" << spec.n << " x " << spec.m << "), S (" << spec.m << " x " << spec.m
             << "), W0 (" << spec.n << " x " << spec.n << ")\n"
             << "use it in a sweep job as: [data] source = \"hdf5\", file = \"" << out
@@ -178,6 +155,9 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", json, "machine-readable output");
   inspect->add_option("--best", best, "how many best tasks to list")->check(CLI::PositiveNumber);
 
+  CLI::App* schema = app.add_subcommand(
+      "schema", "print the results file schema (tables, columns, dtypes, units) as JSON");
+
   CLI::App* merge = app.add_subcommand(
       "merge", "merge the complete shard files of one job into one file (e.g. after a Slurm array)");
   std::vector<std::string> shard_files;
@@ -211,6 +191,10 @@ int main(int argc, char** argv) {
                              command_line(argc, argv));
     if (*validate) return cmd_validate(job_path, sets, threads);
     if (*gen_planted) return cmd_gen_planted(planted, gen_out, overwrite);
+    if (*schema) {
+      std::cout << covfit::io::schema_json();
+      return 0;
+    }
     if (*merge) {
       auto m = covfit::run::merge_shards(shard_files, output, overwrite);
       std::cout << output << ": merged " << m.tasks << " tasks from " << m.shards << " shards\n";

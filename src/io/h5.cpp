@@ -192,6 +192,17 @@ std::vector<std::string> read_attr_strings(hid_t obj, const std::string& name) {
   return out;
 }
 
+Handle create_file(const std::string& path) {
+  quiet_hdf5_errors();
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) throw InputError(path, "cannot create file");
+  return Handle(id, H5Fclose);
+}
+
+void copy_object(hid_t from, const std::string& path, hid_t to) {
+  check(H5Ocopy(from, path.c_str(), to, path.c_str(), H5P_DEFAULT, H5P_DEFAULT), "copy of " + path);
+}
+
 Handle create_group(hid_t loc, const std::string& name) {
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(lcpl.get(), 1);

@@ -77,9 +77,7 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
   try {
     io::ResultsFile out = io::ResultsFile::create(tmp, meta, true, [&](hid_t f) {
       // Inputs as the shards stored them (generated data is identical in every shard).
-      if (io::exists(files.front().get(), "/data") &&
-          H5Ocopy(files.front().get(), "/data", f, "/data", H5P_DEFAULT, H5P_DEFAULT) < 0)
-        throw RuntimeError("copy of /data from " + inputs.front() + " failed");
+      if (io::exists(files.front().get(), "/data")) io::copy_object(files.front().get(), "/data", f);
       kind->create_tables(f);
     });
     for (std::int64_t i = 0; i < first.shard_count; ++i) {

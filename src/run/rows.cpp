@@ -71,13 +71,20 @@ void append_fit(io::FitTables& tables, const job::TaskCoord& task, const std::st
   tables.append(t, curve, kernels, r.raw);
 }
 
+void write_matrix(hid_t loc, const std::string& name, const cov::Matrix& A) {
+  std::vector<double> rm(A.size());
+  for (int i = 0; i < A.rows; ++i)
+    for (int j = 0; j < A.cols; ++j) rm[static_cast<std::size_t>(i) * A.cols + j] = A(i, j);
+  io::write_array(loc, name, {static_cast<hsize_t>(A.rows), static_cast<hsize_t>(A.cols)}, rm.data());
+}
+
 void write_sweep_data(hid_t file, const std::vector<data::CovData>& data) {
   for (const auto& d : data) {
     if (d.W0.size() == 0) continue;  // HDF5 input: the user has it; planted: keep it
     io::Handle g = io::create_group(file, "/data/" + d.name);
-    data::matrix_to_hdf5(g.get(), "X", d.problem.X);
-    data::matrix_to_hdf5(g.get(), "S", d.problem.S);
-    data::matrix_to_hdf5(g.get(), "W0", d.W0);
+    write_matrix(g.get(), "X", d.problem.X);
+    write_matrix(g.get(), "S", d.problem.S);
+    write_matrix(g.get(), "W0", d.W0);
   }
 }
 

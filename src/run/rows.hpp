@@ -22,6 +22,7 @@ void append_fit(io::FitTables& tables, const job::TaskCoord& task, const std::st
                 double data_variance, double stop_loss, const rbf::FitResult& result);
 
 void write_sweep_data(hid_t file, const std::vector<data::CovData>& data);
+void write_matrix(hid_t loc, const std::string& name, const cov::Matrix& A);  // row-major (numpy)
 void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& data_name,
                   const std::string& model, bool centred, bool lambda_relative,
                   const cov::SweepResult& result);

@@ -58,6 +58,8 @@ void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>&
 // dataset, not numeric) are InputError.
 DoubleArray read_array(hid_t loc, const std::string& name, const std::string& where = "");
 Handle create_group(hid_t loc, const std::string& name);  // creates intermediate groups
+Handle create_file(const std::string& path);  // truncates; InputError if it cannot
+void copy_object(hid_t from, const std::string& path, hid_t to);  // H5Ocopy, same path
 
 // Column description of an appendable table (an HDF5 compound dataset, 1-D, unlimited).
 struct Column {

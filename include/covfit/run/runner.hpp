@@ -39,6 +39,11 @@ struct JobPlan {
 };
 JobPlan plan_job(const job::Job& job);
 
+// `covfit gen planted`: the planted covariance problem of `spec` as an HDF5 file with X,
+// S and W0 (row-major) and the generator's settings as attributes. Written to a
+// temporary name and renamed; refuses to replace `out` unless `overwrite`.
+void write_planted_file(const job::CovDataSpec& spec, const std::string& out, bool overwrite);
+
 // `stop` is set by the SIGINT/SIGTERM handler; running tasks end at their next step and
 // are not written (a resume recomputes them).
 RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic<bool>* stop);
