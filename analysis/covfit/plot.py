@@ -156,7 +156,7 @@ def _plot_bands(bands, keycols, x, title, path, xlabel, job, levels=()):
             for key in sorted(k for k in bands if k[0] == param and k[-1] == K):
                 b = bands[key]
                 sname = key[1:-1]
-                label = " / ".join(str(v) for v in sname) if sname else param
+                label = " / ".join(str(v) for v in sname) if sname else "median over tasks"
                 # Only up to the group's longest task (not a flat line after every task ended).
                 keep = b["x"] <= b.get("x_end", np.inf)
                 xs = b["x"][keep] + (1 if log_x else 0)  # step 0 on a log axis: at step + 1
@@ -180,7 +180,7 @@ def _plot_bands(bands, keycols, x, title, path, xlabel, job, levels=()):
     if levels:
         handles["target levels"] = plt.Line2D([], [], color="0.5", lw=0.7, ls="--")
     fig.legend(list(handles.values()), list(handles.keys()), loc="center right", fontsize=8,
-               title=" / ".join(c for c in keycols[1:]) or "param", title_fontsize=8)
+               title=" / ".join(c for c in keycols[1:]) or None, title_fontsize=8)
     fig.suptitle(f"{title} - job '{job}' (median, band: 25-75 % over tasks)")
     fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
     fig.savefig(path, dpi=110)
@@ -347,6 +347,10 @@ def _plot_linearisation(f, sweep, path, job):
     lams = sorted(lhs[lhs["task_id"] == task]["lambda"].unique())
     fig, axes = plt.subplots(1, len(lams) + 1, figsize=(4.2 * (len(lams) + 1), 4.2))
     out = {"task_id": task, "lambdas": lams}
+    g = sweep[(sweep["task_id"] == task)].sort_values("lambda")
+    unit = float((g["lambda"] / g["lambda_job"]).iloc[0]) if len(g) else 1.0
+    tasks = reader.read_sweep_tasks(f)
+    t = tasks[tasks["id"] == task].iloc[0]
     for ax, lam in zip(axes, lams):
         a = reader.read_matrix(f, task, "eq1_lhs", lam).ravel()
         b = reader.read_matrix(f, task, "eq1_rhs", lam).ravel()
@@ -355,17 +359,19 @@ def _plot_linearisation(f, sweep, path, job):
         ax.plot(lim, lim, "k--", lw=0.8)
         ax.set_xlabel("LHS  2 S(R - S^2)S")
         ax.set_ylabel("RHS  4 S^2 M* S^2 + lambda M*")
-        ax.set_title(f"lambda = {lam:.3g}")
+        ax.set_title(f"lambda = {lam / unit:.3g}" + (" (best)" if lam == t["best_lambda"] else ""))
         out[lam] = (a, b)
     ax = axes[-1]
-    g = sweep[(sweep["task_id"] == task)].sort_values("lambda")
     for col, label in (("dW", "dW = |M_lin - M*| / |M*|"), ("kappa", "kappa (loss gap)"),
                        ("eq1_residual", "eq. 1 residual at M*")):
         if col in g and np.isfinite(g[col]).any():
-            ax.plot(g["lambda"], g[col], label=label)
+            ax.plot(g["lambda_job"], g[col], label=label)
+    ax.axvline(t["best_lambda"] / unit, color="red", lw=1, label="best lambda")
+    if np.isfinite(t["one_se_lambda"]):
+        ax.axvline(t["one_se_lambda"] / unit, color="red", ls=":", lw=1, label="one-SE lambda")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("lambda")
+    ax.set_xlabel(_lambda_label(tasks[tasks["id"] == task]))
     ax.set_title("how good is the linearisation")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
