@@ -2,8 +2,9 @@
 
     python3 -m covfit.plot OUT.h5 -o DIR
 
-writes loss_vs_steps.png, loss_vs_seconds.png, best_fit.png, summary.png (and, for sweeps,
-sweep_r2.png, sweep_linearisation.png, sweep_w_hist.png) into DIR and prints their paths.  From Python,
+writes loss_vs_steps.png, loss_vs_seconds.png, best_fit.png, time_to_target.png (when the
+job has target levels), summary.png (and, for sweeps, sweep_r2.png, sweep_linearisation.png,
+sweep_w_hist.png, sweep_diag.png for free_diag) into DIR and prints their paths.  From Python,
 ``plot_all(path, outdir, data=d)`` returns the paths and fills the optional dict ``d``
 with the numbers that were plotted (see ``plot_all``).
 """
@@ -431,6 +432,91 @@ def _plot_w_hist(f, path, job):
             "lambda": float(b["lambda"]), "W0": W0 is not None}
 
 
+def _plot_time_to_target(tasks, keycols, path, job):
+    """Fraction of tasks that reached each target level by a given time (one panel per
+    level; one line per parameterisation / optimizer / K)."""
+    levels = sorted(tasks.attrs.get("target_losses", []), reverse=True)
+    if not levels:
+        return None
+    keys = keycols + ["K"]
+    groups = list(tasks.groupby(keys, sort=True))
+    params = sorted(tasks["param"].unique())
+    styles = ["-", "--", ":", "-."]
+    others = sorted({tuple(k[1:]) if isinstance(k, tuple) else () for k, _ in groups})
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.6 * len(levels) + 2.2, 4.2), squeeze=False,
+                             sharey=True)
+    out = {}
+    tmax = float(np.nanmax(tasks["wall_seconds"])) if len(tasks) else 1.0
+    for ax, level in zip(axes[0], levels):
+        col = f"seconds_to_{reader.level_label(level)}"
+        reached = tasks[col].to_numpy(dtype=float)
+        reached = reached[np.isfinite(reached) & (reached > 0)]
+        t0 = float(reached.min()) / 1.5 if len(reached) else tmax / 10
+        for key, g in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            t = np.sort(g[col].to_numpy(dtype=float))
+            t = t[np.isfinite(t)]
+            frac = np.arange(1, len(t) + 1) / len(g)
+            # From 0 at the first time any task reached it (lines of groups that never
+            # did stay visible at 0) to the last task's end.
+            xs = np.r_[t0, t, tmax]
+            ys = np.r_[0.0, frac, frac[-1] if len(frac) else 0.0]
+            ax.step(xs, ys, where="post",
+                    color=f"C{params.index(key[0]) % 10}", ls=styles[others.index(tuple(key[1:])) % 4],
+                    label=" / ".join(str(k) for k in key))
+            out[(level,) + key] = (t, frac)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("seconds since task start (log)")
+        ax.set_title(f"loss <= {level:.0e}")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].set_ylabel("fraction of tasks that reached the level")
+    h, lab = axes[0][0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="center right", fontsize=7, title=" / ".join(keys), title_fontsize=7)
+    fig.suptitle(f"time to target - job '{job}'")
+    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _plot_diag_model(f, path, job):
+    """free_diag at its best pair: the exact d against the linearised d_lin, and the free
+    part F = W_lin - diag(W_lin) of the linearised solution."""
+    mats = reader.read_matrices(f)
+    tasks = reader.read_sweep_tasks(f)
+    diag_tasks = tasks[tasks["model"] == "free_diag"]
+    if len(diag_tasks) == 0:
+        return None
+    t = diag_tasks.iloc[0]
+    tid = int(t["id"])
+    have = set(mats[mats["task_id"] == tid]["name"])
+    if not {"d", "d_lin", "W_lin"} <= have:
+        return None
+    d = reader.read_matrix(f, tid, "d").ravel()
+    d_lin = reader.read_matrix(f, tid, "d_lin").ravel()
+    W = reader.read_matrix(f, tid, "W_lin")
+    F = W - np.diag(np.diag(W))
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.6))
+    axes[0].scatter(d_lin, d, s=8)
+    lim = [min(d.min(), d_lin.min()), max(d.max(), d_lin.max())]
+    axes[0].plot(lim, lim, "k--", lw=0.8)
+    axes[0].set_xlabel("d_lin (linearised)")
+    axes[0].set_ylabel("d (exact solution)")
+    axes[0].set_title("diagonal part d")
+    r = float(np.max(np.abs(F))) or 1.0
+    im = axes[1].imshow(F, cmap="RdBu_r", vmin=-r, vmax=r)
+    fig.colorbar(im, ax=axes[1])
+    axes[1].set_title("free part F of W_lin (off-diagonal)")
+    unit = float(t["lambda_unit"]) if "lambda_unit" in t else 1.0
+    fig.suptitle(f"free_diag at the best pair lambda = {t['best_lambda'] / unit:.3g}, lambda_d = "
+                 f"{t['best_lambda_d'] / unit:.3g} (job units), task {tid} ({t['data']}) - job '{job}'")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"task_id": tid, "d": d, "d_lin": d_lin}
+
+
 def plot_all(path, outdir, data=None):
     """Write all plots of results file ``path`` into ``outdir``; return the paths written.
 
@@ -464,6 +550,10 @@ def plot_all(path, outdir, data=None):
             out = os.path.join(outdir, "best_fit.png")
             data["best_fit"] = _plot_best_fit(f, tasks, out)
             written.append(out)
+            out = os.path.join(outdir, "time_to_target.png")
+            data["time_to_target"] = _plot_time_to_target(tasks, keycols, out, job)
+            if data["time_to_target"] is not None:
+                written.append(out)
             summary = summary_table(tasks)
             out = os.path.join(outdir, "summary.png")
             _plot_summary(summary, keycols, out, job)
@@ -482,6 +572,10 @@ def plot_all(path, outdir, data=None):
                 out = os.path.join(outdir, "sweep_w_hist.png")
                 data["w_hist"] = _plot_w_hist(f, out, job)
                 if data["w_hist"] is not None:
+                    written.append(out)
+                out = os.path.join(outdir, "sweep_diag.png")
+                data["diag_model"] = _plot_diag_model(f, out, job)
+                if data["diag_model"] is not None:
                     written.append(out)
     return written
 

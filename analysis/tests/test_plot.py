@@ -63,7 +63,8 @@ class PlotAllTest(unittest.TestCase):
         shutil.rmtree(cls.out, ignore_errors=True)
 
     def test_pngs_written(self):
-        names = ["loss_vs_steps.png", "loss_vs_seconds.png", "best_fit.png", "summary.png"]
+        names = ["loss_vs_steps.png", "loss_vs_seconds.png", "best_fit.png", "time_to_target.png",
+                 "summary.png"]
         self.assertEqual(self.written, [os.path.join(self.out, n) for n in names])
         for p in self.written:
             assert_png(self, p)
@@ -108,6 +109,16 @@ class PlotAllTest(unittest.TestCase):
             self.assertEqual(r["level"], 1e-3)  # no stop target: the tightest level
             self.assertAlmostEqual(r["frac_reached"], float((g["steps_to_1e-03"] >= 0).mean()))
 
+    def test_time_to_target_from_file(self):
+        t = self.tasks
+        ttt = self.data["time_to_target"]
+        for (level, param, K), (times, frac) in ttt.items():
+            g = t[(t["param"] == param) & (t["K"] == K)]
+            col = g[f"seconds_to_{covfit.level_label(level)}"]
+            np.testing.assert_array_equal(times, np.sort(col[np.isfinite(col)].to_numpy()))
+            if len(frac):
+                self.assertAlmostEqual(frac[-1], float(np.isfinite(col).mean()))
+
     def test_one_panel_per_parameterisation_and_K(self):
         layout = self.data["loss_vs_steps_layout"]
         self.assertEqual(sorted(layout["panels"]), sorted((p, K) for p in PARAMS for K in KS))
@@ -125,7 +136,10 @@ class SweepPlotTest(unittest.TestCase):
         data = {}
         written = plot.plot_all(p, os.path.join(self.dir, "out"), data=data)
         names = [os.path.basename(w) for w in written]
-        self.assertEqual(names, ["sweep_r2.png", "sweep_linearisation.png", "sweep_w_hist.png"])
+        self.assertEqual(names, ["sweep_r2.png", "sweep_linearisation.png", "sweep_w_hist.png",
+                                 "sweep_diag.png"])
+        dm = data["diag_model"]
+        np.testing.assert_array_equal(dm["d"], covfit.read_matrix(p, dm["task_id"], "d").ravel())
         for w in written:
             assert_png(self, w)
         # The plotted curve is the file's: free model of data set "planted".
@@ -217,7 +231,7 @@ class CliTest(unittest.TestCase):
         r = self.run_cli(small_results(), "-o", out)
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.split()
-        self.assertEqual(len(lines), 4)
+        self.assertEqual(len(lines), 5)
         for p in lines:
             self.assertTrue(p.startswith(out))
             assert_png(self, p)

@@ -467,12 +467,20 @@ class FormatOneTest(unittest.TestCase):
         np.testing.assert_array_equal(b["lambda"].to_numpy(), tasks["best_lambda"].to_numpy())
         self.assertEqual(covfit.read_matrix(self.SWEEP, 0, "W").shape, (20, 20))
 
+    def test_inspect(self):
+        for p, expect in ((self.FIT, "progress   4/4 done"), (self.SWEEP, "r2_val_exact")):
+            r = subprocess.run([COVFIT_BIN, "inspect", p], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("v1", r.stdout)
+            self.assertIn(expect, r.stdout)
+
     def test_plots(self):
         from covfit import plot
         d = make_tmpdir("covfit_v1plot_")
         try:
-            self.assertEqual(len(plot.plot_all(self.SWEEP, d)), 3)
-            self.assertEqual(len(plot.plot_all(self.FIT, d)), 4)
+            self.assertEqual(len(plot.plot_all(self.SWEEP, d)), 4)
+            self.assertEqual(len(plot.plot_all(self.FIT, d)), 5)
         finally:
             shutil.rmtree(d, ignore_errors=True)
 

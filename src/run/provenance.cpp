@@ -4,6 +4,7 @@
 #include <hdf5.h>
 
 #include <fstream>
+#include <sstream>
 #include <xsimd/xsimd.hpp>
 
 #include "covfit/io/results_file.hpp"
@@ -27,8 +28,11 @@ std::string cpu_simd() {
   std::string out;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-#define COVFIT_CPU(f) \
-  if (__builtin_cpu_supports(f)) out += (out.empty() ? "" : " ") + std::string(f);
+#define COVFIT_CPU(f)           \
+  if (__builtin_cpu_supports(f)) { \
+    if (!out.empty()) out += ' ';  \
+    out += f;                      \
+  }
   COVFIT_CPU("sse4.2") COVFIT_CPU("avx") COVFIT_CPU("avx2") COVFIT_CPU("fma")
   COVFIT_CPU("avx512f") COVFIT_CPU("avx512bw") COVFIT_CPU("avx512dq") COVFIT_CPU("avx512vl")
 #undef COVFIT_CPU
@@ -70,9 +74,11 @@ Attrs provenance(const job::Job& job, int threads, const std::string& command_li
 }
 
 std::string writer_line(const Attrs& p) {
-  return io::utc_now_iso() + " " + get(p, "host") + " covfit " + COVFIT_VERSION + " " +
-         get(p, "git_commit").substr(0, 12) + (get(p, "git_dirty") == "1" ? "+dirty" : "") + " " +
-         get(p, "simd_arch") + " " + get(p, "threads") + " threads: " + get(p, "command_line");
+  std::ostringstream os;
+  os << io::utc_now_iso() << ' ' << get(p, "host") << " covfit " << COVFIT_VERSION << ' '
+     << get(p, "git_commit").substr(0, 12) << (get(p, "git_dirty") == "1" ? "+dirty" : "") << ' '
+     << get(p, "simd_arch") << ' ' << get(p, "threads") << " threads: " << get(p, "command_line");
+  return os.str();
 }
 
 }  // namespace covfit::run

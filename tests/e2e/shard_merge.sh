@@ -53,5 +53,13 @@ for c in a.columns:
     same = np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else (x == y).all()
     assert same, c
 print(f"sweep merge: equal ({len(a)} rows)")
+# Every stored matrix is a plain dataset in the merged file too, equal to the single run's.
+import h5py
+with h5py.File(sys.argv[1], "r") as fa, h5py.File(sys.argv[2], "r") as fb:
+    names = sorted(f"{t}/{n}" for t in fa["sweep/matrices"] for n in fa["sweep/matrices"][t])
+    assert names and names == sorted(f"{t}/{n}" for t in fb["sweep/matrices"] for n in fb["sweep/matrices"][t])
+    for n in names:
+        np.testing.assert_array_equal(fa["sweep/matrices/" + n][()], fb["sweep/matrices/" + n][()])
+    assert int(fb.attrs["complete"]) == 1 and len(fb.attrs["writers"]) == 3, fb.attrs["writers"]
 PY
 echo "shard/merge: ok"
