@@ -4,8 +4,6 @@ optimizer) for fits; best lambda per (data set, model) for sweeps)."""
 import sys
 
 try:
-    import numpy as np
-
     from . import reader
 except ModuleNotFoundError as e:  # e.g. no h5py: one line, not a traceback
     print(f"covfit: error: {e}", file=sys.stderr)
@@ -37,13 +35,13 @@ def main(argv=None):
             print(tasks[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         return 0
     if len(tasks):
-        g = tasks.groupby(["param", "K", "optimizer"])
-        summary = g.agg(tasks=("id", "size"), best_loss=("final_loss", "min"),
-                        median_rel=("final_rel_loss", "median"),
-                        median_steps=("steps", "median"),
-                        median_seconds=("wall_seconds", "median"))
-        with np.printoptions(precision=3):
-            print(summary.to_string(float_format=lambda v: f"{v:.3g}"))
+        from .summary import summary_table  # the same rule and counts as covfit inspect
+        summary = summary_table(tasks)
+        cols = [c for c in ("param", "optimizer", "data", "K", "tasks", "median_final_rel_loss",
+                            "level", "reached", "on_target") if c in summary]
+        print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print("level: the tightest target level not below the loss the tasks stop at; reached: "
+              "tasks that got there; on_target: status reached_target")
         print("status:", dict(tasks["status"].value_counts()))
     return 0
 

@@ -24,6 +24,7 @@ try:
     import pandas as pd
 
     from . import reader
+    from .summary import _group_key_columns, summary_table  # noqa: F401 (re-exported)
 except ModuleNotFoundError as _e:
     if __name__ == "__main__":  # python3 -m covfit.plot: one line, no traceback
         print(f"covfit.plot: error: {_e} (figures also need matplotlib)", file=sys.stderr)
@@ -34,15 +35,6 @@ __all__ = ["plot_all", "loss_bands", "step_grid", "time_grid", "main"]
 
 
 # ----------------------------------------------------------------------------- numbers
-
-def _group_key_columns(tasks):
-    """Columns naming a line: param, plus optimizer / data when the file has several."""
-    cols = ["param"]
-    for extra in ("optimizer", "data"):
-        if extra in tasks and tasks[extra].nunique() > 1:
-            cols.append(extra)
-    return cols
-
 
 def step_grid(curves):
     """Common step grid: the sorted union of the monitored steps."""
@@ -84,39 +76,6 @@ def loss_bands(curves, x="step", grid=None, by=("param", "K")):
                     "q25": np.quantile(m, 0.25, axis=0), "q75": np.quantile(m, 0.75, axis=0),
                     "n": len(rows), "x_end": float(g[x].max())}
     return out
-
-
-def summary_table(tasks):
-    """Per (line key, K): median final_rel_loss, and how many tasks reached the group's
-    success level: the tightest target level not below the loss the tasks stop at
-    (``reader.success_level``; ``covfit inspect`` uses the same rule and counts).
-
-    Columns ``level`` (NaN if none), ``reached`` (count), ``frac_reached`` and
-    ``on_target`` (tasks with status reached_target: stopped on target_loss /
-    target_rel_variance).
-    """
-    levels = tasks.attrs.get("target_losses", [])
-    keys = _group_key_columns(tasks) + ["K"]
-    rows = []
-    for key, g in tasks.groupby(keys, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(keys, key))
-        row["tasks"] = len(g)
-        row["median_final_rel_loss"] = float(np.median(g["final_rel_loss"]))
-        stop = float(g["stop_loss"].max()) if "stop_loss" in g else 0.0
-        level = reader.success_level(levels, stop)
-        row["level"] = level if level is not None else np.nan
-        if level is not None:
-            reached = int((g[f"steps_to_{reader.level_label(level)}"] >= 0).sum())
-        else:
-            reached = 0
-        row["reached"] = reached
-        row["frac_reached"] = reached / len(g) if level is not None else np.nan
-        row["on_target"] = int((g["status"] == "reached_target").sum())
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    df.attrs["tightest_level"] = min(levels) if len(levels) else None
-    return df
 
 
 # ----------------------------------------------------------------------------- figures

@@ -238,7 +238,7 @@ class CliTest(unittest.TestCase):
 
     def test_summary_cli_for_fits_and_sweeps(self):
         env = dict(os.environ, PYTHONPATH=ANALYSIS_DIR)
-        for path, expect in ((small_results(), "median_rel"), (small_sweep(self.dir), "best_r2_val")):
+        for path, expect in ((small_results(), "median_final_rel_loss"), (small_sweep(self.dir), "best_r2_val")):
             r = subprocess.run([sys.executable, "-m", "covfit", path], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stderr)
