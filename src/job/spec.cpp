@@ -235,7 +235,8 @@ DataSpec read_data(const toml::table& t, const std::string& path, const std::str
   d.anisotropy = r.get<double>("anisotropy", d.anisotropy);
   d.seed = r.get<std::uint64_t>("seed", d.seed);
   d.file = resolve_input_path(path, t.get("file"), r.get<std::string>("file", d.file));
-  record(r.label("file"), to_node(d.file));  // as resolved (next to the job file)
+  record(r.label("file"), to_node(d.file.empty() ? d.file  // as resolved, absolute
+                                                  : std::filesystem::absolute(d.file).lexically_normal().string()));
   d.points_dataset = r.get<std::string>("points_dataset", d.points_dataset);
   d.values_dataset = r.get<std::string>("values_dataset", d.values_dataset);
   if (d.source != "franke" && d.source != "planted" && d.source != "hdf5")
@@ -264,7 +265,8 @@ CovDataSpec read_cov_data(const toml::table& t, const std::string& path, const s
   d.w0_scale = r.get<double>("w0_scale", d.w0_scale);
   d.seed = r.get<std::uint64_t>("seed", d.seed);
   d.file = resolve_input_path(path, t.get("file"), r.get<std::string>("file", d.file));
-  record(r.label("file"), to_node(d.file));  // as resolved (next to the job file)
+  record(r.label("file"), to_node(d.file.empty() ? d.file  // as resolved, absolute
+                                                  : std::filesystem::absolute(d.file).lexically_normal().string()));
   d.x_dataset = r.get<std::string>("x_dataset", d.x_dataset);
   d.s_dataset = r.get<std::string>("s_dataset", d.s_dataset);
   if (d.source != "planted" && d.source != "hdf5")
