@@ -443,6 +443,7 @@ class BestLambdaTest(unittest.TestCase):
                 descs = covfit.reader._decode(np.asarray(ds.attrs["column_descriptions"]))
                 self.assertTrue(all(descs), (table, names, descs))
             self.assertEqual(covfit.units(f["sweep/lambda"])["lambda"], "S^2")
+            self.assertEqual(int(f["sweep/lambda"].attrs["sd_ddof"]), 1)
             self.assertEqual(covfit.units(f["sweep/tasks"])["seconds"], "s")
 
 

@@ -130,7 +130,12 @@ SweepTables::SweepTables()
               {"matrix_index", &matrices_.layout(), "matrix_offset", "matrix_len", 64},
               {"values", nullptr, "values_offset", "values_len", 16384}}) {}
 
-void SweepTables::create(hid_t file) { store_.create(file); }
+void SweepTables::create(hid_t file) {
+  store_.create(file);
+  // The sd convention of every *_sd column (and of the one-SE rule), for h5py users.
+  Handle ds = open_dataset(file, std::string(kGroup) + "/lambda");
+  write_attr(ds.get(), "sd_ddof", std::int64_t{1});
+}
 
 void SweepTables::append(const SweepTaskRow& task, const std::vector<SweepLambdaRow>& lambdas,
                          const std::vector<SweepFoldRow>& folds,
