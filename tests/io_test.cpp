@@ -26,6 +26,14 @@ std::string temp_path(const std::string& name) {
   return (dir / name).string();
 }
 
+io::Column col(const char* name, io::Column::Type type, int count = 1) {
+  io::Column c;
+  c.name = name;
+  c.type = type;
+  c.count = count;
+  return c;
+}
+
 io::FitTaskRow sample_task(std::int64_t id) {
   io::FitTaskRow t;
   t.id = id;
@@ -45,7 +53,7 @@ io::FitTaskRow sample_task(std::int64_t id) {
 }  // namespace
 
 TEST(IoRow, UnknownColumnIsAClearErrorForEveryOverload) {
-  io::TableLayout layout({{"id", io::Column::i64}, {"name", io::Column::str, 8}, {"x", io::Column::f64}});
+  io::TableLayout layout({col("id", io::Column::i64), col("name", io::Column::str, 8), col("x", io::Column::f64)});
   io::Row row(layout);
   for (auto set : {+[](io::Row& r) { r.set("nmae", std::string("a")); },
                    +[](io::Row& r) { r.set("xx", 1.0); },
@@ -105,8 +113,8 @@ TEST(IoTable, RowsRoundTripThroughHdf5) {
 TEST(IoTable, OlderLayoutDecodesWithDefaults) {
   io::FitTables t(0);
   // An older file: no stop_loss column, no target arrays, `K` as int64.
-  io::TableLayout old({{"id", io::Column::i64}, {"K", io::Column::i64}, {"param", io::Column::str, 16},
-                       {"final_loss", io::Column::f64}});
+  io::TableLayout old({col("id", io::Column::i64), col("K", io::Column::i64),
+                       col("param", io::Column::str, 16), col("final_loss", io::Column::f64)});
   io::Row r(old);
   r.set("id", std::int64_t{7}).set("K", std::int64_t{4}).set("param", std::string("full")).set("final_loss", 0.125);
   auto rows = t.tasks().decode(old, r.bytes());
