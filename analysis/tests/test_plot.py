@@ -244,6 +244,21 @@ class CliTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn(expect, r.stdout)
 
+    def test_missing_h5py_is_one_line(self):
+        fake = os.path.join(self.dir, "fake")
+        os.makedirs(os.path.join(fake, "h5py"))
+        with open(os.path.join(fake, "h5py", "__init__.py"), "w") as fh:
+            fh.write("raise ModuleNotFoundError(\"No module named 'h5py'\", name='h5py')\n")
+        env = dict(os.environ, PYTHONPATH=fake + os.pathsep + ANALYSIS_DIR)
+        for mod in ("covfit", "covfit.plot"):
+            r = subprocess.run([sys.executable, "-m", mod, "x.h5"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=60)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertNotIn("Traceback", r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn("needs h5py", r.stderr)
+            self.assertIn("pip install ./analysis", r.stderr)
+
     def test_cli_missing_file(self):
         r = self.run_cli(os.path.join(self.dir, "missing.h5"), "-o", self.dir)
         self.assertEqual(r.returncode, 2)
