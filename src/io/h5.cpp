@@ -211,15 +211,20 @@ Handle create_group(hid_t loc, const std::string& name) {
                 H5Gclose);
 }
 
-void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
-                 const double* data) {
+Handle create_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims) {
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(lcpl.get(), 1);
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  // Attributes in dense storage from the first one: HDF5 1.10.8 fails (and leaves the
+  // file unreadable) when attributes outgrow a chunked dataset's first object header
+  // chunk in a file written with the latest format (seen at finalize, store = "all").
+  H5Pset_attr_phase_change(dcpl.get(), 0, 0);
   hsize_t total = 1;
   for (hsize_t d : dims) total *= d;
   if (total > 4096) {  // compress anything beyond a few pages
+    // Chunks of <= 64 Ki elements filled from the last dimension: a (lambda, n, n) stack
+    // gets chunks inside one matrix, so one matrix is read (and written) on its own.
     std::vector<hsize_t> chunk(dims);
     hsize_t per = 1;
     for (std::size_t i = chunk.size(); i-- > 0;) {
@@ -230,12 +235,31 @@ void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>&
     H5Pset_shuffle(dcpl.get());
     H5Pset_deflate(dcpl.get(), 1);  // level 1: most of the gain on our tables at a fraction of the CPU
   }
-  Handle ds(check_id(H5Dcreate2(loc, name.c_str(), H5T_NATIVE_DOUBLE, space.get(), lcpl.get(),
-                                dcpl.get(), H5P_DEFAULT),
-                     "create dataset " + name),
-            H5Dclose);
+  return Handle(check_id(H5Dcreate2(loc, name.c_str(), H5T_NATIVE_DOUBLE, space.get(), lcpl.get(),
+                                    dcpl.get(), H5P_DEFAULT),
+                         "create dataset " + name),
+                H5Dclose);
+}
+
+void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
+                 const double* data) {
+  Handle ds = create_array(loc, name, dims);
   check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
         "write dataset " + name);
+}
+
+void write_slab(hid_t ds, hsize_t index, const double* data) {
+  Handle fspace(H5Dget_space(ds), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(fspace.get());
+  std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 1)));
+  H5Sget_simple_extent_dims(fspace.get(), dims.data(), nullptr);
+  std::vector<hsize_t> start(dims.size(), 0), count(dims);
+  start[0] = index;
+  count[0] = 1;
+  check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+        "select slab");
+  Handle mspace(H5Screate_simple(rank, count.data(), nullptr), H5Sclose);
+  check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mspace.get(), fspace.get(), H5P_DEFAULT, data), "write slab");
 }
 
 DoubleArray read_array(hid_t loc, const std::string& name, const std::string& where_) {

@@ -203,13 +203,27 @@ ResultsFile ResultsFile::open(const std::string& path, const FileMeta& meta, boo
 
 void ResultsFile::finalize(const std::string& path, const std::function<void(hid_t)>& fn) {
   quiet_hdf5_errors();
-  Handle fapl = latest_format_fapl();
-  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
-  if (id < 0) throw RuntimeError(path + ": cannot reopen to finalize (open in another program?)");
-  Handle f(id, H5Fclose);
-  fn(f.get());
-  write_attr(f.get(), "complete", std::int64_t{1});
-  if (H5Fflush(f.get(), H5F_SCOPE_GLOBAL) < 0) throw RuntimeError(path + ": flush failed");
+  // On a copy, renamed over `path` only when everything succeeded: a failure inside HDF5
+  // (which can leave a file unreadable) never touches the results.
+  const std::string tmp = path + ".finalize-tmp";
+  std::error_code ec;
+  try {
+    fs::copy_file(path, tmp, fs::copy_options::overwrite_existing);
+    {
+      Handle fapl = latest_format_fapl();
+      hid_t id = H5Fopen(tmp.c_str(), H5F_ACC_RDWR, fapl.get());
+      if (id < 0) throw RuntimeError(path + ": cannot reopen to finalize");
+      Handle f(id, H5Fclose);
+      fn(f.get());
+      write_attr(f.get(), "complete", std::int64_t{1});
+      if (H5Fflush(f.get(), H5F_SCOPE_GLOBAL) < 0) throw RuntimeError(path + ": flush failed");
+      f.reset();
+    }
+    fs::rename(tmp, path);
+  } catch (...) {
+    fs::remove(tmp, ec);
+    throw;
+  }
 }
 
 void ResultsFile::start_swmr() {

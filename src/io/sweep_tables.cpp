@@ -183,7 +183,9 @@ void SweepTables::write_matrix_datasets(hid_t file) {
         return a->lambda < b->lambda || (a->lambda == b->lambda && a->lambda_d < b->lambda_d);
       });
       const std::int64_t rows = ms.front()->rows, cols = ms.front()->cols;
-      std::vector<double> data;
+      const std::string path = group + "/" + name;
+      // One matrix in memory at a time (store = "all" can mean hundreds of n x n).
+      Handle out = create_array(file, path, {ms.size(), static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)});
       std::vector<double> lam, lamd, lamj, lamdj;
       std::int64_t best = -1;
       for (const SweepMatrixRow* m : ms) {
@@ -191,9 +193,7 @@ void SweepTables::write_matrix_datasets(hid_t file) {
           throw RuntimeError("matrix " + name + " of task " + std::to_string(task.id) + " changes shape");
         std::vector<char> bytes = values.read_rows(static_cast<hsize_t>(task.values_offset + m->offset),
                                                    static_cast<hsize_t>(rows * cols));
-        const std::size_t at = data.size();
-        data.resize(at + static_cast<std::size_t>(rows * cols));
-        std::memcpy(data.data() + at, bytes.data(), bytes.size());
+        write_slab(out.get(), lam.size(), reinterpret_cast<const double*>(bytes.data()));
         if (same(m->lambda, task.best_lambda) && same(m->lambda_d, task.best_lambda_d))
           best = static_cast<std::int64_t>(lam.size());
         double lj, ldj;
@@ -203,8 +203,7 @@ void SweepTables::write_matrix_datasets(hid_t file) {
         lamj.push_back(lj);
         lamdj.push_back(ldj);
       }
-      const std::string path = group + "/" + name;
-      write_array(file, path, {lam.size(), static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)}, data.data());
+      out.reset();
       Handle ds = open_dataset(file, path);
       write_attr(ds.get(), "lambda", lam);
       write_attr(ds.get(), "lambda_d", lamd);

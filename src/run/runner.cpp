@@ -171,13 +171,14 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
     writer.close();
   }
   progress.finish();
+  kind.reset();  // its open datasets would keep the file open (SWMR flags set) past close
   file.close();
   summary.interrupted = stop && stop->load();
   if (!summary.interrupted && summary.already_done + summary.computed == summary.tasks_in_shard) {
     // Complete: add what SWMR did not allow (matrices as datasets). The results are safe
     // either way; re-running the same command retries this.
     try {
-      io::ResultsFile::finalize(opt.output, [&](hid_t f) { kind->finalize(f); });
+      io::ResultsFile::finalize(opt.output, [&](hid_t f) { make_kind(job)->finalize(f); });
     } catch (const std::exception& e) {
       std::fprintf(stderr, "covfit: warning: %s; /sweep/matrices datasets not written (the "
                            "reader still finds every matrix; re-run the same command to retry)\n",

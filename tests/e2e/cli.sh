@@ -89,6 +89,18 @@ assert f"file = '{sys.argv[2]}'" in t, t  # the input path as resolved against t
 PY
 expect_rc 0 "output   about [0-9.]+ MB" "$bin" validate "$tmp/sw.toml"
 expect_rc 2 "case.h5:nope: no such dataset" "$bin" validate "$tmp/sw.toml" --set data.s_dataset=nope
+# store = "all": every W as a dataset (many lambda attributes: dense attribute storage),
+# finalised without a warning.
+expect_rc 0 "results:" "$bin" run "$tmp/sw.toml" --set 'sweep.store="all"' --set sweep.exact=false -o "$tmp/all.h5"
+if grep -q warning "$tmp/out"; then cat "$tmp/out"; fail "finalize warned"; fi
+/usr/bin/python3 - "$tmp/all.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    W = f["sweep/matrices/0/W_lin"]
+    assert W.shape == (20, 60, 60) and len(W.attrs["lambda_job"]) == 20, W.shape
+    assert int(f.attrs["complete"]) == 1
+PY
+[ ! -e "$tmp/all.h5.finalize-tmp" ] || fail "finalize left its copy"
 mv "$tmp/case.h5" "$tmp/moved.h5"
 expect_rc 2 "$tmp/case.h5" "$bin" validate "$tmp/sw.toml"
 cd "$tmp"

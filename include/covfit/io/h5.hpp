@@ -54,6 +54,10 @@ struct DoubleArray {
 };
 void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
                  const double* data);
+// A float64 dataset of `dims` (chunked and compressed when large), to fill slab by slab:
+// write_slab writes index `index` of the first dimension (the rest of the dims' data).
+Handle create_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims);
+void write_slab(hid_t ds, hsize_t index, const double* data);
 // `where` names the place in messages (e.g. "in.h5:/X"); user-input errors (not a
 // dataset, not numeric) are InputError.
 DoubleArray read_array(hid_t loc, const std::string& name, const std::string& where = "");

@@ -68,8 +68,9 @@ class ResultsFile {
   void start_swmr();
   void flush();
   void close() { file_.reset(); }
-  // After close: reopen `path` read-write without SWMR, run `fn`, set the root attribute
-  // `complete` = 1. Fails (RuntimeError) if another process has the file open.
+  // After close: on a copy of `path` opened read-write without SWMR, run `fn` and set the
+  // root attribute `complete` = 1, then rename the copy over `path`. On any failure the
+  // copy is removed and `path` is untouched.
   static void finalize(const std::string& path, const std::function<void(hid_t)>& fn);
 
  private:
