@@ -431,6 +431,7 @@ AppendTable AppendTable::create(hid_t loc, const std::string& name, const TableL
   Handle space(H5Screate_simple(1, &zero, &unlimited), H5Sclose);
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   check(H5Pset_chunk(dcpl.get(), 1, &chunk_rows), "H5Pset_chunk");
+  H5Pset_attr_phase_change(dcpl.get(), 0, 0);  // dense attributes: see create_array
   H5Pset_shuffle(dcpl.get());
   H5Pset_deflate(dcpl.get(), 1);  // level 1: most of the gain on our tables at a fraction of the CPU
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
