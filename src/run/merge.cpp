@@ -64,6 +64,11 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
   std::string command = "covfit merge -o " + output;
   for (const auto& p : inputs) command += " " + p;
   meta.extra = provenance(job, 1, command);
+  // The shards' resolved job (their input paths were resolved where they ran; the job
+  // text re-parsed here has no job file to resolve against).
+  for (auto& [k, v] : meta.extra)
+    if (k == "job_resolved_toml" && io::has_attr(files.front().get(), k))
+      v = io::read_attr_string(files.front().get(), k);
   meta.writers.clear();  // every shard's runs, then this merge
   for (const auto& m : metas) meta.writers.insert(meta.writers.end(), m.writers.begin(), m.writers.end());
   meta.writers.push_back(writer_line(meta.extra));
