@@ -37,7 +37,7 @@ FileView read_view(const std::string& path) {
       io::read_attr_string(f.get(), "format") != io::kFormatName)
     throw InputError(path, "not a covfit results file");
   for (const char* a : {"format", "covfit_version", "job_name", "job_kind", "job_hash", "created",
-                        "host", "git_commit", "simd_arch", "compiler"})
+                        "host", "git_commit", "git_dirty", "simd_arch", "compiler", "cxx_flags"})
     if (io::has_attr(f.get(), a)) v.text_attrs[a] = io::read_attr_string(f.get(), a);
   for (const char* a : {"format_version", "shard_index", "shard_count", "tasks_total", "tasks_in_file"})
     if (io::has_attr(f.get(), a)) v.int_attrs[a] = io::read_attr_int(f.get(), a);
@@ -245,10 +245,12 @@ std::string inspect_text(const std::string& path, int best) {
      << ", hash " << v.text_attrs["job_hash"] << ")\n";
   os << "  format     " << v.text_attrs["format"] << " v" << v.int_attrs["format_version"]
      << ", written by covfit " << v.text_attrs["covfit_version"];
-  if (v.text_attrs.count("git_commit")) os << " (" << v.text_attrs["git_commit"] << ")";
+  if (v.text_attrs.count("git_commit"))
+    os << " (" << v.text_attrs["git_commit"] << (v.text_attrs["git_dirty"] == "1" ? ", dirty" : "") << ")";
   os << "\n  created    " << v.text_attrs["created"] << " on " << v.text_attrs["host"] << "\n";
   if (v.text_attrs.count("simd_arch"))
-    os << "  build      " << v.text_attrs["compiler"] << ", SIMD " << v.text_attrs["simd_arch"] << "\n";
+    os << "  build      " << v.text_attrs["compiler"] << " " << v.text_attrs["cxx_flags"] << ", SIMD "
+       << v.text_attrs["simd_arch"] << "\n";
   os << "  shard      " << v.int_attrs["shard_index"] << "/" << v.int_attrs["shard_count"]
      << " (" << v.int_attrs["tasks_in_file"] << " of " << v.int_attrs["tasks_total"]
      << " tasks)\n";
