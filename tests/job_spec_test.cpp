@@ -99,6 +99,83 @@ TEST(JobSpec, ShardParsing) {
   EXPECT_THROW(covfit::job::parse_shard("1"), InputError);
 }
 
+namespace {
+// Sets Slurm array variables for one scope (empty value: unset).
+struct SlurmEnv {
+  SlurmEnv(const char* id, const char* min, const char* max, const char* count) {
+    put("SLURM_ARRAY_TASK_ID", id);
+    put("SLURM_ARRAY_TASK_MIN", min);
+    put("SLURM_ARRAY_TASK_MAX", max);
+    put("SLURM_ARRAY_TASK_COUNT", count);
+  }
+  ~SlurmEnv() {
+    for (const char* v : {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
+                          "SLURM_ARRAY_TASK_COUNT"})
+      unsetenv(v);
+  }
+  static void put(const char* k, const char* v) {
+    if (*v) setenv(k, v, 1);
+    else unsetenv(k);
+  }
+};
+}  // namespace
+
+// sbatch --array=1-8 (Slurm's common 1-based form): every shard 0..7 runs once. The old
+// code took index = TASK_ID, so shard 0 never ran and task 8 failed on a --shard 8/8.
+TEST(JobSpec, ShardFromOneBasedSlurmArray) {
+  std::set<int> seen;
+  for (int id = 1; id <= 8; ++id) {
+    std::string ids = std::to_string(id);
+    SlurmEnv env(ids.c_str(), "1", "8", "8");
+    auto s = covfit::job::parse_shard("");
+    EXPECT_EQ(s.count, 8);
+    EXPECT_EQ(s.index, id - 1);
+    seen.insert(s.index);
+  }
+  EXPECT_EQ(seen.size(), 8u);
+  {
+    SlurmEnv env("103", "100", "107", "8");  // --array=100-107
+    EXPECT_EQ(covfit::job::parse_shard("").index, 3);
+  }
+  {
+    SlurmEnv env("0", "", "", "4");  // no _MIN (old Slurm): 0-based
+    EXPECT_EQ(covfit::job::parse_shard("").index, 0);
+  }
+  {
+    SlurmEnv env("3", "1", "7", "4");  // --array=1-7:2: not contiguous
+    try {
+      covfit::job::parse_shard("");
+      ADD_FAILURE() << "no error";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("not one contiguous range"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("--shard 3"), std::string::npos) << e.what();
+    }
+  }
+  {
+    SlurmEnv env("2", "1", "8", "8");  // an explicit --shard with another count
+    EXPECT_THROW(covfit::job::parse_shard("1/4"), InputError);
+    EXPECT_EQ(covfit::job::parse_shard("5/8").index, 5);
+  }
+  EXPECT_EQ(covfit::job::parse_shard("").count, 1);  // outside an array
+}
+
+TEST(JobSpec, InputPathsResolveAgainstTheJobFile) {
+  const std::string sweep = "name = \"s\"\nkind = \"sweep\"\n[data]\nsource = \"hdf5\"\nfile = \"case.h5\"\n[sweep]\nlambda = [1.0]\n";
+  EXPECT_EQ(parse_job(sweep, "/some/dir/job.toml").cov_data[0].file, "/some/dir/case.h5");
+  EXPECT_EQ(parse_job(sweep, "rel/jobs/job.toml").cov_data[0].file, "rel/jobs/case.h5");
+  EXPECT_EQ(parse_job(sweep, "job.toml").cov_data[0].file, "case.h5");
+  std::string up = sweep;
+  up.replace(up.find("case.h5"), 7, "../data/case.h5");
+  EXPECT_EQ(parse_job(up, "/some/dir/job.toml").cov_data[0].file, "/some/data/case.h5");
+  std::string abs = sweep;
+  abs.replace(abs.find("case.h5"), 7, "/abs/case.h5");
+  EXPECT_EQ(parse_job(abs, "/some/dir/job.toml").cov_data[0].file, "/abs/case.h5");
+  // Given on the command line: relative to the current directory, as typed.
+  EXPECT_EQ(parse_job(sweep, "/some/dir/job.toml", {"data.file=other.h5"}).cov_data[0].file, "other.h5");
+  const std::string fit = "name = \"f\"\n[data]\nsource = \"hdf5\"\nfile = \"pts.h5\"\n";
+  EXPECT_EQ(parse_job(fit, "/jobs/x/job.toml").data[0].file, "/jobs/x/pts.h5");
+}
+
 TEST(JobSpec, OutOfRangeAndNonPositiveValuesAreRejected) {
   EXPECT_NE(error_of(kJob, {"fit.max_steps=4294967297"}).find("'fit.max_steps': integer 4294967297 is out of range"),
             std::string::npos) << error_of(kJob, {"fit.max_steps=4294967297"});

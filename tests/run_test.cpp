@@ -49,7 +49,7 @@ struct Snapshot {
 std::map<std::int64_t, Snapshot> snapshot(const std::string& path, int n_targets = 2) {
   io::Handle f = io::open_for_reading(path);
   io::FitTables layouts(n_targets);
-  auto tasks = io::AppendTable::open(f.get(), "/fit/tasks", &layouts.task_layout());
+  auto tasks = io::AppendTable::open(f.get(), "/fit/tasks", &layouts.tasks().layout());
   auto raw = io::AppendTable::open(f.get(), "/fit/raw", nullptr);
   io::Handle curves_ds(H5Dopen2(f.get(), "/fit/curves", H5P_DEFAULT), H5Dclose);
   auto ids = tasks.read_i64("id");

@@ -15,6 +15,7 @@
 #include "covfit/io/sweep_tables.hpp"
 #include "covfit/job/spec.hpp"
 #include "covfit/run/runner.hpp"
+#include "run/rows.hpp"
 
 namespace fs = std::filesystem;
 using namespace covfit;
@@ -112,8 +113,8 @@ TEST(SweepRun, HdfInputEqualsPlantedGeneratorAndResumeEqualsFullRun) {
   auto in = temp_path("case.h5");
   {
     io::Handle f(H5Fcreate(in.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-    data::matrix_to_hdf5(f.get(), "X", d.problem.X);
-    data::matrix_to_hdf5(f.get(), "S", d.problem.S);
+    run::write_matrix(f.get(), "X", d.problem.X);
+    run::write_matrix(f.get(), "S", d.problem.S);
   }
   auto job_h5 = job::parse_job(job_text("[data]\nname = \"p\"\nsource = \"hdf5\"\nfile = \"" + in + "\"\n"), "sw.toml");
   auto a = temp_path("planted.h5"), b = temp_path("hdf.h5");
@@ -146,9 +147,9 @@ TEST(SweepRun, BadInputIsRefusedNamingThePlaceAndWritesNothing) {
     cov::Matrix X(6, 5, 1.0), S(5, 5, 0.0);
     for (int i = 0; i < 6; ++i) X(i, i % 5) = 2.0 + i;
     S(0, 1) = 1.0;  // not symmetric
-    data::matrix_to_hdf5(f.get(), "X", X);
-    data::matrix_to_hdf5(f.get(), "S", S);
-    data::matrix_to_hdf5(f.get(), "S3", cov::Matrix(4, 4));
+    run::write_matrix(f.get(), "X", X);
+    run::write_matrix(f.get(), "S", S);
+    run::write_matrix(f.get(), "S3", cov::Matrix(4, 4));
   }
   auto out = temp_path("never.h5");
   fs::remove(out);

@@ -6,15 +6,24 @@
 Plots: ``python3 -m covfit.plot demo.h5 -o plots/`` or ``covfit.plot.plot_all``.
 """
 
-from .reader import (  # noqa: F401
-    FORMAT_NAME, FORMAT_VERSION, STATUSES, level_label, open_results, predict, read_attrs,
-    read_curves, read_data, read_folds, read_kernels, read_matrices, read_matrix, read_sweep,
-    read_sweep_tasks, read_tasks, table, target_levels,
-)
+import sys
+
+try:
+    from .reader import (  # noqa: F401
+        FORMAT_NAME, FORMAT_VERSION, READABLE_VERSIONS, STATUSES, best, level_label,
+        open_results, predict, read_attrs, read_curves, read_data, read_folds, read_kernels,
+        read_matrices, read_matrix, read_sweep, read_sweep_tasks, read_tasks, success_level,
+        table, target_levels, units,
+    )
+except ModuleNotFoundError as _e:
+    if sys.argv[:1] == ["-m"]:  # python3 -m covfit[.plot]: one line instead of a traceback
+        print(f"covfit: error: {_e}", file=sys.stderr)
+        sys.exit(2)
+    raise
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "STATUSES", "level_label", "open_results", "predict",
-    "read_attrs", "read_curves", "read_data", "read_folds", "read_kernels", "read_matrices",
-    "read_matrix", "read_sweep", "read_sweep_tasks", "read_tasks",
-    "table", "target_levels",
+    "FORMAT_NAME", "FORMAT_VERSION", "READABLE_VERSIONS", "STATUSES", "best", "level_label",
+    "open_results", "predict", "read_attrs", "read_curves", "read_data", "read_folds",
+    "read_kernels", "read_matrices", "read_matrix", "read_sweep", "read_sweep_tasks",
+    "read_tasks", "success_level", "table", "target_levels", "units",
 ]

@@ -3,9 +3,11 @@ optimizer) for fits; best lambda per (data set, model) for sweeps)."""
 
 import sys
 
-import numpy as np
-
-from . import reader
+try:
+    from . import reader
+except ModuleNotFoundError as e:  # e.g. no h5py: one line, not a traceback
+    print(f"covfit: error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv=None):
@@ -29,17 +31,17 @@ def main(argv=None):
     if sweep:
         if len(tasks):
             cols = ["data", "model", "n", "m", "r", "folds", "best_lambda", "best_lambda_d",
-                    "best_r2_val", "one_se_lambda", "svd_seconds", "seconds"]
+                    "best_by", "best_r2_val", "one_se_lambda", "svd_seconds", "seconds"]
             print(tasks[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         return 0
     if len(tasks):
-        g = tasks.groupby(["param", "K", "optimizer"])
-        summary = g.agg(tasks=("id", "size"), best_loss=("final_loss", "min"),
-                        median_rel=("final_rel_loss", "median"),
-                        median_steps=("steps", "median"),
-                        median_seconds=("wall_seconds", "median"))
-        with np.printoptions(precision=3):
-            print(summary.to_string(float_format=lambda v: f"{v:.3g}"))
+        from .summary import summary_table  # the same rule and counts as covfit inspect
+        summary = summary_table(tasks)
+        cols = [c for c in ("param", "optimizer", "data", "K", "tasks", "median_final_rel_loss",
+                            "level", "reached", "on_target") if c in summary]
+        print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print("level: the tightest target level not below the loss the tasks stop at; reached: "
+              "tasks that got there; on_target: status reached_target")
         print("status:", dict(tasks["status"].value_counts()))
     return 0
 

@@ -1,4 +1,4 @@
-"""Readers for covfit results files (format ``covfit-results``, version 1).
+"""Readers for covfit results files (format ``covfit-results``, versions 1 and 2).
 
 See docs/FORMAT.md for the contract.  Every ``read_*`` function accepts either a path or an
 already opened :class:`h5py.File` (as returned by :func:`open_results`); when given a path
@@ -11,22 +11,52 @@ refreshed and only task rows whose rows in the other tables are present are retu
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 
-import h5py
-import numpy as np
-import pandas as pd
+try:
+    import h5py
+    import numpy as np
+    import pandas as pd
+except ModuleNotFoundError as _e:  # one line, not a traceback into h5py's absence
+    raise ModuleNotFoundError(
+        f"covfit's reader needs h5py, numpy and pandas ({_e.name} is missing): "
+        f"pip install ./analysis (in a venv), or apt-get install python3-h5py python3-pandas"
+    ) from None
 
 FORMAT_NAME = "covfit-results"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # newest version this reader understands
+READABLE_VERSIONS = (1, 2)  # format 1 files (covfit <= 0.1 before format 2) stay readable
+# sha256 of the table/column structure (paths, names, dtypes, string sizes) per format
+# version: a column change without a version bump fails analysis/tests/test_schema.py.
+SCHEMA_DIGESTS = {
+    2: "f56b2a1b61d88ee8925c50299dde48572ef05883df0119b7e6fc9481eb437af9",
+}
 STATUSES = ("converged", "reached_target", "max_steps", "diverged", "failed")
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "STATUSES", "open_results", "table", "read_attrs",
     "read_tasks", "read_curves", "read_kernels", "read_data", "predict", "read_sweep",
-    "read_sweep_tasks", "read_folds", "read_matrices", "read_matrix",
-    "level_label", "target_levels",
+    "read_sweep_tasks", "read_folds", "read_matrices", "read_matrix", "best", "units",
+    "level_label", "target_levels", "success_level", "schema", "schema_digest",
 ]
+
+
+# ----------------------------------------------------------------------------- schema
+
+def schema():
+    """The format's schema (``covfit schema``, shipped as covfit/schema.json): tables with
+    their columns' names, dtypes, units and descriptions."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.json")) as fh:
+        return json.load(fh)
+
+
+def schema_digest(s):
+    """sha256 of a schema's structure (not its prose): see SCHEMA_DIGESTS."""
+    shape = [[t["path"], [[c["name"], c["dtype"], c.get("bytes"), "shape" in c] for c in t["columns"]]]
+             for t in s["tables"]]
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -56,6 +86,9 @@ def _check_format(f, path):
     if version > FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {version} is newer than this reader "
                          f"supports ({FORMAT_VERSION}); update analysis/covfit")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: format_version {version} is not readable by this reader "
+                         f"(reads {READABLE_VERSIONS})")
 
 
 def open_results(path):
@@ -153,6 +186,14 @@ def level_label(level):
         if float(s) == float(level):
             return s
     return repr(float(level))
+
+
+def success_level(levels, stop_loss):
+    """The level a group of fits is scored against: the tightest target level not below
+    the loss its tasks stop at (``stop_loss``; 0: no stop). None if no level qualifies.
+    ``covfit inspect`` applies the same rule."""
+    ok = [float(v) for v in levels if float(v) >= float(stop_loss)]
+    return min(ok) if ok else None
 
 
 def target_levels(source):
@@ -317,20 +358,32 @@ def predict(kernels, x, y):
     return (np.exp(-0.5 * q) @ np.asarray(kernels["w"], dtype=float)).reshape(shape)
 
 
+def _index_name(f):
+    """The matrix index table: /sweep/matrix_index (format 2) or /sweep/matrices (format 1)."""
+    return "matrix_index" if "matrix_index" in f["sweep"] else "matrices"
+
+
 def _sweep_commits(f):
-    """Committed sweep task rows (complete: every dependent range present)."""
+    """Committed sweep task rows (complete: every dependent range present).
+
+    Format 1 files lack ``best_by``, ``lambda_units`` and ``lambda_unit``: they are filled
+    in from what format 1 documented (best by the exact solution's R^2 where computed)."""
     if "sweep" not in f or "tasks" not in f["sweep"]:
         raise ValueError(f"no sweep results in {f.filename}")
     tasks = table(f["sweep/tasks"])
     if len(tasks) == 0:
         return tasks
-    sizes = {name: _refresh(f["sweep/" + name]).shape[0] for name in ("lambda", "folds", "matrices", "values")}
+    index = _index_name(f)
+    sizes = {name: _refresh(f["sweep/" + name]).shape[0] for name in ("lambda", "folds", index, "values")}
     ok = ((tasks["lambda_offset"] + tasks["lambda_len"] <= sizes["lambda"])
           & (tasks["fold_offset"] + tasks["fold_len"] <= sizes["folds"])
-          & (tasks["matrix_offset"] + tasks["matrix_len"] <= sizes["matrices"])
+          & (tasks["matrix_offset"] + tasks["matrix_len"] <= sizes[index])
           & (tasks["values_offset"] + tasks["values_len"] <= sizes["values"])
           & (tasks["status"] != ""))
-    return tasks[ok].sort_values("id").reset_index(drop=True)
+    tasks = tasks[ok].sort_values("id").reset_index(drop=True)
+    if "best_by" not in tasks:
+        tasks["best_by"] = np.where(np.isfinite(tasks["best_r2_val_exact"]), "r2_val_exact", "r2_val")
+    return tasks
 
 
 def read_sweep_tasks(source):
@@ -347,10 +400,71 @@ def _sweep_rows(f, name, offset_col, len_col):
 
 def read_sweep(source):
     """One row per (data set, model, lambda[, lambda_d]) of the finished sweep tasks:
-    columns ``lambda``, ``lambda_d``, ``r2_val``, ``r2_val_exact``, losses, certificate
-    and diagnostics (docs/FORMAT.md). Raises ValueError if the file has no sweep."""
+    columns ``lambda``, ``lambda_d`` (absolute), ``lambda_job``, ``lambda_d_job`` (in the
+    job's lambda_units), ``r2_val``, ``r2_val_exact``, losses, certificate and diagnostics
+    (docs/FORMAT.md). ``*_sd`` columns are sample sd over folds (ddof=1; scikit-learn's
+    ``cv_results_`` uses ddof=0). For "the best lambda" use :func:`best`, not
+    ``idxmax`` of a column: the file names the column that decides (``best_by``).
+    Raises ValueError if the file has no sweep."""
     with _opened(source) as f:
-        return _sweep_rows(f, "lambda", "lambda_offset", "lambda_len")
+        rows = _sweep_rows(f, "lambda", "lambda_offset", "lambda_len")
+        if "lambda_job" not in rows:  # format 1: the job's units are in its TOML only
+            unit = _tasks_lambda_unit(f)
+            scale = rows["task_id"].map(unit).to_numpy(dtype=float) if len(rows) else np.zeros(0)
+            rows["lambda_job"] = rows["lambda"].to_numpy() / scale
+            rows["lambda_d_job"] = rows["lambda_d"].to_numpy() / scale
+        return rows
+
+
+def _tasks_lambda_unit(f):
+    """{task id: lambda_unit}; format 1: from the job TOML's sweep.lambda_units."""
+    tasks = _sweep_commits(f)
+    if "lambda_unit" in tasks:
+        return dict(zip(tasks["id"], tasks["lambda_unit"]))
+    relative = False
+    try:
+        import tomllib
+        job = tomllib.loads(_decode(f.attrs.get("job_toml", b"")))
+        relative = job.get("sweep", {}).get("lambda_units") == "s_max2"
+    except Exception:  # noqa: BLE001 - no TOML parser or unreadable job: absolute
+        pass
+    return {i: (s * s if relative else 1.0) for i, s in zip(tasks["id"], tasks["s_max"])}
+
+
+def best(source):
+    """The best grid point of every sweep task, one row each, as the file defines it.
+
+    Returns the rows of :func:`read_sweep` at each task's ``best_lambda`` (and
+    ``best_lambda_d``), with ``best_by`` (the column whose mean over folds was maximised),
+    ``best_r2`` (that column's value), ``one_se_lambda`` and ``one_se_lambda_job``. This
+    is the lambda that ``covfit inspect``, the figures and :func:`read_matrix` use."""
+    with _opened(source) as f:
+        tasks = _sweep_commits(f)
+        rows = read_sweep(f)
+        out = []
+        for _, t in tasks.iterrows():
+            g = rows[rows["task_id"] == t["id"]]
+            hit = g[np.isclose(g["lambda"], t["best_lambda"], rtol=1e-12, atol=0)]
+            if np.isfinite(t["best_lambda_d"]):
+                hit = hit[np.isclose(hit["lambda_d"], t["best_lambda_d"], rtol=1e-12, atol=0)]
+            if len(hit) == 0:
+                continue
+            r = hit.iloc[0].copy()
+            r["best_by"] = t["best_by"]
+            r["best_r2"] = r[t["best_by"]]
+            r["one_se_lambda"] = t["one_se_lambda"]
+            r["one_se_lambda_job"] = t["one_se_lambda"] * r["lambda_job"] / r["lambda"] \
+                if r["lambda"] else np.nan
+            out.append(r)
+        return pd.DataFrame(out).reset_index(drop=True)
+
+
+def units(ds):
+    """{column: units} of a table dataset (format 2 attributes; empty for format 1)."""
+    names = ds.attrs.get("column_names")
+    if names is None:
+        return {}
+    return dict(zip(_decode(np.asarray(names)), _decode(np.asarray(ds.attrs["column_units"]))))
 
 
 def read_folds(source):
@@ -364,7 +478,7 @@ def read_matrices(source):
     absolute ``start`` into /sweep/values."""
     with _opened(source) as f:
         tasks = _sweep_commits(f).set_index("id")
-        m = _sweep_rows(f, "matrices", "matrix_offset", "matrix_len")
+        m = _sweep_rows(f, _index_name(f), "matrix_offset", "matrix_len")
         if len(m):
             m["start"] = tasks.loc[m["task_id"], "values_offset"].to_numpy() + m["offset"].to_numpy()
         else:
@@ -372,15 +486,30 @@ def read_matrices(source):
         return m
 
 
-def read_matrix(source, task_id, name, lam=None):
-    """A stored matrix as a numpy array (rows, cols); ``lam`` picks the stored lambda
-    nearest to it (default: the first stored, i.e. the smallest)."""
+def read_matrix(source, task_id, name, lam=None, lam_d=None):
+    """A stored matrix as a numpy array (rows, cols).
+
+    ``lam`` (absolute, as in the ``lambda`` column) picks the stored lambda nearest to it;
+    by default the task's best lambda (and best lambda_d), the one :func:`best` returns.
+    Complete format 2 files hold every matrix as a plain dataset,
+    ``/sweep/matrices/<task id>/<name>`` with shape (lambda, rows, cols) and attributes
+    ``lambda``, ``lambda_job`` and ``best_index``; this reads the same numbers."""
+    task_id = int(task_id)
     with _opened(source) as f:
         m = read_matrices(f)
         m = m[(m["task_id"] == task_id) & (m["name"] == name)]
         if len(m) == 0:
             raise KeyError(f"no matrix '{name}' stored for task {task_id}")
-        if lam is not None:
+        if lam is None:
+            t = _sweep_commits(f)
+            t = t[t["id"] == task_id].iloc[0]
+            lam = t["best_lambda"]
+            if lam_d is None and np.isfinite(t["best_lambda_d"]):
+                lam_d = t["best_lambda_d"]
+        if lam_d is not None and np.isfinite(m["lambda_d"]).any():
+            m = m.iloc[np.argsort(np.abs(np.log(m["lambda_d"].to_numpy() / lam_d)), kind="stable")]
+            m = m[m["lambda_d"] == m["lambda_d"].iloc[0]]
+        if lam is not None and np.isfinite(lam):
             m = m.iloc[[int(np.argmin(np.abs(np.log(m["lambda"].to_numpy() / lam))))]]
         r = m.iloc[0]
         vals = _refresh(f["sweep/values"])[int(r["start"]): int(r["start"]) + int(r["rows"] * r["cols"])]

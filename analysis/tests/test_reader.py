@@ -66,13 +66,13 @@ def small_results():
 SWEEP_LAMBDAS, SWEEP_FOLDS = 6, 3
 
 
-def small_sweep(dirpath):
+def small_sweep(dirpath, extra=()):
     """A small sweep file (free + free_diag, 6 lambdas, 2 lambda_d, 3 folds, n=40, m=24)."""
     out = os.path.join(dirpath, "sweep.h5")
     cmd = [COVFIT_BIN, "run", os.path.join(SOURCE_DIR, "jobs", "sweep_diag.toml"), "-o", out,
            "--overwrite", "-q", "--set", "data.n=40", "--set", "data.m=24", "--set", "data.rank=5",
            "--set", f"sweep.lambda_count={SWEEP_LAMBDAS}", "--set", "sweep.lambda_d=[0.01, 1.0]",
-           "--set", f"sweep.folds={SWEEP_FOLDS}", "--set", "sweep.store_lambdas=[0.1]"]
+           "--set", f"sweep.folds={SWEEP_FOLDS}", "--set", "sweep.store_lambdas=[0.1]", *extra]
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr}")
@@ -141,8 +141,8 @@ class OpenResultsTest(unittest.TestCase):
             covfit.read_tasks(p)
 
     def test_rejects_newer_version(self):
-        p = self._h5("v2.h5", format=b"covfit-results", format_version=np.int64(2))
-        with self.assertRaisesRegex(ValueError, "format_version 2"):
+        p = self._h5("v3.h5", format=b"covfit-results", format_version=np.int64(covfit.FORMAT_VERSION + 1))
+        with self.assertRaisesRegex(ValueError, f"format_version {covfit.FORMAT_VERSION + 1}"):
             covfit.open_results(p)
 
 
@@ -157,7 +157,7 @@ class ReaderTest(unittest.TestCase):
     def test_attrs_decoded(self):
         a = self.attrs
         self.assertEqual(a["format"], "covfit-results")
-        self.assertEqual(a["format_version"], 1)
+        self.assertEqual(a["format_version"], covfit.FORMAT_VERSION)
         self.assertEqual(a["job_name"], "demo")
         self.assertIsInstance(a["job_toml"], str)
         self.assertIn("max_steps = 200", a["job_toml"])
@@ -360,6 +360,131 @@ class SweepTest(unittest.TestCase):
         self.assertEqual(W.shape, (40, 40))
         np.testing.assert_allclose(W, W.T, atol=1e-12 * np.abs(W).max())
         np.testing.assert_array_equal(covfit.read_matrix(p, 0, "d").ravel(), np.diag(W))
+
+class BestLambdaTest(unittest.TestCase):
+    """One "best": the file's best_lambda is what best(), read_matrix's default, the figures
+    and an idxmax over the column the file names (best_by) all give."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = make_tmpdir("covfit_best_")
+        # W also stored at the grid's first lambda, so "the first stored" is not the best.
+        cls.path = small_sweep(cls.dir, ["--set", "sweep.store_lambdas=[0.001, 0.1]"])
+        cls.tasks = covfit.read_sweep_tasks(cls.path)
+        cls.sweep = covfit.read_sweep(cls.path)
+        cls.best = covfit.best(cls.path)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_best_is_the_files_best_lambda(self):
+        self.assertEqual(len(self.best), len(self.tasks))
+        for (_, t), (_, b) in zip(self.tasks.iterrows(), self.best.iterrows()):
+            self.assertEqual(b["task_id"], t["id"])
+            self.assertEqual(b["lambda"], t["best_lambda"])
+            self.assertEqual(b["best_by"], t["best_by"])
+            self.assertEqual(b["best_r2"], t["best_r2_val"])
+            # The obvious pandas line, on the column the file names, gives the same row.
+            g = self.sweep[self.sweep["task_id"] == t["id"]]
+            row = g.loc[g[t["best_by"]].idxmax()]
+            self.assertEqual(row["lambda"], t["best_lambda"])
+            if np.isfinite(t["best_lambda_d"]):
+                self.assertEqual(row["lambda_d"], t["best_lambda_d"])
+        # free with exact solutions is decided by the exact solution's R^2, as inspect says.
+        free = self.tasks[self.tasks["model"] == "free"].iloc[0]
+        self.assertEqual(free["best_by"], "r2_val_exact")
+        self.assertEqual(self.tasks[self.tasks["model"] == "free_diag"].iloc[0]["best_by"], "r2_val")
+
+    def test_read_matrix_defaults_to_best_lambda(self):
+        m = covfit.read_matrices(self.path)
+        w = m[(m["task_id"] == 0) & (m["name"] == "W")]
+        self.assertGreater(len(w), 1)  # best plus store_lambdas: the default matters
+        best = self.tasks.iloc[0]["best_lambda"]
+        self.assertNotEqual(w["lambda"].min(), best)  # the old default (smallest) is wrong
+        np.testing.assert_array_equal(covfit.read_matrix(self.path, 0, "W"),
+                                      covfit.read_matrix(self.path, 0, "W", best))
+
+    def test_matrices_are_plain_datasets(self):
+        m = covfit.read_matrices(self.path)
+        with h5py.File(self.path, "r") as f:
+            self.assertEqual(int(f.attrs["complete"]), 1)
+            for (tid, name), g in m.groupby(["task_id", "name"]):
+                ds = f[f"sweep/matrices/{tid}/{name}"]
+                self.assertEqual(ds.shape, (len(g), int(g["rows"].iloc[0]), int(g["cols"].iloc[0])))
+                lams = np.asarray(ds.attrs["lambda"])
+                self.assertTrue((np.diff(lams) >= 0).all())
+                for i, lam in enumerate(lams):
+                    lam_d = ds.attrs["lambda_d"][i]
+                    np.testing.assert_array_equal(
+                        ds[i], covfit.read_matrix(self.path, tid, name, lam,
+                                                  None if np.isnan(lam_d) else lam_d))
+                bi = int(ds.attrs["best_index"])
+                t = self.tasks[self.tasks["id"] == tid].iloc[0]
+                self.assertEqual(lams[bi], t["best_lambda"])
+                np.testing.assert_array_equal(ds[bi], covfit.read_matrix(self.path, tid, name))
+                np.testing.assert_allclose(np.asarray(ds.attrs["lambda_job"]) * t["lambda_unit"], lams,
+                                           rtol=1e-12)
+
+    def test_lambda_in_job_units_and_column_units(self):
+        s = self.sweep
+        unit = self.tasks.set_index("id")["lambda_unit"]
+        self.assertEqual(set(self.tasks["lambda_units"]), {"s_max2"})
+        np.testing.assert_allclose(s["lambda_job"] * unit.loc[s["task_id"]].to_numpy(), s["lambda"],
+                                   rtol=1e-12)
+        np.testing.assert_allclose(sorted(set(s["lambda_job"])),
+                                   np.geomspace(s["lambda_job"].min(), s["lambda_job"].max(),
+                                                s["lambda_job"].nunique()), rtol=1e-9)
+        with h5py.File(self.path, "r") as f:
+            for table in ("sweep/tasks", "sweep/lambda", "sweep/folds", "sweep/matrix_index"):
+                ds = f[table]
+                names = covfit.reader._decode(np.asarray(ds.attrs["column_names"]))
+                self.assertEqual(names, list(ds.dtype.names))
+                descs = covfit.reader._decode(np.asarray(ds.attrs["column_descriptions"]))
+                self.assertTrue(all(descs), (table, names, descs))
+            self.assertEqual(covfit.units(f["sweep/lambda"])["lambda"], "S^2")
+            self.assertEqual(int(f["sweep/lambda"].attrs["sd_ddof"]), 1)
+            self.assertEqual(covfit.units(f["sweep/tasks"])["seconds"], "s")
+
+
+class FormatOneTest(unittest.TestCase):
+    """Files written by covfit before format 2 (tests/data/format1_*.h5) stay readable."""
+    FIT = os.path.join(HERE, "data", "format1_fit.h5")
+    SWEEP = os.path.join(HERE, "data", "format1_sweep.h5")
+
+    def test_fit(self):
+        self.assertEqual(covfit.read_attrs(self.FIT)["format_version"], 1)
+        t = covfit.read_tasks(self.FIT)
+        self.assertEqual(len(t), 4)
+        self.assertTrue(np.isfinite(t["final_loss"]).all())
+        self.assertEqual(len(covfit.read_kernels(self.FIT, 0)), 3)
+
+    def test_sweep(self):
+        tasks = covfit.read_sweep_tasks(self.SWEEP)
+        self.assertEqual(list(tasks["best_by"]), ["r2_val_exact", "r2_val"])
+        s = covfit.read_sweep(self.SWEEP)
+        np.testing.assert_allclose(sorted(set(s["lambda_job"])), np.geomspace(1e-3, 10, 5), rtol=1e-9)
+        b = covfit.best(self.SWEEP)
+        np.testing.assert_array_equal(b["lambda"].to_numpy(), tasks["best_lambda"].to_numpy())
+        self.assertEqual(covfit.read_matrix(self.SWEEP, 0, "W").shape, (20, 20))
+
+    def test_inspect(self):
+        for p, expect in ((self.FIT, "progress   4/4 done"), (self.SWEEP, "r2_val_exact")):
+            r = subprocess.run([COVFIT_BIN, "inspect", p], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("v1", r.stdout)
+            self.assertIn(expect, r.stdout)
+
+    def test_plots(self):
+        from covfit import plot
+        d = make_tmpdir("covfit_v1plot_")
+        try:
+            self.assertEqual(len(plot.plot_all(self.SWEEP, d)), 4)
+            self.assertEqual(len(plot.plot_all(self.FIT, d)), 5)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
 
 class LiveSwmrTest(unittest.TestCase):
     """Read a file with read_tasks while covfit is still writing it."""

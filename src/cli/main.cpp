@@ -1,15 +1,14 @@
 // covfit command line: a thin layer over the library. Exit codes: 0 ok, 1 runtime
 // failure, 2 bad input (job file, data, paths, flags), 128+signal when interrupted.
 #include <csignal>
-#include <filesystem>
 #include <cstdio>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <omp.h>
 
 #include "covfit/core/error.hpp"
-#include "covfit/data/cov_data.hpp"
-#include "covfit/io/h5.hpp"
+#include "covfit/io/schema.hpp"
 #include "covfit/job/spec.hpp"
 #include "covfit/report/report.hpp"
 #include "covfit/run/merge.hpp"
@@ -26,9 +25,26 @@ extern "C" void on_signal(int sig) {
   g_stop.store(true);
 }
 
+// argv as one shell-quoted line (for the results file's provenance).
+std::string command_line(int argc, char** argv) {
+  std::string out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    const bool plain = !a.empty() && a.find_first_not_of(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == std::string::npos;
+    if (!plain) {
+      std::string q = "'";
+      for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      a = q + "'";
+    }
+    out += (i ? " " : "") + a;
+  }
+  return out;
+}
+
 int cmd_run(const std::string& job_path, std::string output, const std::vector<std::string>& sets,
             const std::string& shard_spec, int threads, bool overwrite, bool quiet,
-            long long max_tasks, double flush_every) {
+            long long max_tasks, double flush_every, const std::string& command) {
   covfit::job::Job job = covfit::job::load_job(job_path, sets);
   covfit::run::RunOptions opt;
   opt.shard = covfit::job::parse_shard(shard_spec);
@@ -43,6 +59,7 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
   opt.progress = !quiet;
   opt.max_tasks = max_tasks;
   opt.flush_seconds = flush_every;
+  opt.command_line = command;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   if (!quiet) std::fprintf(stderr, "covfit: job '%s': %lld tasks in shard %d/%d -> %s\n", job.name.c_str(),
@@ -63,36 +80,24 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
   return 0;
 }
 
-int cmd_validate(const std::string& job_path, const std::vector<std::string>& sets) {
+// Parses the job, then opens (or generates) every input and checks its datasets and
+// shapes, as `run` would before creating the output file.
+int cmd_validate(const std::string& job_path, const std::vector<std::string>& sets, int threads) {
   covfit::job::Job job = covfit::job::load_job(job_path, sets);
-  std::cout << job_path << ": ok: job '" << job.name << "' (" << job.kind << "), "
-            << job.task_count() << " tasks, hash " << job.hash << "\n";
+  covfit::run::JobPlan plan = covfit::run::plan_job(job);
+  if (threads <= 0) threads = std::max(1, omp_get_max_threads());
+  std::printf("%s: ok: job '%s' (%s), %lld tasks, hash %s\n", job_path.c_str(), job.name.c_str(),
+              job.kind.c_str(), static_cast<long long>(plan.tasks), job.hash.c_str());
+  for (const auto& d : plan.data) std::printf("  input    %s (opened and checked)\n", d.c_str());
+  std::printf("  output   about %.1f MB before compression\n", plan.output_bytes / 1e6);
+  std::printf("  time     roughly %.3g CPU s, ~%.3g s on %d threads (from problem sizes, not "
+              "measured; Adam tasks counted to max_steps)\n",
+              plan.cpu_seconds, plan.cpu_seconds / threads, threads);
   return 0;
 }
 
 int cmd_gen_planted(const covfit::job::CovDataSpec& spec, const std::string& out, bool overwrite) {
-  namespace fs = std::filesystem;
-  if (fs::exists(out) && !overwrite)
-    throw covfit::InputError(out, "exists; refusing to replace it (use --overwrite)");
-  covfit::data::CovData d = covfit::data::load_cov(spec);
-  covfit::io::quiet_hdf5_errors();
-  const std::string tmp = out + ".tmp";
-  {
-    hid_t id = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (id < 0) throw covfit::InputError(out, "cannot create file");
-    covfit::io::Handle f(id, H5Fclose);
-    covfit::data::matrix_to_hdf5(f.get(), "X", d.problem.X);
-    covfit::data::matrix_to_hdf5(f.get(), "S", d.problem.S);
-    covfit::data::matrix_to_hdf5(f.get(), "W0", d.W0);
-    covfit::io::write_attr(f.get(), "generator", std::string("covfit gen planted"));
-    covfit::io::write_attr(f.get(), "n", std::int64_t{spec.n});
-    covfit::io::write_attr(f.get(), "m", std::int64_t{spec.m});
-    covfit::io::write_attr(f.get(), "rank", std::int64_t{spec.rank});
-    covfit::io::write_attr(f.get(), "noise", spec.noise);
-    covfit::io::write_attr(f.get(), "w0_scale", spec.w0_scale);
-    covfit::io::write_attr(f.get(), "seed", static_cast<std::int64_t>(spec.seed));
-  }
-  fs::rename(tmp, out);
+  covfit::run::write_planted_file(spec, out, overwrite);
   std::cout << out << ": X (" << spec.n << " x " << spec.m << "), S (" << spec.m << " x " << spec.m
             << "), W0 (" << spec.n << " x " << spec.n << ")\n"
             << "use it in a sweep job as: [data] source = \"hdf5\", file = \"" << out
@@ -138,14 +143,20 @@ int main(int argc, char** argv) {
   run->add_option("--flush-every", flush_every, "seconds between flushes; SWMR readers see new rows after each (default 2)")
       ->check(CLI::Range(0.01, 3600.0));
 
-  CLI::App* validate = app.add_subcommand("validate", "check a job file and print its task count");
+  CLI::App* validate = app.add_subcommand(
+      "validate", "check a job file and open its inputs; print tasks, output size, rough time");
   validate->add_option("job", job_path, "job file (TOML)")->required();
+  validate->add_option("-t,--threads", threads, "threads for the time estimate (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
   validate->add_option("--set", sets, "override a job key: dotted.key=value (repeatable)");
 
   CLI::App* inspect = app.add_subcommand("inspect", "show a results file: job, progress, best tasks");
   inspect->add_option("file", file, "results file (.h5)")->required();
   inspect->add_flag("--json", json, "machine-readable output");
   inspect->add_option("--best", best, "how many best tasks to list")->check(CLI::PositiveNumber);
+
+  CLI::App* schema = app.add_subcommand(
+      "schema", "print the results file schema (tables, columns, dtypes, units) as JSON");
 
   CLI::App* merge = app.add_subcommand(
       "merge", "merge the complete shard files of one job into one file (e.g. after a Slurm array)");
@@ -176,9 +187,14 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
-    if (*run) return cmd_run(job_path, output, sets, shard, threads, overwrite, quiet, max_tasks, flush_every);
-    if (*validate) return cmd_validate(job_path, sets);
+    if (*run) return cmd_run(job_path, output, sets, shard, threads, overwrite, quiet, max_tasks, flush_every,
+                             command_line(argc, argv));
+    if (*validate) return cmd_validate(job_path, sets, threads);
     if (*gen_planted) return cmd_gen_planted(planted, gen_out, overwrite);
+    if (*schema) {
+      std::cout << covfit::io::schema_json();
+      return 0;
+    }
     if (*merge) {
       auto m = covfit::run::merge_shards(shard_files, output, overwrite);
       std::cout << output << ": merged " << m.tasks << " tasks from " << m.shards << " shards\n";

@@ -4,6 +4,7 @@
 #include "covfit/io/h5.hpp"
 
 namespace covfit::data {
+namespace {
 
 cov::Matrix matrix_from_hdf5(hid_t file, const std::string& file_name, const std::string& dataset) {
   const std::string where = file_name + ":" + dataset;
@@ -16,12 +17,7 @@ cov::Matrix matrix_from_hdf5(hid_t file, const std::string& file_name, const std
   return M;
 }
 
-void matrix_to_hdf5(hid_t loc, const std::string& name, const cov::Matrix& A) {
-  std::vector<double> rm(A.size());
-  for (int i = 0; i < A.rows; ++i)
-    for (int j = 0; j < A.cols; ++j) rm[static_cast<std::size_t>(i) * A.cols + j] = A(i, j);
-  io::write_array(loc, name, {static_cast<hsize_t>(A.rows), static_cast<hsize_t>(A.cols)}, rm.data());
-}
+}  // namespace
 
 CovData load_cov(const job::CovDataSpec& spec) {
   CovData d;

@@ -113,6 +113,29 @@ void write_attr(hid_t obj, const std::string& name, const std::vector<double>& v
   write_attr_numeric(obj, name, H5T_NATIVE_DOUBLE, values.empty() ? &dummy : values.data(),
                      values.size(), false);
 }
+void write_attr(hid_t obj, const std::string& name, const std::vector<std::string>& values) {
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+  std::size_t len = 1;
+  for (const auto& v : values) len = std::max(len, v.size());
+  std::vector<char> buf(len * std::max<std::size_t>(values.size(), 1), '\0');
+  for (std::size_t i = 0; i < values.size(); ++i) std::memcpy(buf.data() + i * len, values[i].data(), values[i].size());
+  Handle type = string_type(len);
+  hsize_t n = values.size();
+  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle attr(check_id(H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                       "create attribute " + name),
+              H5Aclose);
+  check(H5Awrite(attr.get(), type.get(), buf.data()), "write attribute " + name);
+}
+const char* type_name(Column::Type t) {
+  switch (t) {
+    case Column::f64: return "float64";
+    case Column::i64: return "int64";
+    case Column::i32: return "int32";
+    case Column::str: return "string";
+  }
+  return "?";
+}
 bool has_attr(hid_t obj, const std::string& name) { return H5Aexists(obj, name.c_str()) > 0; }
 
 std::string read_attr_string(hid_t obj, const std::string& name) {
@@ -145,6 +168,41 @@ std::int64_t read_attr_int(hid_t obj, const std::string& name) {
   return v;
 }
 
+std::vector<double> read_attr_doubles(hid_t obj, const std::string& name) {
+  Handle attr(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name), H5Aclose);
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  std::vector<double> v(static_cast<std::size_t>(std::max<hssize_t>(n, 0)));
+  if (!v.empty()) check(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, v.data()), "read attribute " + name);
+  return v;
+}
+
+std::vector<std::string> read_attr_strings(hid_t obj, const std::string& name) {
+  Handle attr(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name), H5Aclose);
+  Handle ftype(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(ftype.get()) != H5T_STRING || H5Tis_variable_str(ftype.get()) > 0)
+    throw RuntimeError("attribute " + name + " is not an array of fixed-length strings");
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  const auto n = static_cast<std::size_t>(std::max<hssize_t>(H5Sget_simple_extent_npoints(space.get()), 0));
+  const std::size_t len = H5Tget_size(ftype.get());
+  std::vector<char> buf(n * len + 1, '\0');
+  if (n) check(H5Aread(attr.get(), ftype.get(), buf.data()), "read attribute " + name);
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < n; ++i) out.emplace_back(buf.data() + i * len, strnlen(buf.data() + i * len, len));
+  return out;
+}
+
+Handle create_file(const std::string& path) {
+  quiet_hdf5_errors();
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) throw InputError(path, "cannot create file");
+  return Handle(id, H5Fclose);
+}
+
+void copy_object(hid_t from, const std::string& path, hid_t to) {
+  check(H5Ocopy(from, path.c_str(), to, path.c_str(), H5P_DEFAULT, H5P_DEFAULT), "copy of " + path);
+}
+
 Handle create_group(hid_t loc, const std::string& name) {
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(lcpl.get(), 1);
@@ -153,15 +211,20 @@ Handle create_group(hid_t loc, const std::string& name) {
                 H5Gclose);
 }
 
-void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
-                 const double* data) {
+Handle create_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims) {
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(lcpl.get(), 1);
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  // Attributes in dense storage from the first one: HDF5 1.10.8 fails (and leaves the
+  // file unreadable) when attributes outgrow a chunked dataset's first object header
+  // chunk in a file written with the latest format (seen at finalize, store = "all").
+  H5Pset_attr_phase_change(dcpl.get(), 0, 0);
   hsize_t total = 1;
   for (hsize_t d : dims) total *= d;
   if (total > 4096) {  // compress anything beyond a few pages
+    // Chunks of <= 64 Ki elements filled from the last dimension: a (lambda, n, n) stack
+    // gets chunks inside one matrix, so one matrix is read (and written) on its own.
     std::vector<hsize_t> chunk(dims);
     hsize_t per = 1;
     for (std::size_t i = chunk.size(); i-- > 0;) {
@@ -172,12 +235,31 @@ void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>&
     H5Pset_shuffle(dcpl.get());
     H5Pset_deflate(dcpl.get(), 1);  // level 1: most of the gain on our tables at a fraction of the CPU
   }
-  Handle ds(check_id(H5Dcreate2(loc, name.c_str(), H5T_NATIVE_DOUBLE, space.get(), lcpl.get(),
-                                dcpl.get(), H5P_DEFAULT),
-                     "create dataset " + name),
-            H5Dclose);
+  return Handle(check_id(H5Dcreate2(loc, name.c_str(), H5T_NATIVE_DOUBLE, space.get(), lcpl.get(),
+                                    dcpl.get(), H5P_DEFAULT),
+                         "create dataset " + name),
+                H5Dclose);
+}
+
+void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
+                 const double* data) {
+  Handle ds = create_array(loc, name, dims);
   check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
         "write dataset " + name);
+}
+
+void write_slab(hid_t ds, hsize_t index, const double* data) {
+  Handle fspace(H5Dget_space(ds), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(fspace.get());
+  std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 1)));
+  H5Sget_simple_extent_dims(fspace.get(), dims.data(), nullptr);
+  std::vector<hsize_t> start(dims.size(), 0), count(dims);
+  start[0] = index;
+  count[0] = 1;
+  check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+        "select slab");
+  Handle mspace(H5Screate_simple(rank, count.data(), nullptr), H5Sclose);
+  check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mspace.get(), fspace.get(), H5P_DEFAULT, data), "write slab");
 }
 
 DoubleArray read_array(hid_t loc, const std::string& name, const std::string& where_) {
@@ -229,8 +311,16 @@ Handle TableLayout::file_type() const {
   return t;
 }
 
+namespace {
+const Column& column_or_throw(const TableLayout& layout, const std::string& col) {
+  int idx = layout.index(col);
+  if (idx < 0) throw std::logic_error("table has no column '" + col + "'");
+  return layout.columns()[static_cast<std::size_t>(idx)];
+}
+}  // namespace
+
 Row& Row::set(const std::string& col, double v, int i) {
-  const Column& c = layout_->columns()[static_cast<std::size_t>(layout_->index(col))];
+  const Column& c = column_or_throw(*layout_, col);
   std::size_t off = layout_->offset(col);
   if (c.type == Column::f64) std::memcpy(&bytes_[off + 8u * i], &v, 8);
   else if (c.type == Column::i64) set(col, static_cast<std::int64_t>(v), i);
@@ -239,9 +329,7 @@ Row& Row::set(const std::string& col, double v, int i) {
   return *this;
 }
 Row& Row::set(const std::string& col, std::int64_t v, int i) {
-  int idx = layout_->index(col);
-  if (idx < 0) throw std::logic_error("table has no column " + col);
-  const Column& c = layout_->columns()[static_cast<std::size_t>(idx)];
+  const Column& c = column_or_throw(*layout_, col);
   std::size_t off = layout_->offset(col);
   if (c.type == Column::i64) std::memcpy(&bytes_[off + 8u * i], &v, 8);
   else if (c.type == Column::i32) {
@@ -278,12 +366,61 @@ std::string Row::get_str(const std::string& col) const {
   return std::string(p, strnlen(p, n));
 }
 Row& Row::set(const std::string& col, const std::string& v) {
-  const Column& c = layout_->columns()[static_cast<std::size_t>(layout_->index(col))];
+  const Column& c = column_or_throw(*layout_, col);
+  if (c.type != Column::str) throw std::logic_error("column '" + col + "' is not a string");
   std::size_t off = layout_->offset(col);
   std::size_t n = std::min<std::size_t>(v.size(), static_cast<std::size_t>(c.count));
   std::memset(&bytes_[off], 0, static_cast<std::size_t>(c.count));
   std::memcpy(&bytes_[off], v.data(), n);
   return *this;
+}
+
+Handle open_dataset(hid_t loc, const std::string& path) {
+  return Handle(check_id(H5Dopen2(loc, path.c_str(), H5P_DEFAULT), "open dataset " + path), H5Dclose);
+}
+
+void write_column_attrs(hid_t ds, const TableLayout& layout) {
+  std::vector<std::string> names, units, desc;
+  for (const auto& c : layout.columns()) {
+    names.push_back(c.name);
+    units.push_back(c.units);
+    desc.push_back(c.description);
+  }
+  write_attr(ds, "column_names", names);
+  write_attr(ds, "column_units", units);
+  write_attr(ds, "column_descriptions", desc);
+}
+
+TableLayout layout_of_dataset(hid_t ds) {
+  Handle type(H5Dget_type(ds), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_COMPOUND) throw RuntimeError("HDF5: not a compound dataset");
+  std::vector<Column> cols;
+  int n = H5Tget_nmembers(type.get());
+  for (int i = 0; i < n; ++i) {
+    char* name = H5Tget_member_name(type.get(), static_cast<unsigned>(i));
+    Handle mt(H5Tget_member_type(type.get(), static_cast<unsigned>(i)), H5Tclose);
+    Column c;
+    c.name = name;
+    H5free_memory(name);
+    H5T_class_t cls = H5Tget_class(mt.get());
+    auto numeric = [](hid_t t) {
+      return H5Tget_class(t) == H5T_FLOAT ? Column::f64 : H5Tget_size(t) == 8 ? Column::i64 : Column::i32;
+    };
+    if (cls == H5T_STRING) {
+      c.type = Column::str;
+      c.count = static_cast<int>(H5Tget_size(mt.get()));
+    } else if (cls == H5T_ARRAY) {
+      hsize_t dim = 0;
+      H5Tget_array_dims2(mt.get(), &dim);
+      Handle base(H5Tget_super(mt.get()), H5Tclose);
+      c.type = numeric(base.get());
+      c.count = static_cast<int>(dim);
+    } else {
+      c.type = numeric(mt.get());
+    }
+    cols.push_back(c);
+  }
+  return TableLayout(cols);
 }
 
 AppendTable AppendTable::create(hid_t loc, const std::string& name, const TableLayout* layout,
@@ -294,6 +431,7 @@ AppendTable AppendTable::create(hid_t loc, const std::string& name, const TableL
   Handle space(H5Screate_simple(1, &zero, &unlimited), H5Sclose);
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   check(H5Pset_chunk(dcpl.get(), 1, &chunk_rows), "H5Pset_chunk");
+  H5Pset_attr_phase_change(dcpl.get(), 0, 0);  // dense attributes: see create_array
   H5Pset_shuffle(dcpl.get());
   H5Pset_deflate(dcpl.get(), 1);  // level 1: most of the gain on our tables at a fraction of the CPU
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
@@ -303,6 +441,7 @@ AppendTable AppendTable::create(hid_t loc, const std::string& name, const TableL
                                      dcpl.get(), H5P_DEFAULT),
                           "create dataset " + name),
                  H5Dclose);
+  if (layout) write_column_attrs(t.ds_.get(), *layout);
   return t;
 }
 

@@ -38,6 +38,8 @@ void write_root_attrs(hid_t f, const FileMeta& meta, const std::string& created)
   write_attr(f, "tasks_in_file", meta.tasks_in_file);
   write_attr(f, "created", created);
   write_attr(f, "host", host_name());
+  for (const auto& [k, v] : meta.extra) write_attr(f, k, v);
+  write_attr(f, "writers", meta.writers);
 }
 
 Handle create_file(const std::string& path, const FileMeta& meta, const std::string& created,
@@ -113,6 +115,7 @@ FileMeta read_meta(hid_t f) {
   m.shard_count = read_attr_int(f, "shard_count");
   m.tasks_total = read_attr_int(f, "tasks_total");
   m.tasks_in_file = read_attr_int(f, "tasks_in_file");
+  if (has_attr(f, "writers")) m.writers = read_attr_strings(f, "writers");
   return m;
 }
 
@@ -173,7 +176,12 @@ ResultsFile ResultsFile::open(const std::string& path, const FileMeta& meta, boo
     check_meta(old.get(), path, meta);
     std::string created = has_attr(old.get(), "created") ? read_attr_string(old.get(), "created")
                                                          : utc_now_iso();
-    Handle fresh = create_file(tmp, meta, created, create_payload);
+    FileMeta resumed = meta;  // the earlier runs' writer lines first
+    if (has_attr(old.get(), "writers")) {
+      resumed.writers = read_attr_strings(old.get(), "writers");
+      resumed.writers.insert(resumed.writers.end(), meta.writers.begin(), meta.writers.end());
+    }
+    Handle fresh = create_file(tmp, resumed, created, create_payload);
     try {
       salvage(old.get(), fresh.get());
       if (H5Fflush(fresh.get(), H5F_SCOPE_GLOBAL) < 0) throw RuntimeError(tmp + ": flush failed");
@@ -191,6 +199,31 @@ ResultsFile ResultsFile::open(const std::string& path, const FileMeta& meta, boo
   if (id < 0) throw RuntimeError(path + ": cannot reopen the resumed file for writing");
   rf.file_ = Handle(id, H5Fclose);
   return rf;
+}
+
+void ResultsFile::finalize(const std::string& path, const std::function<void(hid_t)>& fn) {
+  quiet_hdf5_errors();
+  // On a copy, renamed over `path` only when everything succeeded: a failure inside HDF5
+  // (which can leave a file unreadable) never touches the results.
+  const std::string tmp = path + ".finalize-tmp";
+  std::error_code ec;
+  try {
+    fs::copy_file(path, tmp, fs::copy_options::overwrite_existing);
+    {
+      Handle fapl = latest_format_fapl();
+      hid_t id = H5Fopen(tmp.c_str(), H5F_ACC_RDWR, fapl.get());
+      if (id < 0) throw RuntimeError(path + ": cannot reopen to finalize");
+      Handle f(id, H5Fclose);
+      fn(f.get());
+      write_attr(f.get(), "complete", std::int64_t{1});
+      if (H5Fflush(f.get(), H5F_SCOPE_GLOBAL) < 0) throw RuntimeError(path + ": flush failed");
+      f.reset();
+    }
+    fs::rename(tmp, path);
+  } catch (...) {
+    fs::remove(tmp, ec);
+    throw;
+  }
 }
 
 void ResultsFile::start_swmr() {

@@ -1,131 +1,219 @@
 #include "covfit/io/sweep_tables.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <numeric>
+
+#include "covfit/core/error.hpp"
 
 namespace covfit::io {
 namespace {
 
-double at_or_nan(const std::vector<cov::SweepRow>& rows, int i, double cov::SweepRow::*field) {
-  return i >= 0 ? rows[static_cast<std::size_t>(i)].*field : std::nan("");
+using T = SweepTaskRow;
+std::vector<Field<T>> task_fields() {
+  return {
+      field("id", &T::id, "", "task id = data index x number of models + model index"),
+      field("data", &T::data, 32, "", "data set name"),
+      field("model", &T::model, 16, "", "free or free_diag"),
+      field("status", &T::status, 16, "", "ok or failed (e.g. rank 0; see message)"),
+      field("message", &T::message, 64, "", "why a task failed, empty otherwise"),
+      field("n", &T::n, "", "rows of X (input channels)"),
+      field("m", &T::m, "", "columns of X (stimuli)"),
+      field("r", &T::r, "", "numerical rank of X"),
+      field("folds", &T::folds, "", "number of cross-validation folds"),
+      field("centred_by_covfit", &T::centred_by_covfit, "", "1 if X's columns were not centred and covfit centred them"),
+      field("s_max", &T::s_max, "X^2", "largest squared singular value of X"),
+      field("loss_zero", &T::loss_zero, "S^2", "L(W = 0) on all stimuli"),
+      field("lambda_units", &T::lambda_units, 8, "", "units of lambda in the job: absolute or s_max2"),
+      field("lambda_unit", &T::lambda_unit, "S^2", "lambda = lambda_job * lambda_unit (1, or s_max^2 for s_max2)"),
+      field("best_by", &T::best_by, 16, "", "column of /sweep/lambda whose mean over folds picked best_lambda and one_se_lambda"),
+      field("best_lambda", &T::best_lambda, "S^2", "grid point with the largest mean of the best_by column"),
+      field("best_lambda_d", &T::best_lambda_d, "S^2", "lambda_d of that grid point (free_diag; NaN for free)"),
+      field("best_r2_val", &T::best_r2_val, "", "the best_by column at best_lambda"),
+      field("one_se_lambda", &T::one_se_lambda, "S^2", "largest lambda whose mean best_by is within one standard error (sd with ddof=1 / sqrt(folds)) of the best"),
+      field("best_exact_lambda", &T::best_exact_lambda, "S^2", "grid point with the largest mean r2_val_exact (NaN if not computed)"),
+      field("best_r2_val_exact", &T::best_r2_val_exact, "", "that mean r2_val_exact"),
+      field("svd_seconds", &T::svd_seconds, "s", "full-data SVD"),
+      field("folds_seconds", &T::folds_seconds, "s", "folds: their SVDs, R^2, exact paths"),
+      field("rows_seconds", &T::rows_seconds, "s", "per-lambda rows on all stimuli"),
+      field("seconds", &T::seconds, "s", "whole task"),
+      field("lambda_offset", &T::lambda_offset, "row", "first row of /sweep/lambda"),
+      field("lambda_len", &T::lambda_len, "rows", "rows of /sweep/lambda"),
+      field("fold_offset", &T::fold_offset, "row", "first row of /sweep/folds"),
+      field("fold_len", &T::fold_len, "rows", "rows of /sweep/folds"),
+      field("matrix_offset", &T::matrix_offset, "row", "first row of /sweep/matrix_index"),
+      field("matrix_len", &T::matrix_len, "rows", "rows of /sweep/matrix_index"),
+      field("values_offset", &T::values_offset, "element", "first element of /sweep/values"),
+      field("values_len", &T::values_len, "elements", "elements of /sweep/values"),
+  };
 }
 
-template <class T>
-void append_bytes(std::vector<char>& buf, const T& row) {
-  buf.insert(buf.end(), row.bytes().begin(), row.bytes().end());
+using L = SweepLambdaRow;
+std::vector<Field<L>> lambda_fields() {
+  return {
+      field("task_id", &L::task_id, "", "task id"),
+      field("data", &L::data, 32, "", "data set name"),
+      field("model", &L::model, 16, "", "free or free_diag"),
+      field("lambda", &L::lambda, "S^2", "ridge weight on ||W||^2, absolute"),
+      field("lambda_d", &L::lambda_d, "S^2", "ridge weight on the diagonal d (free_diag; NaN for free), absolute"),
+      field("lambda_job", &L::lambda_job, "job", "lambda in the job's lambda_units (lambda / lambda_unit)"),
+      field("lambda_d_job", &L::lambda_d_job, "job", "lambda_d in the job's lambda_units"),
+      field("r2_val", &L::r2_val, "", "validation R^2, mean over folds: free: linearised prediction X'X + P'(M+M')P; free_diag: exact forward map of its W"),
+      field("r2_val_sd", &L::r2_val_sd, "", "sd over folds (ddof=1) of r2_val"),
+      field("r2_val_fwd", &L::r2_val_fwd, "", "validation R^2 of the exact forward map X'(I+W)'J(I+W)X at the linearised W"),
+      field("r2_val_fwd_sd", &L::r2_val_fwd_sd, "", "sd over folds (ddof=1)"),
+      field("r2_val_exact", &L::r2_val_exact, "", "validation R^2 of the exact solution (free with exact = true; NaN otherwise)"),
+      field("r2_val_exact_sd", &L::r2_val_exact_sd, "", "sd over folds (ddof=1)"),
+      field("r2_train", &L::r2_train, "", "mean train-block R^2 (train_r2 = true; NaN otherwise)"),
+      field("loss_lin", &L::loss_lin, "S^2", "L(W_lin) on all stimuli"),
+      field("loss_linearized", &L::loss_linearized, "S^2", "L_lin(W_lin) on all stimuli"),
+      field("loss_exact", &L::loss_exact, "S^2", "L(W*) (free: every lambda with exact; free_diag: the best pair only)"),
+      field("exact_status", &L::exact_status, 16, "", "exact solver outcome (converged, not_converged, ...); empty if not computed"),
+      field("rel_grad", &L::rel_grad, "", "||grad f(P*)|| / ||grad f(I)||"),
+      field("gap_bound", &L::gap_bound, "S^2", "certified bound on f(P*) - f*"),
+      field("newton_iters", &L::newton_iters, "", "exact solver Newton iterations (free_diag: L-BFGS iterations)"),
+      field("cg_iters", &L::cg_iters, "", "exact solver CG iterations"),
+      field("exact_seconds", &L::exact_seconds, "s", "exact solver time"),
+      field("eq1_residual", &L::eq1_residual, "", "equation 1 residual at the exact solution (docs/MATH.md)"),
+      field("dW", &L::dW, "", "|M_lin - M*| / |M*|"),
+      field("kappa", &L::kappa, "", "loss gap of the linearised solution"),
+      field("g_proxy", &L::g_proxy, "", "linearisation diagnostic (docs/MATH.md)"),
+      field("q_proxy", &L::q_proxy, "", "linearisation diagnostic (docs/MATH.md)"),
+      field("rms_diag_lin", &L::rms_diag_lin, "", "rms of the diagonal of W_lin (free_diag: of d)"),
+      field("rms_offdiag_lin", &L::rms_offdiag_lin, "", "rms of the off-diagonal of W_lin (free_diag: of F)"),
+      field("rms_diag_exact", &L::rms_diag_exact, "", "rms of the diagonal of W*"),
+      field("rms_offdiag_exact", &L::rms_offdiag_exact, "", "rms of the off-diagonal of W*"),
+  };
 }
+
+using F = SweepFoldRow;
+std::vector<Field<F>> fold_fields() {
+  return {
+      field("task_id", &F::task_id, "", "task id"),
+      field("fold", &F::fold, "", "fold index"),
+      field("lambda", &F::lambda, "S^2", "absolute"),
+      field("lambda_d", &F::lambda_d, "S^2", "absolute (NaN for free)"),
+      field("r2_val", &F::r2_val, "", "this fold's validation R^2 (as r2_val of /sweep/lambda)"),
+      field("r2_val_fwd", &F::r2_val_fwd, "", "this fold's r2_val_fwd"),
+      field("r2_val_exact", &F::r2_val_exact, "", "this fold's r2_val_exact"),
+      field("r2_train", &F::r2_train, "", "this fold's train-block R^2"),
+  };
+}
+
+using M = SweepMatrixRow;
+std::vector<Field<M>> matrix_fields() {
+  return {
+      field("task_id", &M::task_id, "", "task id"),
+      field("name", &M::name, 16, "", "W, W_lin (n, n); d, d_lin (n, 1); eq1_lhs, eq1_rhs (r(r+1)/2, 1)"),
+      field("lambda", &M::lambda, "S^2", "absolute"),
+      field("lambda_d", &M::lambda_d, "S^2", "absolute (NaN for free)"),
+      field("rows", &M::rows, "", "rows"),
+      field("cols", &M::cols, "", "columns"),
+      field("offset", &M::offset, "element", "first element in /sweep/values, from the task's values_offset; row-major"),
+  };
+}
+
+bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
 
 }  // namespace
 
 SweepTables::SweepTables()
-    : task_layout_({{"id", Column::i64},          {"data", Column::str, 32},
-                    {"model", Column::str, 16},   {"status", Column::str, 16},
-                    {"message", Column::str, 64}, {"n", Column::i32},
-                    {"m", Column::i32},           {"r", Column::i32},
-                    {"folds", Column::i32},       {"centred_by_covfit", Column::i32},
-                    {"s_max", Column::f64},       {"loss_zero", Column::f64},
-                    {"best_lambda", Column::f64}, {"best_lambda_d", Column::f64},
-                    {"best_r2_val", Column::f64}, {"one_se_lambda", Column::f64},
-                    {"best_exact_lambda", Column::f64}, {"best_r2_val_exact", Column::f64},
-                    {"svd_seconds", Column::f64}, {"folds_seconds", Column::f64},
-                    {"rows_seconds", Column::f64}, {"seconds", Column::f64},
-                    {"lambda_offset", Column::i64}, {"lambda_len", Column::i32},
-                    {"fold_offset", Column::i64}, {"fold_len", Column::i32},
-                    {"matrix_offset", Column::i64}, {"matrix_len", Column::i32},
-                    {"values_offset", Column::i64}, {"values_len", Column::i64}}),
-      lambda_layout_({{"task_id", Column::i64},     {"data", Column::str, 32},
-                      {"model", Column::str, 16},   {"lambda", Column::f64},
-                      {"lambda_d", Column::f64},    {"r2_val", Column::f64},
-                      {"r2_val_sd", Column::f64},   {"r2_val_fwd", Column::f64},
-                      {"r2_val_fwd_sd", Column::f64}, {"r2_val_exact", Column::f64},
-                      {"r2_val_exact_sd", Column::f64}, {"r2_train", Column::f64},
-                      {"loss_lin", Column::f64},    {"loss_linearized", Column::f64},
-                      {"loss_exact", Column::f64},  {"exact_status", Column::str, 16},
-                      {"rel_grad", Column::f64},    {"gap_bound", Column::f64},
-                      {"newton_iters", Column::i32}, {"cg_iters", Column::i32},
-                      {"exact_seconds", Column::f64}, {"eq1_residual", Column::f64},
-                      {"dW", Column::f64},          {"kappa", Column::f64},
-                      {"g_proxy", Column::f64},     {"q_proxy", Column::f64},
-                      {"rms_diag_lin", Column::f64}, {"rms_offdiag_lin", Column::f64},
-                      {"rms_diag_exact", Column::f64}, {"rms_offdiag_exact", Column::f64}}),
-      fold_layout_({{"task_id", Column::i64}, {"fold", Column::i32},
-                    {"lambda", Column::f64},  {"lambda_d", Column::f64},
-                    {"r2_val", Column::f64},  {"r2_val_fwd", Column::f64},
-                    {"r2_val_exact", Column::f64}, {"r2_train", Column::f64}}),
-      matrix_layout_({{"task_id", Column::i64}, {"name", Column::str, 16},
-                      {"lambda", Column::f64},  {"lambda_d", Column::f64},
-                      {"rows", Column::i64},    {"cols", Column::i64},
-                      {"offset", Column::i64}}),
-      store_("/sweep", "tasks", &task_layout_,
-             {{"lambda", &lambda_layout_, "lambda_offset", "lambda_len", 1024},
-              {"folds", &fold_layout_, "fold_offset", "fold_len", 2048},
-              {"matrices", &matrix_layout_, "matrix_offset", "matrix_len", 64},
+    : tasks_("tasks", "one row per (data set, model): the commit record", task_fields()),
+      lambdas_("lambda", "one row per lambda (free) or per (lambda, lambda_d) (free_diag)", lambda_fields()),
+      folds_("folds", "per fold and grid point: the values behind the means", fold_fields()),
+      matrices_("matrix_index", "stored matrices in /sweep/values", matrix_fields()),
+      store_(kGroup, "tasks", &tasks_.layout(),
+             {{"lambda", &lambdas_.layout(), "lambda_offset", "lambda_len", 1024},
+              {"folds", &folds_.layout(), "fold_offset", "fold_len", 2048},
+              {"matrix_index", &matrices_.layout(), "matrix_offset", "matrix_len", 64},
               {"values", nullptr, "values_offset", "values_len", 16384}}) {}
 
-void SweepTables::create_data(hid_t file, const std::vector<data::CovData>& data) {
-  for (const auto& d : data) {
-    if (d.W0.size() == 0) continue;  // HDF5 input: the user has it; planted: keep it
-    Handle g = create_group(file, "/data/" + d.name);
-    data::matrix_to_hdf5(g.get(), "X", d.problem.X);
-    data::matrix_to_hdf5(g.get(), "S", d.problem.S);
-    data::matrix_to_hdf5(g.get(), "W0", d.W0);
-  }
+void SweepTables::create(hid_t file) {
+  store_.create(file);
+  // The sd convention of every *_sd column (and of the one-SE rule), for h5py users.
+  Handle ds = open_dataset(file, std::string(kGroup) + "/lambda");
+  write_attr(ds.get(), "sd_ddof", std::int64_t{1});
 }
 
-void SweepTables::append(std::int64_t id, const std::string& data_name, const std::string& model,
-                         bool centred, const cov::SweepResult& r) {
+void SweepTables::append(const SweepTaskRow& task, const std::vector<SweepLambdaRow>& lambdas,
+                         const std::vector<SweepFoldRow>& folds,
+                         const std::vector<SweepMatrixRow>& matrices, const std::vector<double>& values) {
   std::vector<std::vector<char>> rows(4);
-  for (const auto& x : r.rows) {
-    Row row(lambda_layout_);
-    row.set("task_id", id).set("data", data_name).set("model", model);
-    row.set("lambda", x.lambda).set("lambda_d", x.lambda_d);
-    row.set("r2_val", x.r2_val).set("r2_val_sd", x.r2_val_sd);
-    row.set("r2_val_fwd", x.r2_val_fwd).set("r2_val_fwd_sd", x.r2_val_fwd_sd);
-    row.set("r2_val_exact", x.r2_val_exact).set("r2_val_exact_sd", x.r2_val_exact_sd);
-    row.set("r2_train", x.r2_train).set("loss_lin", x.loss_lin);
-    row.set("loss_linearized", x.loss_linearized).set("loss_exact", x.loss_exact);
-    row.set("exact_status", x.exact_status).set("rel_grad", x.rel_grad).set("gap_bound", x.gap_bound);
-    row.set("newton_iters", x.newton_iters).set("cg_iters", x.cg_iters);
-    row.set("exact_seconds", x.exact_seconds).set("eq1_residual", x.diag.eq1_residual_exact);
-    row.set("dW", x.diag.dW).set("kappa", x.diag.kappa).set("g_proxy", x.diag.g_proxy);
-    row.set("q_proxy", x.diag.q_proxy).set("rms_diag_lin", x.diag.lin.rms_diag);
-    row.set("rms_offdiag_lin", x.diag.lin.rms_offdiag).set("rms_diag_exact", x.diag.exact.rms_diag);
-    row.set("rms_offdiag_exact", x.diag.exact.rms_offdiag);
-    append_bytes(rows[0], row);
+  for (const auto& r : lambdas) lambdas_.encode(r, rows[0]);
+  for (const auto& r : folds) folds_.encode(r, rows[1]);
+  for (const auto& r : matrices) matrices_.encode(r, rows[2]);
+  rows[3].resize(8 * values.size());
+  if (!values.empty()) std::memcpy(rows[3].data(), values.data(), rows[3].size());
+  store_.append(Row(tasks_.layout(), tasks_.encode(task).data()), rows);
+}
+
+void SweepTables::write_matrix_datasets(hid_t file) {
+  if (exists(file, "/sweep/matrices") || !exists(file, "/sweep/matrix_index")) return;
+  SweepTables t;
+  const std::vector<SweepTaskRow> tasks = read_all(file, "/sweep/tasks", t.tasks_);
+  const std::vector<SweepMatrixRow> index = read_all(file, "/sweep/matrix_index", t.matrices_);
+  const std::vector<SweepLambdaRow> lambdas = read_all(file, "/sweep/lambda", t.lambdas_);
+  AppendTable values = AppendTable::open(file, "/sweep/values", nullptr);
+  create_group(file, "/sweep/matrices");
+  for (const auto& task : tasks) {
+    if (task.status.empty()) continue;
+    // Job-unit lambdas of this task, by absolute lambda.
+    auto job_units = [&](double lam, double lam_d, double& lj, double& ldj) {
+      lj = lam / task.lambda_unit;
+      ldj = lam_d / task.lambda_unit;
+      for (std::int64_t i = task.lambda_offset; i < task.lambda_offset + task.lambda_len; ++i) {
+        const auto& r = lambdas[static_cast<std::size_t>(i)];
+        if (same(r.lambda, lam) && same(r.lambda_d, lam_d)) {
+          lj = r.lambda_job;
+          ldj = r.lambda_d_job;
+        }
+      }
+    };
+    std::map<std::string, std::vector<const SweepMatrixRow*>> by_name;
+    for (std::int64_t i = task.matrix_offset; i < task.matrix_offset + task.matrix_len; ++i)
+      by_name[index[static_cast<std::size_t>(i)].name].push_back(&index[static_cast<std::size_t>(i)]);
+    const std::string group = "/sweep/matrices/" + std::to_string(task.id);
+    Handle g = create_group(file, group);
+    write_attr(g.get(), "data", task.data);
+    write_attr(g.get(), "model", task.model);
+    for (auto& [name, ms] : by_name) {
+      std::stable_sort(ms.begin(), ms.end(), [](const SweepMatrixRow* a, const SweepMatrixRow* b) {
+        return a->lambda < b->lambda || (a->lambda == b->lambda && a->lambda_d < b->lambda_d);
+      });
+      const std::int64_t rows = ms.front()->rows, cols = ms.front()->cols;
+      const std::string path = group + "/" + name;
+      // One matrix in memory at a time (store = "all" can mean hundreds of n x n).
+      Handle out = create_array(file, path, {ms.size(), static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)});
+      std::vector<double> lam, lamd, lamj, lamdj;
+      std::int64_t best = -1;
+      for (const SweepMatrixRow* m : ms) {
+        if (m->rows != rows || m->cols != cols)
+          throw RuntimeError("matrix " + name + " of task " + std::to_string(task.id) + " changes shape");
+        std::vector<char> bytes = values.read_rows(static_cast<hsize_t>(task.values_offset + m->offset),
+                                                   static_cast<hsize_t>(rows * cols));
+        write_slab(out.get(), lam.size(), reinterpret_cast<const double*>(bytes.data()));
+        if (same(m->lambda, task.best_lambda) && same(m->lambda_d, task.best_lambda_d))
+          best = static_cast<std::int64_t>(lam.size());
+        double lj, ldj;
+        job_units(m->lambda, m->lambda_d, lj, ldj);
+        lam.push_back(m->lambda);
+        lamd.push_back(m->lambda_d);
+        lamj.push_back(lj);
+        lamdj.push_back(ldj);
+      }
+      out.reset();
+      Handle ds = open_dataset(file, path);
+      write_attr(ds.get(), "lambda", lam);
+      write_attr(ds.get(), "lambda_d", lamd);
+      write_attr(ds.get(), "lambda_job", lamj);
+      write_attr(ds.get(), "lambda_d_job", lamdj);
+      write_attr(ds.get(), "lambda_units", task.lambda_units);
+      write_attr(ds.get(), "best_index", best);
+      write_attr(ds.get(), "dims", std::string("lambda, row, col"));
+    }
   }
-  for (const auto& f : r.fold_rows) {
-    Row row(fold_layout_);
-    row.set("task_id", id).set("fold", f.fold).set("lambda", f.lambda).set("lambda_d", f.lambda_d);
-    row.set("r2_val", f.r2_val).set("r2_val_fwd", f.r2_val_fwd).set("r2_val_exact", f.r2_val_exact);
-    row.set("r2_train", f.r2_train);
-    append_bytes(rows[1], row);
-  }
-  std::int64_t offset = 0;
-  for (const auto& m : r.stored) {
-    Row row(matrix_layout_);
-    row.set("task_id", id).set("name", m.name).set("lambda", m.lambda).set("lambda_d", m.lambda_d);
-    row.set("rows", static_cast<std::int64_t>(m.rows)).set("cols", static_cast<std::int64_t>(m.cols));
-    row.set("offset", offset);
-    append_bytes(rows[2], row);
-    const std::size_t at = rows[3].size();
-    rows[3].resize(at + 8 * m.data.size());
-    std::memcpy(rows[3].data() + at, m.data.data(), 8 * m.data.size());
-    offset += static_cast<std::int64_t>(m.data.size());
-  }
-  Row t(task_layout_);
-  t.set("id", id).set("data", data_name).set("model", model);
-  t.set("status", std::string(r.ok ? "ok" : "failed")).set("message", r.message);
-  t.set("n", r.n).set("m", r.m).set("r", r.r).set("folds", r.folds);
-  t.set("centred_by_covfit", centred ? 1 : 0).set("s_max", r.s_max).set("loss_zero", r.loss_zero);
-  t.set("best_lambda", at_or_nan(r.rows, r.best, &cov::SweepRow::lambda));
-  t.set("best_lambda_d", at_or_nan(r.rows, r.best, &cov::SweepRow::lambda_d));
-  t.set("best_r2_val", r.headline_r2());
-  t.set("one_se_lambda", at_or_nan(r.rows, r.one_se, &cov::SweepRow::lambda));
-  t.set("best_exact_lambda", at_or_nan(r.rows, r.best_exact, &cov::SweepRow::lambda));
-  t.set("best_r2_val_exact", at_or_nan(r.rows, r.best_exact, &cov::SweepRow::r2_val_exact));
-  t.set("svd_seconds", r.svd_seconds).set("folds_seconds", r.folds_seconds);
-  t.set("rows_seconds", r.rows_seconds).set("seconds", r.seconds);
-  store_.append(t, rows);
 }
 
 }  // namespace covfit::io

@@ -2,8 +2,10 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -19,6 +21,35 @@ std::string where_of(const std::string& path, const toml::node* node) {
     return path + ":" + std::to_string(node->source().begin.line);
   if (node) return path + " (--set)";  // inserted by an override: no line to name
   return path;
+}
+
+// A relative `file` written in the job file names a file next to the job file (the job
+// then works from any directory); one given with --set is relative to the current
+// directory, as the shell the user typed it in would have it.
+std::string resolve_input_path(const std::string& job_path, const toml::node* node,
+                               const std::string& file) {
+  namespace fs = std::filesystem;
+  if (file.empty() || fs::path(file).is_absolute()) return file;
+  if (!node || node->source().begin.line == 0) return file;  // from --set
+  const fs::path dir = fs::path(job_path).parent_path();
+  return dir.empty() ? file : (dir / file).lexically_normal().string();
+}
+
+using NodePtr = std::unique_ptr<toml::node>;
+// Every key a job was read with, defaults included ("section.key" -> value), for the
+// resolved job text stored in results files. Set only while parse_job runs.
+thread_local std::vector<std::pair<std::string, NodePtr>>* g_resolved = nullptr;
+
+void record(const std::string& label, NodePtr value) {
+  if (g_resolved) g_resolved->emplace_back(label, std::move(value));
+}
+template <class T>
+NodePtr to_node(const T& v) {
+  if constexpr (std::is_same_v<T, std::uint64_t>) return NodePtr(new toml::value<int64_t>(static_cast<int64_t>(v)));
+  else if constexpr (std::is_same_v<T, bool>) return NodePtr(new toml::value<bool>(v));
+  else if constexpr (std::is_integral_v<T>) return NodePtr(new toml::value<int64_t>(v));
+  else if constexpr (std::is_floating_point_v<T>) return NodePtr(new toml::value<double>(v));
+  else return NodePtr(new toml::value<std::string>(v));
 }
 
 // Reads keys from one TOML table, remembers which were used, and rejects the rest.
@@ -39,8 +70,9 @@ class TableReader {
   template <class T>
   T get(const std::string& key, T fallback) {
     const toml::node* n = node(key);
-    if (!n) return fallback;
-    return convert<T>(*n, key);
+    T v = n ? convert<T>(*n, key) : fallback;
+    record(label(key), to_node(v));
+    return v;
   }
 
   template <class T>
@@ -71,6 +103,19 @@ class TableReader {
   // A scalar or an array of scalars -> vector.
   template <class T>
   std::vector<T> list(const std::string& key, std::vector<T> fallback) {
+    std::vector<T> out = list_impl(key, std::move(fallback));
+    auto* arr = new toml::array;
+    for (const auto& v : out) {
+      if constexpr (std::is_same_v<T, bool>) arr->push_back(v);
+      else if constexpr (std::is_integral_v<T>) arr->push_back(static_cast<int64_t>(v));
+      else if constexpr (std::is_floating_point_v<T>) arr->push_back(static_cast<double>(v));
+      else arr->push_back(std::string(v));
+    }
+    record(label(key), NodePtr(arr));
+    return out;
+  }
+  template <class T>
+  std::vector<T> list_impl(const std::string& key, std::vector<T> fallback) {
     const toml::node* n = node(key);
     if (!n) return fallback;
     std::vector<T> out;
@@ -121,6 +166,31 @@ void set_text_and_hash(Job& job, const toml::table& root) {
   os << root;
   job.text = os.str();
   job.hash = fnv1a_hex(job.text);
+  // The resolved job: the text plus every key's value as used (defaults, resolved paths).
+  if (!g_resolved) return;
+  toml::table res = root;
+  for (const auto& [label, value] : *g_resolved) {
+    toml::table* t = &res;
+    std::stringstream ss(label);
+    std::vector<std::string> parts;
+    for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+    for (std::size_t i = 0; t && i + 1 < parts.size(); ++i) {
+      const std::string& p = parts[i];
+      const auto br = p.find('[');
+      if (br != std::string::npos) {  // data[3]: element of an array of tables
+        toml::array* a = t->get_as<toml::array>(p.substr(0, br));
+        const std::size_t k = std::stoul(p.substr(br + 1));
+        t = a && k < a->size() ? a->get(k)->as_table() : nullptr;
+      } else {
+        if (!t->get(p)) t->insert(p, toml::table{});
+        t = t->get_as<toml::table>(p);
+      }
+    }
+    if (t) t->insert_or_assign(parts.back(), *value);
+  }
+  std::ostringstream rs;
+  rs << res;
+  job.resolved_text = rs.str();
 }
 
 // Apply one "a.b.c=value" override to the table.
@@ -164,7 +234,9 @@ DataSpec read_data(const toml::table& t, const std::string& path, const std::str
   d.noise = r.get<double>("noise", d.noise);
   d.anisotropy = r.get<double>("anisotropy", d.anisotropy);
   d.seed = r.get<std::uint64_t>("seed", d.seed);
-  d.file = r.get<std::string>("file", d.file);
+  d.file = resolve_input_path(path, t.get("file"), r.get<std::string>("file", d.file));
+  record(r.label("file"), to_node(d.file.empty() ? d.file  // as resolved, absolute
+                                                  : std::filesystem::absolute(d.file).lexically_normal().string()));
   d.points_dataset = r.get<std::string>("points_dataset", d.points_dataset);
   d.values_dataset = r.get<std::string>("values_dataset", d.values_dataset);
   if (d.source != "franke" && d.source != "planted" && d.source != "hdf5")
@@ -192,7 +264,9 @@ CovDataSpec read_cov_data(const toml::table& t, const std::string& path, const s
   d.noise = r.get<double>("noise", d.noise);
   d.w0_scale = r.get<double>("w0_scale", d.w0_scale);
   d.seed = r.get<std::uint64_t>("seed", d.seed);
-  d.file = r.get<std::string>("file", d.file);
+  d.file = resolve_input_path(path, t.get("file"), r.get<std::string>("file", d.file));
+  record(r.label("file"), to_node(d.file.empty() ? d.file  // as resolved, absolute
+                                                  : std::filesystem::absolute(d.file).lexically_normal().string()));
   d.x_dataset = r.get<std::string>("x_dataset", d.x_dataset);
   d.s_dataset = r.get<std::string>("s_dataset", d.s_dataset);
   if (d.source != "planted" && d.source != "hdf5")
@@ -445,6 +519,11 @@ Job parse_job(const std::string& text, const std::string& path,
 
   Job job;
   job.path = path;
+  std::vector<std::pair<std::string, NodePtr>> resolved;
+  g_resolved = &resolved;
+  struct Reset {
+    ~Reset() { g_resolved = nullptr; }
+  } reset;
   TableReader r(root, path, "");
   job.name = r.get<std::string>("name", "");
   if (job.name.empty()) r.fail("name", "every job needs a name");
@@ -513,15 +592,54 @@ Job load_job(const std::string& path, const std::vector<std::string>& overrides)
   return parse_job(ss.str(), path, overrides);
 }
 
+namespace {
+// Reads an integer environment variable; false if unset.
+bool env_int(const char* name, long& out) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return false;
+  char* end = nullptr;
+  out = std::strtol(v, &end, 10);
+  if (*end != '\0') throw InputError(std::string("environment ") + name + "=" + v, "expected an integer");
+  return true;
+}
+}  // namespace
+
+// From a Slurm array: shard index = SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, shard
+// count = SLURM_ARRAY_TASK_COUNT, so --array=0-7, 1-8 and 100-107 all give shards 0..7 of 8.
+// A range with a step or a list (--array=1-8:2, --array=1,3,7) cannot name every shard
+// once: refused with a message, as is a --shard whose count disagrees with the array's.
 Shard parse_shard(const std::string& spec) {
   Shard s;
-  std::string text = spec;
-  if (text.empty()) {
-    const char* id = std::getenv("SLURM_ARRAY_TASK_ID");
-    const char* count = std::getenv("SLURM_ARRAY_TASK_COUNT");
-    if (!id || !count) return s;
-    text = std::string(id) + "/" + count;
+  long id = 0, min = 0, max = 0, count = 0;
+  const bool in_array = env_int("SLURM_ARRAY_TASK_ID", id);
+  if (in_array) {
+    const bool have_min = env_int("SLURM_ARRAY_TASK_MIN", min);
+    const bool have_max = env_int("SLURM_ARRAY_TASK_MAX", max);
+    const bool have_count = env_int("SLURM_ARRAY_TASK_COUNT", count);
+    const std::string where = "Slurm array (SLURM_ARRAY_TASK_ID=" + std::to_string(id) +
+                              (have_min ? ", _MIN=" + std::to_string(min) : "") +
+                              (have_max ? ", _MAX=" + std::to_string(max) : "") +
+                              (have_count ? ", _COUNT=" + std::to_string(count) : "") + ")";
+    if (!have_count && !(have_min && have_max))
+      throw InputError(where, "SLURM_ARRAY_TASK_COUNT (or _MIN and _MAX) is not set; pass --shard i/N");
+    if (!have_count) count = max - min + 1;
+    if (!have_max) max = min + count - 1;
+    if (max - min + 1 != count)
+      throw InputError(where, "the array's task ids are not one contiguous range (a step or a "
+                              "list in --array?); covfit needs e.g. --array=0-" +
+                              std::to_string(count - 1) + " or 1-" + std::to_string(count) +
+                              ", or an explicit --shard i/N per task");
+    if (id < min || id > max)
+      throw InputError(where, "task id outside the array's range");
+    if (spec.empty()) {
+      s.index = static_cast<int>(id - min);
+      s.count = static_cast<int>(count);
+      return s;
+    }
+  } else if (spec.empty()) {
+    return s;
   }
+  const std::string& text = spec;
   auto slash = text.find('/');
   char* end = nullptr;
   if (slash == std::string::npos) throw InputError("--shard " + text, "expected i/N, e.g. 0/4");
@@ -530,6 +648,11 @@ Shard parse_shard(const std::string& spec) {
   s.count = static_cast<int>(std::strtol(text.c_str() + slash + 1, &end, 10));
   ok = ok && *end == '\0' && s.count >= 1 && s.index >= 0 && s.index < s.count;
   if (!ok) throw InputError("--shard " + text, "expected i/N with 0 <= i < N");
+  if (in_array && s.count != count)
+    throw InputError("--shard " + text, "disagrees with the Slurm array of " + std::to_string(count) +
+                                         " tasks (SLURM_ARRAY_TASK_COUNT); drop --shard to take "
+                                         "the shard from the array, or submit --array with " +
+                                         std::to_string(s.count) + " tasks");
   return s;
 }
 

@@ -10,93 +10,25 @@
 #include <tuple>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "covfit/core/error.hpp"
+#include "covfit/io/fit_tables.hpp"
 #include "covfit/io/h5.hpp"
 #include "covfit/io/results_file.hpp"
+#include "covfit/io/sweep_tables.hpp"
 
 namespace covfit::report {
 namespace {
-
-struct TaskTable {
-  std::vector<std::int64_t> id, K, steps, restart;
-  std::vector<std::string> data, param, optimizer, status;
-  std::vector<double> final_loss, final_rel_loss, seconds;
-  std::vector<std::vector<double>> seconds_to_target;  // per task, per level
-  std::vector<double> targets;
-  std::size_t size() const { return id.size(); }
-};
-
-struct SweepTable {
-  std::vector<std::int64_t> id, n, m, r, folds;
-  std::vector<std::string> data, model, status, message;
-  std::vector<double> s_max, best_lambda, best_lambda_d, best_r2, one_se, best_exact_lambda,
-      best_r2_exact, svd_seconds, seconds;
-};
 
 struct FileView {
   std::map<std::string, std::string> text_attrs;
   std::map<std::string, std::int64_t> int_attrs;
   bool has_fit = false, has_sweep = false;
-  TaskTable tasks;
-  SweepTable sweep;
+  std::vector<io::FitTaskRow> fit;
+  std::vector<double> targets;  // target_losses of /fit/tasks
+  std::vector<io::SweepTaskRow> sweep;
 };
-
-// Build a layout from a dataset's own compound type, so reading does not depend on
-// the writer's version of the layout (e.g. the number of target levels).
-io::TableLayout layout_of(hid_t ds) {
-  io::Handle type(H5Dget_type(ds), H5Tclose);
-  std::vector<io::Column> cols;
-  int n = H5Tget_nmembers(type.get());
-  for (int i = 0; i < n; ++i) {
-    char* name = H5Tget_member_name(type.get(), static_cast<unsigned>(i));
-    io::Handle mt(H5Tget_member_type(type.get(), static_cast<unsigned>(i)), H5Tclose);
-    io::Column c;
-    c.name = name;
-    H5free_memory(name);
-    H5T_class_t cls = H5Tget_class(mt.get());
-    if (cls == H5T_STRING) {
-      c.type = io::Column::str;
-      c.count = static_cast<int>(H5Tget_size(mt.get()));
-    } else if (cls == H5T_ARRAY) {
-      hsize_t dim = 0;
-      H5Tget_array_dims2(mt.get(), &dim);
-      io::Handle base(H5Tget_super(mt.get()), H5Tclose);
-      c.type = H5Tget_class(base.get()) == H5T_FLOAT ? io::Column::f64
-               : H5Tget_size(base.get()) == 8       ? io::Column::i64
-                                                    : io::Column::i32;
-      c.count = static_cast<int>(dim);
-    } else {
-      c.type = cls == H5T_FLOAT ? io::Column::f64
-               : H5Tget_size(mt.get()) == 8 ? io::Column::i64 : io::Column::i32;
-    }
-    cols.push_back(c);
-  }
-  return io::TableLayout(cols);
-}
-
-void read_sweep_view(hid_t f, SweepTable& t) {
-  io::Handle ds(H5Dopen2(f, "/sweep/tasks", H5P_DEFAULT), H5Dclose);
-  io::TableLayout layout = layout_of(ds.get());
-  io::AppendTable typed = io::AppendTable::open(f, "/sweep/tasks", &layout);
-  t.id = typed.read_i64("id");
-  t.n = typed.read_i64("n");
-  t.m = typed.read_i64("m");
-  t.r = typed.read_i64("r");
-  t.folds = typed.read_i64("folds");
-  t.data = typed.read_str("data");
-  t.model = typed.read_str("model");
-  t.status = typed.read_str("status");
-  t.message = typed.read_str("message");
-  t.s_max = typed.read_f64("s_max");
-  t.best_lambda = typed.read_f64("best_lambda");
-  t.best_lambda_d = typed.read_f64("best_lambda_d");
-  t.best_r2 = typed.read_f64("best_r2_val");
-  t.one_se = typed.read_f64("one_se_lambda");
-  t.best_exact_lambda = typed.read_f64("best_exact_lambda");
-  t.best_r2_exact = typed.read_f64("best_r2_val_exact");
-  t.svd_seconds = typed.read_f64("svd_seconds");
-  t.seconds = typed.read_f64("seconds");
-}
 
 FileView read_view(const std::string& path) {
   io::Handle f = io::open_for_reading(path);
@@ -104,47 +36,23 @@ FileView read_view(const std::string& path) {
   if (!io::has_attr(f.get(), "format") ||
       io::read_attr_string(f.get(), "format") != io::kFormatName)
     throw InputError(path, "not a covfit results file");
-  for (const char* a : {"format", "covfit_version", "job_name", "job_kind", "job_hash", "created", "host"})
+  for (const char* a : {"format", "covfit_version", "job_name", "job_kind", "job_hash", "created",
+                        "host", "git_commit", "git_dirty", "simd_arch", "compiler", "cxx_flags"})
     if (io::has_attr(f.get(), a)) v.text_attrs[a] = io::read_attr_string(f.get(), a);
   for (const char* a : {"format_version", "shard_index", "shard_count", "tasks_total", "tasks_in_file"})
     if (io::has_attr(f.get(), a)) v.int_attrs[a] = io::read_attr_int(f.get(), a);
+  // Older files are read through their own layouts: missing columns keep defaults.
   if (io::exists(f.get(), "/sweep/tasks")) {
     v.has_sweep = true;
-    read_sweep_view(f.get(), v.sweep);
+    v.sweep = io::read_all(f.get(), "/sweep/tasks", io::SweepTables().tasks());
+    for (auto& t : v.sweep)
+      if (t.best_by.empty()) t.best_by = std::isfinite(t.best_r2_val_exact) ? "r2_val_exact" : "r2_val";
   }
-  if (!io::exists(f.get(), "/fit/tasks")) return v;
-  v.has_fit = true;
-  io::Handle ds(H5Dopen2(f.get(), "/fit/tasks", H5P_DEFAULT), H5Dclose);
-  io::TableLayout layout = layout_of(ds.get());
-  const std::vector<io::Column>& cols = layout.columns();
-  TaskTable& tt = v.tasks;
-  {
-    io::AppendTable typed = io::AppendTable::open(f.get(), "/fit/tasks", &layout);
-    tt.id = typed.read_i64("id");
-    tt.K = typed.read_i64("K");
-    tt.steps = typed.read_i64("steps");
-    tt.restart = typed.read_i64("restart");
-    tt.data = typed.read_str("data");
-    tt.param = typed.read_str("param");
-    tt.optimizer = typed.read_str("optimizer");
-    tt.status = typed.read_str("status");
-    tt.final_loss = typed.read_f64("final_loss");
-    tt.final_rel_loss = typed.read_f64("final_rel_loss");
-    tt.seconds = typed.read_f64("wall_seconds");
-    int idx = layout.index("seconds_to_target");
-    if (idx >= 0) {
-      int L = cols[static_cast<std::size_t>(idx)].count;
-      std::vector<char> rows = typed.read_rows(0, typed.size());
-      std::size_t off = layout.offset("seconds_to_target");
-      for (std::size_t r = 0; r < typed.size(); ++r) {
-        std::vector<double> s(static_cast<std::size_t>(L));
-        std::memcpy(s.data(), rows.data() + r * layout.row_bytes() + off, 8u * L);
-        tt.seconds_to_target.push_back(s);
-      }
-      io::Handle attr(H5Aopen(ds.get(), "target_losses", H5P_DEFAULT), H5Aclose);
-      tt.targets.resize(static_cast<std::size_t>(L));
-      H5Aread(attr.get(), H5T_NATIVE_DOUBLE, tt.targets.data());
-    }
+  if (io::exists(f.get(), "/fit/tasks")) {
+    v.has_fit = true;
+    v.fit = io::read_all(f.get(), "/fit/tasks", io::FitTables(0).tasks());
+    io::Handle ds = io::open_dataset(f.get(), "/fit/tasks");
+    if (io::has_attr(ds.get(), "target_losses")) v.targets = io::read_attr_doubles(ds.get(), "target_losses");
   }
   return v;
 }
@@ -192,102 +100,145 @@ std::string render(const std::vector<std::vector<std::string>>& rows) {
   return os.str();
 }
 
-std::string summary_table(const TaskTable& t) {
+// The success level of a group: the tightest target level its tasks could reach, i.e.
+// not below the loss they stop at (a task stops on target_loss / target_rel_variance, so
+// a tighter level would count 0 of them however well they did). Without a stop: the
+// tightest level. Index into `targets`, -1 if no level qualifies. The Python summary
+// (analysis/covfit/plot.py: summary_table) applies the same rule; a test compares them.
+int success_level(const std::vector<double>& targets, double stop) {
+  int best = -1;
+  for (std::size_t i = 0; i < targets.size(); ++i)
+    if (targets[i] >= stop && (best < 0 || targets[i] < targets[static_cast<std::size_t>(best)]))
+      best = static_cast<int>(i);
+  return best;
+}
+
+struct SummaryRow {
+  std::string param, optimizer;
+  std::int64_t K = 0, tasks = 0, failed = 0, reached = 0, on_target = 0;
+  double best_loss = NAN, median_loss = NAN, median_rel = NAN, median_steps = NAN, median_s = NAN;
+  double level = NAN, median_s_to_level = NAN;
+};
+
+std::vector<SummaryRow> summarise(const FileView& v) {
   using Key = std::tuple<std::string, std::int64_t, std::string>;
-  std::map<Key, std::vector<std::size_t>> groups;
-  for (std::size_t i = 0; i < t.size(); ++i) groups[{t.param[i], t.K[i], t.optimizer[i]}].push_back(i);
-  const bool has_target = !t.targets.empty();
-  const std::size_t tight = has_target ? t.targets.size() - 1 : 0;
+  std::map<Key, std::vector<const io::FitTaskRow*>> groups;
+  for (const auto& t : v.fit) groups[{t.param, t.K, t.optimizer}].push_back(&t);
+  std::vector<SummaryRow> out;
+  for (const auto& [key, ts] : groups) {
+    SummaryRow r;
+    r.param = std::get<0>(key);
+    r.K = std::get<1>(key);
+    r.optimizer = std::get<2>(key);
+    r.tasks = static_cast<std::int64_t>(ts.size());
+    double stop = 0;
+    for (const auto* t : ts) stop = std::max(stop, t->stop_loss);
+    const int lvl = success_level(v.targets, stop);
+    if (lvl >= 0) r.level = v.targets[static_cast<std::size_t>(lvl)];
+    std::vector<double> loss, rel, steps, secs, to_level;
+    double best = INFINITY;
+    for (const auto* t : ts) {
+      if (failed(t->status)) ++r.failed;
+      if (t->status == "reached_target") ++r.on_target;
+      loss.push_back(t->final_loss);
+      rel.push_back(t->final_rel_loss);
+      steps.push_back(t->steps);
+      secs.push_back(t->wall_seconds);
+      if (std::isfinite(t->final_loss)) best = std::min(best, t->final_loss);
+      if (lvl >= 0 && static_cast<std::size_t>(lvl) < t->seconds_to_target.size() &&
+          std::isfinite(t->seconds_to_target[static_cast<std::size_t>(lvl)])) {
+        ++r.reached;
+        to_level.push_back(t->seconds_to_target[static_cast<std::size_t>(lvl)]);
+      }
+    }
+    r.best_loss = std::isfinite(best) ? best : NAN;
+    r.median_loss = median(loss);
+    r.median_rel = median(rel);
+    r.median_steps = median(steps);
+    r.median_s = median(secs);
+    r.median_s_to_level = median(to_level);
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::string summary_table(const FileView& v) {
+  const std::vector<SummaryRow> rows_in = summarise(v);
+  bool any_level = false, any_stop = false;
+  for (const auto& r : rows_in) any_level |= std::isfinite(r.level);
+  for (const auto& t : v.fit) any_stop |= t.stop_loss > 0;
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> head = {"param", "K", "optimizer", "tasks", "failed", "best loss",
                                    "median loss", "median rel", "median steps", "median s"};
-  if (has_target) {
-    head.push_back("reached " + fmt("%.0e", t.targets[tight]));
+  if (any_stop) head.push_back("on target");
+  if (any_level) {
+    head.push_back("reached level");
     head.push_back("median s to it");
   }
   rows.push_back(head);
-  for (const auto& [key, idx] : groups) {
-    std::vector<double> loss, rel, steps, secs, to_target;
-    int nfail = 0, reached = 0;
-    double best = std::numeric_limits<double>::infinity();
-    for (std::size_t i : idx) {
-      if (failed(t.status[i])) ++nfail;
-      loss.push_back(t.final_loss[i]);
-      rel.push_back(t.final_rel_loss[i]);
-      steps.push_back(static_cast<double>(t.steps[i]));
-      secs.push_back(t.seconds[i]);
-      if (std::isfinite(t.final_loss[i])) best = std::min(best, t.final_loss[i]);
-      if (has_target && std::isfinite(t.seconds_to_target[i][tight])) {
-        ++reached;
-        to_target.push_back(t.seconds_to_target[i][tight]);
-      }
+  for (const auto& r : rows_in) {
+    std::vector<std::string> row = {r.param, std::to_string(r.K), r.optimizer, std::to_string(r.tasks),
+                                    std::to_string(r.failed), fmt("%.3e", r.best_loss),
+                                    fmt("%.3e", r.median_loss), fmt("%.2e", r.median_rel),
+                                    fmt("%.0f", r.median_steps), fmt("%.3f", r.median_s)};
+    if (any_stop) row.push_back(std::to_string(r.on_target) + "/" + std::to_string(r.tasks));
+    if (any_level) {
+      row.push_back(std::isfinite(r.level) ? std::to_string(r.reached) + "/" + std::to_string(r.tasks) +
+                                                 " <= " + fmt("%.0e", r.level)
+                                           : "-");
+      row.push_back(fmt("%.3f", r.median_s_to_level));
     }
-    std::vector<std::string> r = {std::get<0>(key), std::to_string(std::get<1>(key)),
-                                  std::get<2>(key), std::to_string(idx.size()),
-                                  std::to_string(nfail), fmt("%.3e", best),
-                                  fmt("%.3e", median(loss)), fmt("%.2e", median(rel)),
-                                  fmt("%.0f", median(steps)), fmt("%.3f", median(secs))};
-    if (has_target) {
-      r.push_back(std::to_string(reached) + "/" + std::to_string(idx.size()));
-      r.push_back(fmt("%.3f", median(to_target)));
-    }
-    rows.push_back(r);
+    rows.push_back(row);
   }
-  return render(rows);
+  std::string note;
+  if (any_level)
+    note = "\"reached level\": tasks whose loss went <= the tightest target_losses level not below "
+           "the loss they stop at";
+  if (any_stop) note += std::string(note.empty() ? "" : ";\n") +
+                        "\"on target\": tasks that stopped on target_loss / target_rel_variance "
+                        "(status reached_target)";
+  return render(rows) + (note.empty() ? "" : note + "\n");
 }
 
-std::string sweep_table(const SweepTable& t) {
+std::string sweep_table(const std::vector<io::SweepTaskRow>& t) {
   std::vector<std::vector<std::string>> rows = {
       {"data", "model", "status", "n", "m", "r", "folds", "best lambda", "(x s_max^2)", "lambda_d",
-       "best R2 val", "(exact sol.)", "one-SE lambda", "svd s", "total s", "exact path"}};
-  for (std::size_t i = 0; i < t.id.size(); ++i) {
-    double s2 = t.s_max[i] * t.s_max[i];
+       "best by", "best R2", "one-SE lambda", "svd s", "total s", "exact path"}};
+  for (const auto& x : t) {
+    double s2 = x.s_max * x.s_max;
     // The task message counts the exact rows by status ("exact path: 39 certified, 2 budget").
     std::string exact = "-";
     const std::string prefix = "exact path: ";
-    if (t.message[i].rfind(prefix, 0) == 0) exact = t.message[i].substr(prefix.size());
-    rows.push_back({t.data[i], t.model[i], t.status[i], std::to_string(t.n[i]), std::to_string(t.m[i]),
-                    std::to_string(t.r[i]), std::to_string(t.folds[i]), fmt("%.4g", t.best_lambda[i]),
-                    fmt("%.3g", t.best_lambda[i] / s2), fmt("%.3g", t.best_lambda_d[i]),
-                    fmt("%.4f", t.best_r2[i]), std::isfinite(t.best_r2_exact[i]) ? "yes" : "no",
-                    fmt("%.4g", t.one_se[i]), fmt("%.3f", t.svd_seconds[i]),
-                    fmt("%.2f", t.seconds[i]), exact});
+    if (x.message.rfind(prefix, 0) == 0) exact = x.message.substr(prefix.size());
+    rows.push_back({x.data, x.model, x.status, std::to_string(x.n), std::to_string(x.m),
+                    std::to_string(x.r), std::to_string(x.folds), fmt("%.4g", x.best_lambda),
+                    fmt("%.3g", x.best_lambda / s2), fmt("%.3g", x.best_lambda_d), x.best_by,
+                    fmt("%.4f", x.best_r2_val), fmt("%.4g", x.one_se_lambda),
+                    fmt("%.3f", x.svd_seconds), fmt("%.2f", x.seconds), exact});
   }
   return render(rows);
 }
 
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\', o += c;
-    else if (c == '\n') o += "\\n";
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else o += c;
-  }
-  return o;
-}
-
-std::vector<std::size_t> best_tasks(const TaskTable& t, int best) {
-  std::vector<std::size_t> order(t.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-    double la = std::isfinite(t.final_loss[a]) ? t.final_loss[a] : INFINITY;
-    double lb = std::isfinite(t.final_loss[b]) ? t.final_loss[b] : INFINITY;
-    return la < lb || (la == lb && t.id[a] < t.id[b]);
+std::vector<const io::FitTaskRow*> best_tasks(const FileView& v, int best) {
+  std::vector<const io::FitTaskRow*> order;
+  for (const auto& t : v.fit) order.push_back(&t);
+  auto key = [](const io::FitTaskRow* t) { return std::isfinite(t->final_loss) ? t->final_loss : INFINITY; };
+  std::sort(order.begin(), order.end(), [&](const io::FitTaskRow* a, const io::FitTaskRow* b) {
+    return key(a) < key(b) || (key(a) == key(b) && a->id < b->id);
   });
   if (order.size() > static_cast<std::size_t>(best)) order.resize(static_cast<std::size_t>(best));
   return order;
 }
+
+// JSON number, or null for NaN / inf (JSON has neither).
+nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
 
 }  // namespace
 
 std::string fit_summary_table(const std::string& path) {
   FileView v = read_view(path);
   if (v.has_sweep) return sweep_table(v.sweep);
-  return v.has_fit ? summary_table(v.tasks) : "";
+  return v.has_fit ? summary_table(v) : "";
 }
 
 std::string inspect_text(const std::string& path, int best) {
@@ -297,80 +248,79 @@ std::string inspect_text(const std::string& path, int best) {
   os << "  job        " << v.text_attrs["job_name"] << " (" << v.text_attrs["job_kind"]
      << ", hash " << v.text_attrs["job_hash"] << ")\n";
   os << "  format     " << v.text_attrs["format"] << " v" << v.int_attrs["format_version"]
-     << ", written by covfit " << v.text_attrs["covfit_version"] << "\n";
-  os << "  created    " << v.text_attrs["created"] << " on " << v.text_attrs["host"] << "\n";
+     << ", written by covfit " << v.text_attrs["covfit_version"];
+  if (v.text_attrs.count("git_commit"))
+    os << " (" << v.text_attrs["git_commit"] << (v.text_attrs["git_dirty"] == "1" ? ", dirty" : "") << ")";
+  os << "\n  created    " << v.text_attrs["created"] << " on " << v.text_attrs["host"] << "\n";
+  if (v.text_attrs.count("simd_arch"))
+    os << "  build      " << v.text_attrs["compiler"] << " " << v.text_attrs["cxx_flags"] << ", SIMD "
+       << v.text_attrs["simd_arch"] << "\n";
   os << "  shard      " << v.int_attrs["shard_index"] << "/" << v.int_attrs["shard_count"]
      << " (" << v.int_attrs["tasks_in_file"] << " of " << v.int_attrs["tasks_total"]
      << " tasks)\n";
   if (v.has_sweep) {
     std::int64_t total = v.int_attrs["tasks_in_file"];
-    std::int64_t done = static_cast<std::int64_t>(v.sweep.id.size());
+    std::int64_t done = static_cast<std::int64_t>(v.sweep.size());
     os << "  progress   " << done << "/" << total << " done"
        << (done < total ? " (incomplete: re-run the same command to resume)" : "") << "\n\n"
-       << "Sweeps (best lambda by validation R2; exact-solution R2 where computed):\n"
+       << "Sweeps (best lambda: largest mean over folds of the `best by` column; one-SE lambda: "
+          "largest lambda within one standard error, sd with ddof=1):\n"
        << sweep_table(v.sweep);
   }
   if (!v.has_fit) return os.str();
-  const TaskTable& t = v.tasks;
   std::map<std::string, int> by_status;
-  for (const auto& s : t.status) ++by_status[s];
+  for (const auto& t : v.fit) ++by_status[t.status];
   std::int64_t total = v.int_attrs["tasks_in_file"];
-  os << "  progress   " << t.size() << "/" << total << " done"
-     << (static_cast<std::int64_t>(t.size()) < total ? " (incomplete: re-run the same command to resume)" : "")
+  os << "  progress   " << v.fit.size() << "/" << total << " done"
+     << (static_cast<std::int64_t>(v.fit.size()) < total ? " (incomplete: re-run the same command to resume)" : "")
      << "\n  status    ";
   for (const auto& [s, n] : by_status) os << " " << s << "=" << n;
   os << "\n\nBest tasks:\n";
   std::vector<std::vector<std::string>> rows = {{"id", "param", "optimizer", "K", "restart", "status", "final loss", "rel loss", "steps", "seconds"}};
-  for (std::size_t i : best_tasks(t, best))
-    rows.push_back({std::to_string(t.id[i]), t.param[i], t.optimizer[i], std::to_string(t.K[i]),
-                    std::to_string(t.restart[i]), t.status[i], fmt("%.3e", t.final_loss[i]),
-                    fmt("%.2e", t.final_rel_loss[i]), std::to_string(t.steps[i]),
-                    fmt("%.3f", t.seconds[i])});
-  os << render(rows) << "\nBy parameterisation:\n" << summary_table(t);
+  for (const auto* t : best_tasks(v, best))
+    rows.push_back({std::to_string(t->id), t->param, t->optimizer, std::to_string(t->K),
+                    std::to_string(t->restart), t->status, fmt("%.3e", t->final_loss),
+                    fmt("%.2e", t->final_rel_loss), std::to_string(t->steps),
+                    fmt("%.3f", t->wall_seconds)});
+  os << render(rows) << "\nBy parameterisation:\n" << summary_table(v);
   return os.str();
 }
 
 std::string inspect_json(const std::string& path, int best) {
   FileView v = read_view(path);
-  std::ostringstream os;
-  os << "{\"path\": \"" << json_escape(path) << "\"";
-  for (const auto& [k, s] : v.text_attrs) os << ", \"" << k << "\": \"" << json_escape(s) << "\"";
-  for (const auto& [k, n] : v.int_attrs) os << ", \"" << k << "\": " << n;
+  nlohmann::json j;
+  j["path"] = path;
+  for (const auto& [k, s] : v.text_attrs) j[k] = s;
+  for (const auto& [k, n] : v.int_attrs) j[k] = n;
   if (v.has_sweep) {
-    const SweepTable& t = v.sweep;
-    os << ", \"tasks_done\": " << t.id.size() << ", \"sweeps\": [";
-    for (std::size_t i = 0; i < t.id.size(); ++i) {
-      auto num = [&](double x) { return std::isfinite(x) ? fmt("%.17g", x) : std::string("null"); };
-      os << (i ? ", " : "") << "{\"id\": " << t.id[i] << ", \"data\": \"" << json_escape(t.data[i])
-         << "\", \"model\": \"" << t.model[i] << "\", \"status\": \"" << t.status[i]
-         << "\", \"best_lambda\": " << num(t.best_lambda[i]) << ", \"best_r2_val\": "
-         << num(t.best_r2[i]) << ", \"one_se_lambda\": " << num(t.one_se[i]) << "}";
-    }
-    os << "]";
+    j["tasks_done"] = v.sweep.size();
+    nlohmann::json sweeps = nlohmann::json::array();
+    for (const auto& t : v.sweep)
+      sweeps.push_back({{"id", t.id}, {"data", t.data}, {"model", t.model}, {"status", t.status},
+                        {"best_by", t.best_by}, {"best_lambda", num(t.best_lambda)},
+                        {"best_lambda_d", num(t.best_lambda_d)}, {"best_r2_val", num(t.best_r2_val)},
+                        {"one_se_lambda", num(t.one_se_lambda)}});
+    j["sweeps"] = sweeps;
   }
   if (v.has_fit) {
-    const TaskTable& t = v.tasks;
+    j["tasks_done"] = v.fit.size();
     std::map<std::string, int> by_status;
-    for (const auto& s : t.status) ++by_status[s];
-    os << ", \"tasks_done\": " << t.size() << ", \"by_status\": {";
-    bool first = true;
-    for (const auto& [s, n] : by_status) {
-      os << (first ? "" : ", ") << "\"" << s << "\": " << n;
-      first = false;
-    }
-    os << "}, \"best\": [";
-    first = true;
-    for (std::size_t i : best_tasks(t, best)) {
-      os << (first ? "" : ", ") << "{\"id\": " << t.id[i] << ", \"param\": \"" << t.param[i]
-         << "\", \"optimizer\": \"" << t.optimizer[i] << "\", \"K\": " << t.K[i]
-         << ", \"status\": \"" << t.status[i] << "\", \"final_loss\": "
-         << (std::isfinite(t.final_loss[i]) ? fmt("%.17g", t.final_loss[i]) : "null") << "}";
-      first = false;
-    }
-    os << "]";
+    for (const auto& t : v.fit) ++by_status[t.status];
+    j["by_status"] = by_status;
+    nlohmann::json b = nlohmann::json::array();
+    for (const auto* t : best_tasks(v, best))
+      b.push_back({{"id", t->id}, {"param", t->param}, {"optimizer", t->optimizer}, {"K", t->K},
+                   {"status", t->status}, {"final_loss", num(t->final_loss)}});
+    j["best"] = b;
+    nlohmann::json sum = nlohmann::json::array();
+    for (const auto& r : summarise(v))
+      sum.push_back({{"param", r.param}, {"K", r.K}, {"optimizer", r.optimizer}, {"tasks", r.tasks},
+                     {"failed", r.failed}, {"on_target", r.on_target}, {"level", num(r.level)},
+                     {"reached", r.reached}, {"best_loss", num(r.best_loss)},
+                     {"median_rel_loss", num(r.median_rel)}});
+    j["summary"] = sum;
   }
-  os << "}\n";
-  return os.str();
+  return j.dump(1) + "\n";
 }
 
 }  // namespace covfit::report

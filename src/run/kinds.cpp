@@ -9,6 +9,7 @@
 #include "covfit/data/points.hpp"
 #include "covfit/io/fit_tables.hpp"
 #include "covfit/io/sweep_tables.hpp"
+#include "rows.hpp"
 
 namespace covfit::run {
 namespace {
@@ -48,7 +49,40 @@ class FitKind : public Kind {
     for (const auto& spec : job_.data) data_.push_back(data::load(spec));
     for (const auto& d : data_) variance_.push_back(d.variance());
   }
-  void create_data(hid_t f) override { io::FitTables::create_data(f, data_); }
+  std::vector<std::string> describe_data() const override {
+    std::vector<std::string> out;
+    for (const auto& d : data_)
+      out.push_back(d.name + ": " + std::to_string(d.x.size()) + " points, variance " +
+                    std::to_string(d.variance()));
+    return out;
+  }
+  // Per task: curve rows every log_every steps, K kernels, K * 6 raw values, one task row.
+  double expected_bytes() const override {
+    const auto& c = job_.fit.base;
+    double bytes = 0;
+    for (std::int64_t id = 0; id < job_.task_count(); ++id) {
+      const job::TaskCoord t = job_.task(id);
+      bytes += 80.0 * (c.max_steps / std::max(1, c.log_every) + 2) + 104.0 * t.K + 400.0;
+    }
+    return bytes;
+  }
+  // Adam: every task to max_steps at ~1.5 ns per kernel-point pair per step (measured: 4096
+  // points, K = 16, 3000 steps in 0.3 s). LM / VarPro: a Jacobian of 6K columns per step,
+  // and typically tens of steps (assumed 50, or max_steps if smaller).
+  double rough_cpu_seconds() const override {
+    const auto& c = job_.fit.base;
+    double s = 0;
+    for (std::int64_t id = 0; id < job_.task_count(); ++id) {
+      const job::TaskCoord t = job_.task(id);
+      const double N = static_cast<double>(data_[static_cast<std::size_t>(t.data)].x.size());
+      const double per_step = t.optimizer == rbf::Optimizer::adam ? 1.5e-9 * N * t.K
+                                                                  : 1e-9 * N * 36.0 * t.K * t.K;
+      const int steps = t.optimizer == rbf::Optimizer::adam ? c.max_steps : std::min(c.max_steps, 50);
+      s += per_step * steps;
+    }
+    return s;
+  }
+  void create_data(hid_t f) override { write_fit_data(f, data_); }
   void create_tables(hid_t f) override { io::FitTables(n_targets_).create(f, job_.fit.base.target_losses); }
   void open_tables(hid_t f) override { tables_.open(f); }
   io::TaskStore& store() override { return tables_.store(); }
@@ -65,8 +99,9 @@ class FitKind : public Kind {
     rbf::FitResult result = rbf::fit(cfg, {d.x, d.y, d.values}, stop);
     if (result.status == rbf::Status::interrupted) return {};
     Done done{std::string(rbf::status_name(result.status)), result.final_loss, nullptr};
-    done.write = [this, task, var = variance_[di], name = d.name, r = std::move(result)] {
-      tables_.append(task, name, var, r);
+    done.write = [this, task, var = variance_[di], stop = cfg.target_loss, name = d.name,
+                  r = std::move(result)] {
+      append_fit(tables_, task, name, var, stop, r);
     };
     return done;
   }
@@ -104,8 +139,45 @@ class SweepKind : public Kind {
                    bytes / 1e6);
     }
   }
-  void create_data(hid_t f) override { io::SweepTables::create_data(f, data_); }
+  std::vector<std::string> describe_data() const override {
+    std::vector<std::string> out;
+    for (const auto& d : data_)
+      out.push_back(d.name + ": X " + std::to_string(d.problem.X.rows) + " x " +
+                    std::to_string(d.problem.X.cols) + ", S " + std::to_string(d.problem.S.rows) +
+                    " x " + std::to_string(d.problem.S.cols) +
+                    (d.centred_by_us ? " (X's columns will be centred)" : ""));
+    return out;
+  }
+  double expected_bytes() const override {
+    double bytes = 0;
+    const std::size_t L = job_.sweep.base.lambdas.size() *
+                          std::max<std::size_t>(1, job_.sweep.base.lambda_d.size());
+    for (std::size_t di = 0; di < data_.size(); ++di)
+      for (job::CovModel m : job_.sweep.models) {
+        const auto& X = data_[di].problem.X;
+        bytes += cov::sweep_store_bytes(sweep_config(m), X.rows, X.cols);
+        bytes += static_cast<double>(L) * (250.0 + 60.0 * static_cast<double>(folds_[di].size()));
+      }
+    return bytes;
+  }
+  // Scaled from jobs/sweep_planted.toml (n = 500, m = 200, 200 lambdas, 5 folds, exact:
+  // ~35 s on one core): per fit (folds + full data) and lambda, ~O(min(n, m)^3).
+  double rough_cpu_seconds() const override {
+    double s = 0;
+    const double L = static_cast<double>(job_.sweep.base.lambdas.size() *
+                                         std::max<std::size_t>(1, job_.sweep.base.lambda_d.size()));
+    for (std::size_t di = 0; di < data_.size(); ++di) {
+      const auto& X = data_[di].problem.X;
+      const double r = std::min(X.rows, X.cols) / 200.0;
+      const double fits = static_cast<double>(folds_[di].size() + 1) / 6.0;
+      for (std::size_t mi = 0; mi < job_.sweep.models.size(); ++mi)
+        s += 35.0 * (L / 200.0) * fits * r * r * r * (job_.sweep.base.exact ? 1.0 : 0.1);
+    }
+    return s;
+  }
+  void create_data(hid_t f) override { write_sweep_data(f, data_); }
   void create_tables(hid_t f) override { io::SweepTables().create(f); }
+  void finalize(hid_t f) override { io::SweepTables::write_matrix_datasets(f); }
   void open_tables(hid_t f) override { tables_.open(f); }
   io::TaskStore& store() override { return tables_.store(); }
   std::vector<std::int64_t> copy_tasks(hid_t old_file, hid_t new_file,
@@ -145,7 +217,7 @@ class SweepKind : public Kind {
     Done done{r.ok ? "ok" : "failed", r.headline_r2(), nullptr};
     done.write = [this, id, name = data_[di].name, model = job::cov_model_name(task.model),
                   centred = data_[di].centred_by_us, res = std::move(r)] {
-      tables_.append(id, name, model, centred, res);
+      append_sweep(tables_, id, name, model, centred, job_.sweep.base.lambda_relative, res);
     };
     return done;
   }

@@ -21,11 +21,19 @@ class Kind {
   virtual ~Kind() = default;
   // Reads or generates the input data (not needed by merge). Throws InputError.
   virtual void load_data() = 0;
+  // After load_data: one line per data set ("name: 4096 points"), the expected size of
+  // the output file before compression, and a rough upper bound on the CPU seconds.
+  virtual std::vector<std::string> describe_data() const = 0;
+  virtual double expected_bytes() const = 0;
+  virtual double rough_cpu_seconds() const = 0;
   // New file: the data groups (needs load_data) and the empty tables.
   virtual void create_data(hid_t file) = 0;
   virtual void create_tables(hid_t file) = 0;
   virtual void open_tables(hid_t file) = 0;             // the live tables
   virtual io::TaskStore& store() = 0;
+  // A complete file, reopened read-write without SWMR: datasets that cannot be created
+  // while SWMR readers follow the run (sweeps: every stored matrix as its own dataset).
+  virtual void finalize(hid_t /*file*/) {}
   // Copy finished tasks of another file of this job into `new_file`; returns their ids.
   virtual std::vector<std::int64_t> copy_tasks(hid_t from_file, hid_t new_file,
                                                const std::function<bool(std::int64_t)>& accept) = 0;

@@ -6,6 +6,7 @@
 #include "covfit/core/error.hpp"
 #include "covfit/io/results_file.hpp"
 #include "kinds.hpp"
+#include "provenance.hpp"
 
 namespace covfit::run {
 
@@ -60,6 +61,17 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
   }
 
   io::FileMeta meta = first;
+  std::string command = "covfit merge -o " + output;
+  for (const auto& p : inputs) command += " " + p;
+  meta.extra = provenance(job, 1, command);
+  // The shards' resolved job (their input paths were resolved where they ran; the job
+  // text re-parsed here has no job file to resolve against).
+  for (auto& [k, v] : meta.extra)
+    if (k == "job_resolved_toml" && io::has_attr(files.front().get(), k))
+      v = io::read_attr_string(files.front().get(), k);
+  meta.writers.clear();  // every shard's runs, then this merge
+  for (const auto& m : metas) meta.writers.insert(meta.writers.end(), m.writers.begin(), m.writers.end());
+  meta.writers.push_back(writer_line(meta.extra));
   meta.shard_index = 0;
   meta.shard_count = 1;
   meta.tasks_in_file = first.tasks_total;
@@ -70,9 +82,7 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
   try {
     io::ResultsFile out = io::ResultsFile::create(tmp, meta, true, [&](hid_t f) {
       // Inputs as the shards stored them (generated data is identical in every shard).
-      if (io::exists(files.front().get(), "/data") &&
-          H5Ocopy(files.front().get(), "/data", f, "/data", H5P_DEFAULT, H5P_DEFAULT) < 0)
-        throw RuntimeError("copy of /data from " + inputs.front() + " failed");
+      if (io::exists(files.front().get(), "/data")) io::copy_object(files.front().get(), "/data", f);
       kind->create_tables(f);
     });
     for (std::int64_t i = 0; i < first.shard_count; ++i) {
@@ -83,6 +93,8 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
       summary.tasks += static_cast<std::int64_t>(ids.size());
     }
     out.flush();
+    out.close();
+    io::ResultsFile::finalize(tmp, [&](hid_t f) { kind->finalize(f); });
   } catch (...) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);

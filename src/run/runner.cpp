@@ -19,6 +19,7 @@
 #include "covfit/io/results_file.hpp"
 #include "covfit/run/writer.hpp"
 #include "kinds.hpp"
+#include "provenance.hpp"
 
 namespace covfit::run {
 namespace {
@@ -70,6 +71,17 @@ class Progress {
 
 }  // namespace
 
+JobPlan plan_job(const job::Job& job) {
+  std::unique_ptr<Kind> kind = make_kind(job, false);
+  kind->load_data();
+  JobPlan p;
+  p.tasks = job.task_count();
+  p.data = kind->describe_data();
+  p.output_bytes = kind->expected_bytes();
+  p.cpu_seconds = kind->rough_cpu_seconds();
+  return p;
+}
+
 RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic<bool>* stop) {
   auto t0 = Clock::now();
   // Everything that can be wrong with the input is checked before the file is touched.
@@ -89,6 +101,9 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   meta.shard_count = opt.shard.count;
   meta.tasks_total = total;
   meta.tasks_in_file = static_cast<std::int64_t>(mine.size());
+  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+  meta.extra = provenance(job, threads, opt.command_line);
+  meta.writers = {writer_line(meta.extra)};
 
   io::OutputLock lock(opt.output);
   std::vector<std::int64_t> done_list;
@@ -123,7 +138,6 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
 
   Progress progress(opt.progress, summary.tasks_in_shard, summary.already_done,
                     kind->score_name(), kind->higher_is_better());
-  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
   // Many tasks: side by side, one thread each. Fewer tasks than threads, and a kind that
   // can use threads inside a task (sweeps: folds; large fits: points): the threads are
   // shared out among the remaining tasks. Some kinds need one task at a time.
@@ -157,8 +171,20 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
     writer.close();
   }
   progress.finish();
+  kind.reset();  // its open datasets would keep the file open (SWMR flags set) past close
   file.close();
   summary.interrupted = stop && stop->load();
+  if (!summary.interrupted && summary.already_done + summary.computed == summary.tasks_in_shard) {
+    // Complete: add what SWMR did not allow (matrices as datasets). The results are safe
+    // either way; re-running the same command retries this.
+    try {
+      io::ResultsFile::finalize(opt.output, [&](hid_t f) { make_kind(job)->finalize(f); });
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "covfit: warning: %s; /sweep/matrices datasets not written (the "
+                           "reader still finds every matrix; re-run the same command to retry)\n",
+                   e.what());
+    }
+  }
   summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return summary;
 }

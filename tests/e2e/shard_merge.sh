@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shards (as a Slurm array would run them, via SLURM_ARRAY_TASK_ID/COUNT) merged into one
+# Shards (as a 1-based Slurm array would run them, via SLURM_ARRAY_TASK_ID/MIN/MAX/COUNT) merged into one
 # file equal to a single-machine run; incomplete or missing shards are refused (exit 2).
 # Usage: shard_merge.sh <covfit binary> <source dir>
 set -euo pipefail
@@ -9,9 +9,10 @@ compare() { /usr/bin/python3 "$src/tests/e2e/compare_results.py" "$@"; }
 sets=(--set fit.max_steps=200 --set grid.restarts=3)
 
 "$bin" run "$src/jobs/demo.toml" "${sets[@]}" -q -o "$tmp/single.h5" >/dev/null
-for i in 0 1 2 3; do
-  SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_COUNT=4 "$bin" run "$src/jobs/demo.toml" "${sets[@]}" -q \
-    -o "$tmp/shard$i.h5" -t 1 >/dev/null
+# A 1-based array (sbatch --array=1-4): task id t runs shard t - 1 of 4.
+for t in 1 2 3 4; do
+  SLURM_ARRAY_TASK_ID=$t SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_MAX=4 SLURM_ARRAY_TASK_COUNT=4 \
+    "$bin" run "$src/jobs/demo.toml" "${sets[@]}" -q -o "$tmp/shard$((t - 1)).h5" -t 1 >/dev/null
 done
 "$bin" inspect "$tmp/shard2.h5" | grep -q "shard      2/4"
 
@@ -52,5 +53,13 @@ for c in a.columns:
     same = np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else (x == y).all()
     assert same, c
 print(f"sweep merge: equal ({len(a)} rows)")
+# Every stored matrix is a plain dataset in the merged file too, equal to the single run's.
+import h5py
+with h5py.File(sys.argv[1], "r") as fa, h5py.File(sys.argv[2], "r") as fb:
+    names = sorted(f"{t}/{n}" for t in fa["sweep/matrices"] for n in fa["sweep/matrices"][t])
+    assert names and names == sorted(f"{t}/{n}" for t in fb["sweep/matrices"] for n in fb["sweep/matrices"][t])
+    for n in names:
+        np.testing.assert_array_equal(fa["sweep/matrices/" + n][()], fb["sweep/matrices/" + n][()])
+    assert int(fb.attrs["complete"]) == 1 and len(fb.attrs["writers"]) == 3, fb.attrs["writers"]
 PY
 echo "shard/merge: ok"

@@ -3,8 +3,6 @@
 #pragma once
 #include <string>
 
-#include <hdf5.h>
-
 #include "covfit/cov/problem.hpp"
 #include "covfit/job/spec.hpp"
 
@@ -21,7 +19,5 @@ struct CovData {
 CovData load_cov(const job::CovDataSpec& spec);
 
 // Row-major HDF5 (h5py/numpy order) <-> column-major cov::Matrix.
-cov::Matrix matrix_from_hdf5(hid_t file, const std::string& file_name, const std::string& dataset);
-void matrix_to_hdf5(hid_t loc, const std::string& name, const cov::Matrix& A);
 
 }  // namespace covfit::data

@@ -1,42 +1,82 @@
-// The fit job's tables in a results file (layout documented in docs/FORMAT.md).
+// The fit job's tables in a results file (layout documented in docs/FORMAT.md):
 //
-//   /data/<name>/{x, y, values}   input points, written once at creation
 //   /fit/tasks     one row per finished task: the commit record (see task_store.hpp)
 //   /fit/curves    monitor rows; a task owns rows [curve_offset, curve_offset + curve_len)
 //   /fit/kernels   final canonical kernels; [kernel_offset, kernel_offset + kernel_len)
 //   /fit/raw       final raw parameters (float64); [raw_offset, raw_offset + raw_len)
+//
+// Plain row structs; their field lists (fit_tables.cpp) are the only place a column is
+// named. Converting a FitResult into these rows is run/'s job.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
-#include "covfit/data/points.hpp"
+#include "covfit/io/table.hpp"
 #include "covfit/io/task_store.hpp"
-#include "covfit/job/spec.hpp"
-#include "covfit/rbf/fit.hpp"
 
 namespace covfit::io {
+
+struct FitTaskRow {
+  std::int64_t id = 0;
+  std::string data, param;
+  std::int32_t K = 0;
+  std::string optimizer;
+  double lr_weight = 0, lr_centre = 0, lr_shape = 0;
+  std::int32_t restart = 0;
+  std::int64_t seed = 0;
+  std::string status;
+  std::int32_t steps = 0;
+  double initial_loss = 0, final_loss = 0, final_rel_loss = 0, wall_seconds = 0;
+  double grad_norm_weight = 0, grad_norm_centre = 0, grad_norm_shape = 0;
+  double sigma_min = 0, sigma_max = 0, cond_max = 0;
+  std::int64_t curve_offset = 0;  // filled in by the task store
+  std::int32_t curve_len = 0;
+  std::int64_t kernel_offset = 0;
+  std::int32_t kernel_len = 0;
+  std::int64_t raw_offset = 0;
+  std::int32_t raw_len = 0;
+  std::string message;
+  double stop_loss = 0;  // the loss this task stopped at (status reached_target); 0: none
+  std::vector<std::int32_t> steps_to_target;  // one per target level
+  std::vector<double> seconds_to_target;
+};
+
+struct FitCurveRow {
+  std::int64_t task_id = 0;
+  std::int32_t step = 0;
+  double seconds = 0, loss = 0;
+  double grad_norm_weight = 0, grad_norm_centre = 0, grad_norm_shape = 0;
+  double sigma_min = 0, sigma_max = 0, cond_max = 0;
+};
+
+struct FitKernelRow {
+  std::int64_t task_id = 0;
+  std::int32_t k = 0;
+  double mu_x = 0, mu_y = 0, P11 = 0, P12 = 0, P22 = 0, w = 0;
+};
 
 class FitTables {
  public:
   explicit FitTables(int n_targets);
   FitTables(const FitTables&) = delete;
-  // In a new file: the input data sets (/data/<name>), and the empty tables.
-  static void create_data(hid_t file, const std::vector<data::PointData>& data);
   void create(hid_t file, const std::vector<double>& target_losses);
   void open(hid_t file) { store_.open(file); }
   TaskStore& store() { return store_; }
   const TaskStore& store() const { return store_; }
-
-  void append(const job::TaskCoord& task, const std::string& data_name, double data_variance,
-              const rbf::FitResult& result);
+  void append(const FitTaskRow& task, const std::vector<FitCurveRow>& curve,
+              const std::vector<FitKernelRow>& kernels, const std::vector<double>& raw);
   void flush() { store_.flush(); }
-  const TableLayout& task_layout() const { return task_layout_; }
+
+  const Table<FitTaskRow>& tasks() const { return tasks_; }
+  const Table<FitCurveRow>& curves() const { return curves_; }
+  const Table<FitKernelRow>& kernels() const { return kernels_; }
+  static constexpr const char* kGroup = "/fit";
 
  private:
-  int n_targets_;
-  TableLayout task_layout_, curve_layout_, kernel_layout_;
+  Table<FitTaskRow> tasks_;
+  Table<FitCurveRow> curves_;
+  Table<FitKernelRow> kernels_;
   TaskStore store_;
 };
 

@@ -40,9 +40,12 @@ void write_attr(hid_t obj, const std::string& name, const std::string& value);
 void write_attr(hid_t obj, const std::string& name, std::int64_t value);
 void write_attr(hid_t obj, const std::string& name, double value);
 void write_attr(hid_t obj, const std::string& name, const std::vector<double>& values);
+void write_attr(hid_t obj, const std::string& name, const std::vector<std::string>& values);
 bool has_attr(hid_t obj, const std::string& name);
 std::string read_attr_string(hid_t obj, const std::string& name);
 std::int64_t read_attr_int(hid_t obj, const std::string& name);
+std::vector<double> read_attr_doubles(hid_t obj, const std::string& name);
+std::vector<std::string> read_attr_strings(hid_t obj, const std::string& name);  // 1-D fixed-length
 
 // Whole fixed-size datasets (input data, small matrices).
 struct DoubleArray {
@@ -51,10 +54,16 @@ struct DoubleArray {
 };
 void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
                  const double* data);
+// A float64 dataset of `dims` (chunked and compressed when large), to fill slab by slab:
+// write_slab writes index `index` of the first dimension (the rest of the dims' data).
+Handle create_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims);
+void write_slab(hid_t ds, hsize_t index, const double* data);
 // `where` names the place in messages (e.g. "in.h5:/X"); user-input errors (not a
 // dataset, not numeric) are InputError.
 DoubleArray read_array(hid_t loc, const std::string& name, const std::string& where = "");
 Handle create_group(hid_t loc, const std::string& name);  // creates intermediate groups
+Handle create_file(const std::string& path);  // truncates; InputError if it cannot
+void copy_object(hid_t from, const std::string& path, hid_t to);  // H5Ocopy, same path
 
 // Column description of an appendable table (an HDF5 compound dataset, 1-D, unlimited).
 struct Column {
@@ -62,14 +71,17 @@ struct Column {
   std::string name;
   Type type = f64;
   int count = 1;  // array length for f64/i32/i64 (1 = scalar); byte length for str
+  std::string units, description;  // for the dataset's attributes and the schema dump
 };
+const char* type_name(Column::Type t);  // "float64", "int64", "int32", "string"
 
 class TableLayout {
  public:
   explicit TableLayout(std::vector<Column> columns);
   const std::vector<Column>& columns() const { return columns_; }
   std::size_t row_bytes() const { return row_bytes_; }
-  std::size_t offset(const std::string& name) const;  // throws if unknown
+  const std::vector<std::size_t>& offsets() const { return offsets_; }
+  std::size_t offset(const std::string& name) const;  // throws std::logic_error if unknown
   int index(const std::string& name) const;           // -1 if unknown
   Handle file_type() const;                            // HDF5 compound type
 
@@ -79,7 +91,16 @@ class TableLayout {
   std::size_t row_bytes_ = 0;
 };
 
-// Rows are built in a byte buffer that matches the layout.
+// The layout of an existing compound dataset, from its own type (older files included).
+TableLayout layout_of_dataset(hid_t ds);
+Handle open_dataset(hid_t loc, const std::string& path);  // RuntimeError if absent
+// `column_names`, `column_units`, `column_descriptions`: string arrays in column order, on
+// every compound table (h5py: dict(zip(ds.attrs["column_names"], ds.attrs["column_units"]))).
+void write_column_attrs(hid_t ds, const TableLayout& layout);
+
+// Rows are built in a byte buffer that matches the layout. Typed tables (io/table.hpp)
+// are the way to write rows; Row is for the few columns addressed by name at run time
+// (a task store's offset/count columns). An unknown column name throws std::logic_error.
 class Row {
  public:
   explicit Row(const TableLayout& layout) : layout_(&layout), bytes_(layout.row_bytes(), 0) {}

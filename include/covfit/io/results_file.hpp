@@ -16,19 +16,25 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "covfit/io/h5.hpp"
 
 namespace covfit::io {
 
 inline constexpr const char* kFormatName = "covfit-results";
-inline constexpr std::int64_t kFormatVersion = 1;
+inline constexpr std::int64_t kFormatVersion = 2;
 
 struct FileMeta {
   std::string job_name, job_kind, job_toml, job_hash;
   std::int64_t shard_index = 0, shard_count = 1;
   std::int64_t tasks_total = 0;     // in the whole job
   std::int64_t tasks_in_file = 0;   // in this shard
+  // Further string root attributes (provenance: build, machine, run). Not compared.
+  std::vector<std::pair<std::string, std::string>> extra;
+  // One line per run that wrote tasks into the file (a resume keeps the earlier lines).
+  std::vector<std::string> writers;
 };
 
 // Holds an exclusive advisory lock on <path>.lock while alive; removes it on release.
@@ -62,6 +68,10 @@ class ResultsFile {
   void start_swmr();
   void flush();
   void close() { file_.reset(); }
+  // After close: on a copy of `path` opened read-write without SWMR, run `fn` and set the
+  // root attribute `complete` = 1, then rename the copy over `path`. On any failure the
+  // copy is removed and `path` is untouched.
+  static void finalize(const std::string& path, const std::function<void(hid_t)>& fn);
 
  private:
   Handle file_;

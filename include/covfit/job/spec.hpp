@@ -102,6 +102,8 @@ struct Job {
   std::uint64_t seed = 0;
   std::string text;              // effective TOML text (after --set overrides)
   std::string hash;              // hex FNV-1a 64 of `text`
+  std::string resolved_text;     // `text` plus every key's value as used: defaults, input
+                                 // paths resolved against the job file (provenance only)
   std::vector<DataSpec> data;    // kind = fit
   FitSettings fit;
   FitGrid grid;
@@ -124,7 +126,9 @@ Job parse_job(const std::string& text, const std::string& path,
 struct Shard {
   int index = 0, count = 1;
 };
-// Parses "i/N"; empty -> SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT or 0/1.
+// Parses "i/N"; empty -> from a Slurm array (index = SLURM_ARRAY_TASK_ID - _MIN, count =
+// SLURM_ARRAY_TASK_COUNT; any contiguous --array range) or 0/1 outside one. Throws
+// InputError for a non-contiguous array or a --shard count that disagrees with the array.
 Shard parse_shard(const std::string& spec);
 
 std::uint64_t mix_seed(std::uint64_t job_seed, std::uint64_t id);  // splitmix64-based

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "covfit/job/spec.hpp"
 
@@ -18,6 +19,7 @@ struct RunOptions {
   bool progress = true;          // progress lines on stderr
   double flush_seconds = 2.0;
   std::int64_t max_tasks = -1;   // compute at most this many (tests: simulate a partial run)
+  std::string command_line;      // as typed, for the file's provenance
 };
 
 struct RunSummary {
@@ -26,6 +28,21 @@ struct RunSummary {
   bool interrupted = false;
   double seconds = 0;
 };
+
+// What a job will do, with its inputs opened and checked (covfit validate). Throws
+// InputError naming the file / dataset / value on bad input.
+struct JobPlan {
+  std::int64_t tasks = 0;
+  std::vector<std::string> data;     // one line per data set: name, sizes
+  double output_bytes = 0;           // expected output size before compression
+  double cpu_seconds = 0;            // rough upper bound, one core
+};
+JobPlan plan_job(const job::Job& job);
+
+// `covfit gen planted`: the planted covariance problem of `spec` as an HDF5 file with X,
+// S and W0 (row-major) and the generator's settings as attributes. Written to a
+// temporary name and renamed; refuses to replace `out` unless `overwrite`.
+void write_planted_file(const job::CovDataSpec& spec, const std::string& out, bool overwrite);
 
 // `stop` is set by the SIGINT/SIGTERM handler; running tasks end at their next step and
 // are not written (a resume recomputes them).

@@ -1,0 +1,173 @@
+#include "rows.hpp"
+
+#include <cmath>
+
+namespace covfit::run {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double at_or_nan(const std::vector<cov::SweepRow>& rows, int i, double cov::SweepRow::*field) {
+  return i >= 0 ? rows[static_cast<std::size_t>(i)].*field : kNaN;
+}
+
+}  // namespace
+
+void write_fit_data(hid_t file, const std::vector<data::PointData>& data) {
+  for (const auto& d : data) {
+    io::Handle g = io::create_group(file, "/data/" + d.name);
+    hsize_t n = d.x.size();
+    io::write_array(g.get(), "x", {n}, d.x.data());
+    io::write_array(g.get(), "y", {n}, d.y.data());
+    io::write_array(g.get(), "values", {n}, d.values.data());
+    io::write_attr(g.get(), "variance", d.variance());
+    if (!d.planted.empty()) {
+      std::vector<double> flat;
+      for (const auto& k : d.planted) flat.insert(flat.end(), {k.mx, k.my, k.p11, k.p12, k.p22, k.w});
+      io::write_array(g.get(), "planted_kernels", {d.planted.size(), 6}, flat.data());
+    }
+  }
+}
+
+void append_fit(io::FitTables& tables, const job::TaskCoord& task, const std::string& data_name,
+                double data_variance, double stop_loss, const rbf::FitResult& r) {
+  std::vector<io::FitCurveRow> curve;
+  for (const auto& c : r.curve)
+    curve.push_back({task.id, c.step, c.seconds, c.loss, c.grad_norm[0], c.grad_norm[1],
+                     c.grad_norm[2], c.sigma_min, c.sigma_max, c.cond_max});
+  std::vector<io::FitKernelRow> kernels;
+  for (std::size_t k = 0; k < r.kernels.size(); ++k) {
+    const auto& K = r.kernels[k];
+    kernels.push_back({task.id, static_cast<std::int32_t>(k), K.mx, K.my, K.p11, K.p12, K.p22, K.w});
+  }
+  const rbf::Checkpoint& last = r.final;  // monitors of the returned parameters
+  io::FitTaskRow t;
+  t.id = task.id;
+  t.data = data_name;
+  t.param = std::string(rbf::param_name(task.param));
+  t.K = task.K;
+  t.optimizer = std::string(rbf::optimizer_name(task.optimizer));
+  t.lr_weight = task.lr_weight;
+  t.lr_centre = task.lr_centre;
+  t.lr_shape = task.lr_shape;
+  t.restart = task.restart;
+  t.seed = static_cast<std::int64_t>(task.seed);
+  t.status = std::string(rbf::status_name(r.status));
+  t.steps = r.steps;
+  t.initial_loss = r.initial_loss;
+  t.final_loss = r.final_loss;
+  t.final_rel_loss = data_variance > 0 ? r.final_loss / data_variance : kNaN;
+  t.wall_seconds = r.seconds;
+  t.grad_norm_weight = last.grad_norm[0];
+  t.grad_norm_centre = last.grad_norm[1];
+  t.grad_norm_shape = last.grad_norm[2];
+  t.sigma_min = last.sigma_min;
+  t.sigma_max = last.sigma_max;
+  t.cond_max = last.cond_max;
+  t.message = r.message;
+  t.stop_loss = stop_loss;
+  t.steps_to_target.assign(r.steps_to_target.begin(), r.steps_to_target.end());
+  t.seconds_to_target = r.seconds_to_target;
+  tables.append(t, curve, kernels, r.raw);
+}
+
+void write_matrix(hid_t loc, const std::string& name, const cov::Matrix& A) {
+  std::vector<double> rm(A.size());
+  for (int i = 0; i < A.rows; ++i)
+    for (int j = 0; j < A.cols; ++j) rm[static_cast<std::size_t>(i) * A.cols + j] = A(i, j);
+  io::write_array(loc, name, {static_cast<hsize_t>(A.rows), static_cast<hsize_t>(A.cols)}, rm.data());
+}
+
+void write_sweep_data(hid_t file, const std::vector<data::CovData>& data) {
+  for (const auto& d : data) {
+    if (d.W0.size() == 0) continue;  // HDF5 input: the user has it; planted: keep it
+    io::Handle g = io::create_group(file, "/data/" + d.name);
+    write_matrix(g.get(), "X", d.problem.X);
+    write_matrix(g.get(), "S", d.problem.S);
+    write_matrix(g.get(), "W0", d.W0);
+  }
+}
+
+void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& data_name,
+                  const std::string& model, bool centred, bool lambda_relative,
+                  const cov::SweepResult& r) {
+  const double unit = lambda_relative ? r.s_max * r.s_max : 1.0;
+  std::vector<io::SweepLambdaRow> lambdas;
+  for (const auto& x : r.rows) {
+    io::SweepLambdaRow row;
+    row.task_id = id;
+    row.data = data_name;
+    row.model = model;
+    row.lambda = x.lambda;
+    row.lambda_d = x.lambda_d;
+    row.lambda_job = x.lambda / unit;
+    row.lambda_d_job = x.lambda_d / unit;
+    row.r2_val = x.r2_val;
+    row.r2_val_sd = x.r2_val_sd;
+    row.r2_val_fwd = x.r2_val_fwd;
+    row.r2_val_fwd_sd = x.r2_val_fwd_sd;
+    row.r2_val_exact = x.r2_val_exact;
+    row.r2_val_exact_sd = x.r2_val_exact_sd;
+    row.r2_train = x.r2_train;
+    row.loss_lin = x.loss_lin;
+    row.loss_linearized = x.loss_linearized;
+    row.loss_exact = x.loss_exact;
+    row.exact_status = x.exact_status;
+    row.rel_grad = x.rel_grad;
+    row.gap_bound = x.gap_bound;
+    row.newton_iters = x.newton_iters;
+    row.cg_iters = x.cg_iters;
+    row.exact_seconds = x.exact_seconds;
+    row.eq1_residual = x.diag.eq1_residual_exact;
+    row.dW = x.diag.dW;
+    row.kappa = x.diag.kappa;
+    row.g_proxy = x.diag.g_proxy;
+    row.q_proxy = x.diag.q_proxy;
+    row.rms_diag_lin = x.diag.lin.rms_diag;
+    row.rms_offdiag_lin = x.diag.lin.rms_offdiag;
+    row.rms_diag_exact = x.diag.exact.rms_diag;
+    row.rms_offdiag_exact = x.diag.exact.rms_offdiag;
+    lambdas.push_back(row);
+  }
+  std::vector<io::SweepFoldRow> folds;
+  for (const auto& f : r.fold_rows)
+    folds.push_back({id, f.fold, f.lambda, f.lambda_d, f.r2_val, f.r2_val_fwd, f.r2_val_exact, f.r2_train});
+  std::vector<io::SweepMatrixRow> matrices;
+  std::vector<double> values;
+  for (const auto& m : r.stored) {
+    matrices.push_back({id, m.name, m.lambda, m.lambda_d, static_cast<std::int64_t>(m.rows),
+                        static_cast<std::int64_t>(m.cols), static_cast<std::int64_t>(values.size())});
+    values.insert(values.end(), m.data.begin(), m.data.end());
+  }
+  io::SweepTaskRow t;
+  t.id = id;
+  t.data = data_name;
+  t.model = model;
+  t.status = r.ok ? "ok" : "failed";
+  t.message = r.message;
+  t.n = r.n;
+  t.m = r.m;
+  t.r = r.r;
+  t.folds = r.folds;
+  t.centred_by_covfit = centred ? 1 : 0;
+  t.s_max = r.s_max;
+  t.loss_zero = r.loss_zero;
+  t.lambda_units = lambda_relative ? "s_max2" : "absolute";
+  t.lambda_unit = unit;
+  // cov picks best and one-SE by the exact solution's R^2 where it computed one for
+  // every lambda, else by the model's own r2_val (cov::SweepResult::best).
+  t.best_by = r.best_exact >= 0 ? "r2_val_exact" : "r2_val";
+  t.best_lambda = at_or_nan(r.rows, r.best, &cov::SweepRow::lambda);
+  t.best_lambda_d = at_or_nan(r.rows, r.best, &cov::SweepRow::lambda_d);
+  t.best_r2_val = r.headline_r2();
+  t.one_se_lambda = at_or_nan(r.rows, r.one_se, &cov::SweepRow::lambda);
+  t.best_exact_lambda = at_or_nan(r.rows, r.best_exact, &cov::SweepRow::lambda);
+  t.best_r2_val_exact = at_or_nan(r.rows, r.best_exact, &cov::SweepRow::r2_val_exact);
+  t.svd_seconds = r.svd_seconds;
+  t.folds_seconds = r.folds_seconds;
+  t.rows_seconds = r.rows_seconds;
+  t.seconds = r.seconds;
+  tables.append(t, lambdas, folds, matrices, values);
+}
+
+}  // namespace covfit::run

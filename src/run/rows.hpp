@@ -1,0 +1,30 @@
+// The one place where computed results become file rows: FitResult -> /fit rows,
+// SweepResult -> /sweep rows, input data -> /data groups. Internal to run/.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <hdf5.h>
+
+#include "covfit/cov/sweep.hpp"
+#include "covfit/data/cov_data.hpp"
+#include "covfit/data/points.hpp"
+#include "covfit/io/fit_tables.hpp"
+#include "covfit/io/sweep_tables.hpp"
+#include "covfit/job/spec.hpp"
+#include "covfit/rbf/fit.hpp"
+
+namespace covfit::run {
+
+void write_fit_data(hid_t file, const std::vector<data::PointData>& data);
+void append_fit(io::FitTables& tables, const job::TaskCoord& task, const std::string& data_name,
+                double data_variance, double stop_loss, const rbf::FitResult& result);
+
+void write_sweep_data(hid_t file, const std::vector<data::CovData>& data);
+void write_matrix(hid_t loc, const std::string& name, const cov::Matrix& A);  // row-major (numpy)
+void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& data_name,
+                  const std::string& model, bool centred, bool lambda_relative,
+                  const cov::SweepResult& result);
+
+}  // namespace covfit::run
