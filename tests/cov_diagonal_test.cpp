@@ -13,6 +13,8 @@
 #include "covfit/cov/problem.hpp"
 #include "covfit/cov/random.hpp"
 #include "covfit/cov/svd.hpp"
+#include "covfit/cov/sweep.hpp"
+#include "covfit/cov/validation.hpp"
 
 namespace cc = covfit::cov;
 
@@ -185,3 +187,54 @@ TEST(CovDiagonalExact, StationaryAndImprovesOnStarts) {
 }
 
 }  // namespace
+
+// One scoring rule for both models: free_diag's r2_val is the linear prediction of its
+// linearised W = diag(d) + F, X'X + X'(W + W')X, as free's r2_val is for its W_lin; and
+// r2_val_fwd is the forward map X'(I+W)'J(I+W)X. (Before, free_diag's r2_val was the
+// forward map while free's was the linear prediction, so best R2 compared different things.)
+TEST(CovDiagonalSweep, R2ValIsTheLinearPredictionAsForFree) {
+  cc::PlantedProblem pp = cc::planted_problem(14, 12, 4, 0.2, 0.5, 21);
+  cc::Problem p = pp.problem;
+  cc::check_and_centre(p, "test");
+  const cc::Fold fold = cc::explicit_split(12, {1, 4, 7, 10}, "test");
+  const double lambda = 0.05, lambda_d = 0.2;
+  cc::SweepConfig cfg;
+  cfg.model = cc::SweepModel::free_diag;
+  cfg.lambdas = {lambda};
+  cfg.lambda_d = {lambda_d};
+  cfg.folds = {fold};
+  cfg.exact = false;
+  const cc::SweepResult res = cc::run_sweep(p, cfg, nullptr);
+  ASSERT_EQ(res.rows.size(), 1u);
+
+  // Brute force on the train block, then both predictions of the val block.
+  const cc::Matrix X_tr = cc::select_cols(p.X, fold.train), X_va = cc::select_cols(p.X, fold.val);
+  const cc::Reduced red = cc::reduce(X_tr, cc::select_block(p.S, fold.train, fold.train));
+  const cc::DiagLinearized sol = cc::diag_linearized(red, lambda, lambda_d);
+  cc::Matrix W = cc::form_W(red.U, sol.M);
+  for (int i = 0; i < W.rows; ++i) W(i, i) += sol.d[static_cast<std::size_t>(i)];
+  const cc::Matrix S_va = cc::select_block(p.S, fold.val, fold.val);
+  const cc::Matrix WX = cc::matmul(W, X_va);
+  cc::Matrix lin = cc::matmul(X_va, X_va, true, false);
+  cc::gemm(true, false, 1.0, X_va, WX, 1.0, lin);
+  cc::gemm(true, false, 1.0, WX, X_va, 1.0, lin);
+  cc::Matrix H = X_va;
+  for (std::size_t k = 0; k < H.data.size(); ++k) H.data[k] += WX.data[k];
+  H = cc::centre_rows(H);
+  const cc::Matrix fwd = cc::matmul(H, H, true, false);
+  auto r2 = [&](const cc::Matrix& Shat) {
+    double mean = 0, cnt = 0, ss = 0, tot = 0;
+    for (int j = 0; j < S_va.cols; ++j)
+      for (int i = 0; i <= j; ++i) mean += S_va(i, j), ++cnt;
+    mean /= cnt;
+    for (int j = 0; j < S_va.cols; ++j)
+      for (int i = 0; i <= j; ++i) {
+        ss += (S_va(i, j) - Shat(i, j)) * (S_va(i, j) - Shat(i, j));
+        tot += (S_va(i, j) - mean) * (S_va(i, j) - mean);
+      }
+    return 1.0 - ss / tot;
+  };
+  EXPECT_NEAR(res.rows[0].r2_val, r2(lin), 1e-10);
+  EXPECT_NEAR(res.rows[0].r2_val_fwd, r2(fwd), 1e-10);
+  EXPECT_GT(std::abs(res.rows[0].r2_val - res.rows[0].r2_val_fwd), 1e-6);  // they differ here
+}

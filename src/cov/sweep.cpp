@@ -56,27 +56,36 @@ std::vector<int> indices_to_store(const std::vector<double>& grid, const std::ve
 
 // R^2 over the upper triangle of the val block for W = diag(d) + U M U^T, from the
 // exact forward map S_hat = H^T J H, H = (I + W) X_va.
-double r2_val_diag(const FoldData& fd, const Matrix& X_va, const std::vector<double>& d,
+R2Pair r2_val_diag(const FoldData& fd, const Matrix& X_va, const std::vector<double>& d,
                    const Matrix& M) {
+  // Y = W X_va with W = diag(d) + U M U^T (symmetric). The linear prediction (the one the
+  // linearised loss fits, as for free) is X'X + X'W'X + X'WX (J X = X), the forward map
+  // H'H with H = J (X + Y).
   const Matrix UMP = matmul(fd.red.U, matmul(M, fd.P_va));
-  Matrix H = X_va;
+  Matrix Y = UMP, H = X_va;
   for (int j = 0; j < H.cols; ++j) {
     double mean = 0;
     for (int i = 0; i < H.rows; ++i) {
-      H(i, j) += d[static_cast<std::size_t>(i)] * X_va(i, j) + UMP(i, j);
+      Y(i, j) += d[static_cast<std::size_t>(i)] * X_va(i, j);
+      H(i, j) += Y(i, j);
       mean += H(i, j);
     }
     mean /= H.rows;
     for (int i = 0; i < H.rows; ++i) H(i, j) -= mean;  // J H
   }
-  const Matrix Shat = gram(H);
-  double ss = 0;
-  for (int j = 0; j < Shat.cols; ++j)
+  const Matrix Sfwd = gram(H);
+  Matrix Slin = gram(X_va);
+  const Matrix XtY = matmul(X_va, Y, true, false);
+  double ss_fwd = 0, ss_lin = 0;
+  for (int j = 0; j < Sfwd.cols; ++j)
     for (int i = 0; i <= j; ++i) {
-      const double e = fd.S_va(i, j) - Shat(i, j);
-      ss += e * e;
+      const double e = fd.S_va(i, j) - Sfwd(i, j);
+      const double el = fd.S_va(i, j) - (Slin(i, j) + XtY(i, j) + XtY(j, i));
+      ss_fwd += e * e;
+      ss_lin += el * el;
     }
-  return fd.ss_tot_va > 0 ? 1.0 - ss / fd.ss_tot_va : kNaN;
+  if (!(fd.ss_tot_va > 0)) return {kNaN, kNaN};
+  return {1.0 - ss_lin / fd.ss_tot_va, 1.0 - ss_fwd / fd.ss_tot_va};
 }
 
 void summarise_into(SweepResult& res, const std::vector<double>& lam_for_summary,
@@ -278,7 +287,7 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
       for (int b = 0; b < static_cast<int>(lamd.size()); ++b) grid.push_back({a, b});
   }
   const int F = static_cast<int>(cfg.folds.size()), G = static_cast<int>(grid.size());
-  std::vector<std::vector<double>> fwd(F, std::vector<double>(G, kNaN));
+  std::vector<std::vector<double>> fwd(F, std::vector<double>(G, kNaN)), linp = fwd;
   std::vector<double> loss(G), rms_d(G), rms_off(G);
   ProgressTracker progress(cfg, F + 1, 0);
   for_each_part(cfg, F, stop, progress, [&](int item) {
@@ -307,7 +316,9 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
           rms_d[g] = std::sqrt(sd / static_cast<double>(sol.d.size()));
           rms_off[g] = w_magnitudes(red.U, sol.M).rms_offdiag;
         } else {
-          fwd[item][g] = r2_val_diag(fd, X_va, sol.d, sol.M);
+          const R2Pair r2 = r2_val_diag(fd, X_va, sol.d, sol.M);
+          linp[item][g] = r2.linear;
+          fwd[item][g] = r2.exact;
         }
       }
   });
@@ -331,10 +342,11 @@ void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
     row.diag.exact = {kNaN, kNaN};
     res.rows.push_back(row);
     lam_flat.push_back(row.lambda);
-    for (int f = 0; f < F; ++f) res.fold_rows.push_back({f, row.lambda, row.lambda_d, fwd[f][g], fwd[f][g], kNaN, kNaN});
+    for (int f = 0; f < F; ++f) res.fold_rows.push_back({f, row.lambda, row.lambda_d, linp[f][g], fwd[f][g], kNaN, kNaN});
   }
-  // The linearised model's prediction is the exact forward map of its W here.
-  summarise_into(res, lam_flat, fwd, fwd, fwd, false, false);
+  // Scored as free is without exact solutions: the headline (best lambda, one-SE) is r2_val,
+  // the linearised solution's own linear prediction; r2_val_fwd is its exact forward map.
+  summarise_into(res, lam_flat, linp, fwd, fwd, false, false);
   if (res.best < 0) return;
 
   // Exact (non-linearised) solution at the best pair, on all stimuli.

@@ -60,7 +60,7 @@ std::vector<Field<L>> lambda_fields() {
       field("lambda_d", &L::lambda_d, "S^2", "ridge weight on the diagonal d (free_diag; NaN for free), absolute"),
       field("lambda_job", &L::lambda_job, "job", "lambda in the job's lambda_units (lambda / lambda_unit)"),
       field("lambda_d_job", &L::lambda_d_job, "job", "lambda_d in the job's lambda_units"),
-      field("r2_val", &L::r2_val, "", "validation R^2, mean over folds: free: linearised prediction X'X + P'(M+M')P; free_diag: exact forward map of its W"),
+      field("r2_val", &L::r2_val, "", "validation R^2, mean over folds, of the linearised W's own linear prediction X'X + X'(W+W')X (both models; free: X'X + P'(M+M')P)"),
       field("r2_val_sd", &L::r2_val_sd, "", "sd over folds (ddof=1) of r2_val"),
       field("r2_val_fwd", &L::r2_val_fwd, "", "validation R^2 of the exact forward map X'(I+W)'J(I+W)X at the linearised W"),
       field("r2_val_fwd_sd", &L::r2_val_fwd_sd, "", "sd over folds (ddof=1)"),

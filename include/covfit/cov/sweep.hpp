@@ -6,8 +6,9 @@
 //            prediction, of the exact forward map, and of the exact solution); on all
 //            stimuli, exact solutions (warm-started path), losses and diagnostics.
 // free_diag: W = diag(d) + F, linearised over the lambda x lambda_d grid (one
-//            factorisation per lambda, see diagonal.hpp), R^2 per fold of the exact forward
-//            map; the exact (L-BFGS) solution at the best pair on all stimuli.
+//            factorisation per lambda, see diagonal.hpp), R^2 per fold of its linear
+//            prediction (r2_val, scored as free is) and of the exact forward map
+//            (r2_val_fwd); the exact (L-BFGS) solution at the best pair on all stimuli.
 #pragma once
 #include <atomic>
 #include <functional>
