@@ -78,6 +78,38 @@ void BM_Exact_n400_m250(benchmark::State& st) {
 }
 BENCHMARK(BM_Exact_n400_m250)->Arg(3)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(2);
 
+// The issue-7 path: 41 lambda from 1e-8 to 1e2 s_max^2 on covfit gen planted --n 150 --m 150
+// --rank 150 --noise 0.3 --seed 9 (r = 149), warm-started largest first; the full-data
+// part of that sweep.
+void BM_ExactPath41_n150_m150(benchmark::State& st) {
+  static const cc::PlantedProblem pp = [] {
+    cc::PlantedProblem q = cc::planted_problem(150, 150, 150, 0.3, 0.5, 9);
+    cc::check_and_centre(q.problem, "bench");
+    return q;
+  }();
+  static const cc::Reduced red = cc::reduce(pp.problem.X, pp.problem.S);
+  std::vector<double> lambdas;
+  for (int k = 0; k < 41; ++k) lambdas.push_back(std::pow(10.0, 2.0 - 10.0 * k / 40) * red.s_max() * red.s_max());
+  std::vector<cc::ExactResult> path;
+  for (auto _ : st) {
+    path = cc::sweep_exact(red, lambdas);
+    benchmark::ClobberMemory();
+  }
+  double newton = 0, cg = 0, certified = 0, worst_gap = 0;
+  for (const auto& e : path) {
+    newton += e.newton_iters;
+    cg += e.cg_iters;
+    certified += e.status == cc::ExactStatus::converged;
+    worst_gap = std::max(worst_gap, e.gap_bound / e.f);
+  }
+  st.counters["r"] = red.r;
+  st.counters["certified"] = certified;
+  st.counters["newton"] = newton;
+  st.counters["cg"] = cg;
+  st.counters["mlog10_worst_gap_over_f"] = -std::log10(worst_gap);
+}
+BENCHMARK(BM_ExactPath41_n150_m150)->Unit(benchmark::kMillisecond)->Iterations(1);
+
 }  // namespace
 
 BENCHMARK_MAIN();
