@@ -181,6 +181,13 @@ constexpr int kMaxNewtonPerStart = 40;
 constexpr int kMaxNewtonPerStage = 15;
 // Steps of the Newton-in-P fallback per start.
 constexpr int kMaxNewtonP = 100;
+// The cheap first attempt of solve_from: from lambda >= kCheapLambda s_max^2, up to
+// kCheapSteps Newton-in-P steps of at most kCheapCg CG iterations, kept if certified to
+// a gap below kCheapGapTol |f|.
+constexpr double kCheapLambda = 1e-2;
+constexpr int kCheapSteps = 6;
+constexpr int kCheapCg = 30;
+constexpr double kCheapGapTol = 1e-14;
 
 // Newton in G = P^2 with the iterate kept as P (see exact.hpp), from P0 > 0 until the
 // gradient is below tol_abs or the Newton decrement says f is final.
@@ -396,7 +403,8 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
 // CG needs many iterations at small lambda, so it runs only as a fallback, and its result
 // is polished by newton_g (quadratic convergence near the optimum, certificate-grade).
 Run newton_p(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Budget& budget,
-             int max_steps) {
+             int max_steps, int cg_cap = 0) {
+  const int max_cg = cg_cap > 0 ? std::min(cg_cap, budget.max_cg()) : budget.max_cg();
   const int r = obj.r();
   Run run;
   run.P = std::move(P0);
@@ -419,7 +427,7 @@ Run newton_p(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     p = z;
     double rz = dot(res, z);
     int it = 0;
-    while (it < budget.max_cg()) {
+    while (it < max_cg) {
       if (!budget.cg_may_continue()) break;
       obj.hessvec(run.P, A, p, Hp, Y, dA);
       ++it;
@@ -489,11 +497,69 @@ Run newton_p(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
   return run;
 }
 
+// The certificate at P (scaled units): f(P) - f* <= gap, ||P^2 - G*|| <= G_dist; both inf
+// unless P > 0. fI = f(I) bounds the sublevel set.
+struct Certificate {
+  double min_eig_P = std::numeric_limits<double>::quiet_NaN();
+  double gap = kInf, G_dist = kInf;
+};
+Certificate certify(const Objective& obj, const Matrix& P, double fI) {
+  const int r = obj.r();
+  Certificate out;
+  Matrix A;
+  obj.value(P, A);
+  SymEig eig;
+  if (!sym_eig(P, eig)) return out;
+  out.min_eig_P = eig.w.front();
+  if (!(out.min_eig_P > 0.0)) return out;
+  // g_h = ||A + lambda/2 (I - P^{-1})||_F. h's Hessian is >= s_min^2 + lambda/4 gmax^{-3/2}
+  // on any segment whose G have eigenvalues <= gmax. G* lies in the sublevel set
+  // (||P*|| <= 1 + sqrt(2 f(I) / lambda)) and within rho = g_h / mu of G, so the segment
+  // [G, G*] has gmax <= max(pmax^2, min(sublevel bound, pmax^2 + rho)); each rho gives a
+  // larger mu and a smaller rho (a few rounds tighten the bound at small lambda).
+  Matrix QL = eig.Q;
+  for (int j = 0; j < r; ++j)
+    for (int i = 0; i < r; ++i) QL(i, j) /= eig.w[j];
+  const Matrix Pinv = matmul(QL, eig.Q, false, true);
+  Matrix gh = A;
+  const double lam = obj.lam();
+  for (int j = 0; j < r; ++j)
+    for (int i = 0; i < r; ++i) gh(i, j) += 0.5 * lam * ((i == j ? 1.0 : 0.0) - Pinv(i, j));
+  const double ghn = frobenius(gh);
+  const double pmax = eig.w.back();
+  const double bound = 1.0 + std::sqrt(2.0 * fI / lam);
+  const double level = std::max(pmax * pmax, bound * bound);
+  auto mu_for = [&](double gmax) { return obj.s_min() * obj.s_min() + 0.25 * lam * std::pow(gmax, -1.5); };
+  double mu = mu_for(level);
+  for (int round = 0; round < 8; ++round) {
+    const double rho = ghn / mu;
+    const double gmax = std::max(pmax * pmax, std::min(level, pmax * pmax + rho));
+    mu = std::max(mu, mu_for(gmax));
+  }
+  out.gap = ghn * ghn / (2.0 * mu);
+  out.G_dist = ghn / mu;
+  return out;
+}
+
 // Newton in G from P0; if that does not converge, Newton in P from where it stopped, then
 // Newton in G again from that point (the polish that certifies). Counts are summed.
 Run solve_from(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Budget& budget,
-               int max_steps) {
+               int max_steps, double fI) {
+  // At large lambda (P near I, Jacobi nearly exact) a few cheap Newton-in-P steps usually
+  // reach a certificate at rounding level: Newton in G's two eigendecompositions per step
+  // would cost more than they save (measured: 101 vs 184 ms at 1e-1 s_max^2, r = 250).
+  int cheap_newton = 0, cheap_cg = 0;
+  if (obj.lam() >= kCheapLambda) {
+    Run q = newton_p(obj, P0, tol_abs, g0norm, budget, kCheapSteps, kCheapCg);
+    cheap_newton = q.newton;
+    cheap_cg = q.cg;
+    if (q.stationary && certify(obj, q.P, fI).gap <= kCheapGapTol * std::abs(q.f)) return q;
+    Matrix scratch;
+    if (q.f < obj.value(P0, scratch) && is_positive_definite(q.P)) P0 = std::move(q.P);
+  }
   Run a = newton_g(obj, std::move(P0), tol_abs, g0norm, budget, max_steps);
+  a.newton += cheap_newton;
+  a.cg += cheap_cg;
   if (a.stationary || budget.over()) return a;
   Run b = newton_p(obj, a.P, tol_abs, g0norm, budget, kMaxNewtonP);
   const int newton = a.newton + b.newton, cg = a.cg + b.cg, max_cg = std::max(a.max_cg, b.max_cg);
@@ -619,7 +685,7 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
       stage.gradient(I, As, gs);
       const double g0s = frobenius(gs);
       Run run = lam_n == lambda
-                    ? solve_from(stage, P, opt.rel_grad_tol * g0s, g0s, budget, kMaxNewtonPerStage)
+                    ? solve_from(stage, P, opt.rel_grad_tol * g0s, g0s, budget, kMaxNewtonPerStage, fI)
                     : newton_g(stage, P, opt.rel_grad_tol * g0s, g0s, budget, kMaxNewtonPerStage);
       if (lam_n == lambda) {
         if (run.stationary || budget.over() || factor < 1.01) return accept(std::move(run), name);
@@ -647,11 +713,11 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
     if (warm_lambda > opt.continuation_factor * lambda)
       done = walk_down(warm_lambda, *warm_P, "warm start (path following)");
     else
-      done = accept(solve_from(obj, *warm_P, tol_abs, g0, budget, kMaxNewtonPerStart), "warm start");
+      done = accept(solve_from(obj, *warm_P, tol_abs, g0, budget, kMaxNewtonPerStart, fI), "warm start");
   }
   if (!done && opt.direct_start && !budget.over())
     done = accept(solve_from(obj, projected_start(linearized_M(red, lambda), opt.start_floor),
-                             tol_abs, g0, budget, kMaxNewtonPerStart),
+                             tol_abs, g0, budget, kMaxNewtonPerStart, fI),
                   "I + M_lin start");
   if (!done && !budget.over()) {
     // lambda-continuation: at lambda >= 400 s_max^2, P* ~ I + M_lin; follow the path down.
@@ -686,44 +752,10 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
   out.f = f * c2;
   out.loss = out.f + red.loss_const();
   out.rel_grad = g0 > 0.0 ? frobenius(g) / g0 : frobenius(g);
-  out.gap_bound = kInf;
-  out.G_dist_bound = kInf;
-  SymEig eig;
-  if (sym_eig(P, eig)) {
-    out.min_eig_P = eig.w.front();
-    if (out.min_eig_P > 0.0) {
-      // g_h = ||A + lambda/2 (I - P^{-1})||_F. h's Hessian is >= s_min^2 + lambda/4 gmax^{-3/2}
-      // on any segment whose G have eigenvalues <= gmax. G* lies in the sublevel set
-      // (||P*|| <= 1 + sqrt(2 f(I) / lambda)) and within rho = g_h / mu of G, so the segment
-      // [G, G*] has gmax <= max(pmax^2, min(sublevel bound, pmax^2 + rho)); each rho gives a
-      // larger mu and a smaller rho (a few rounds tighten the bound at small lambda).
-      Matrix QL = eig.Q;
-      for (int j = 0; j < r; ++j)
-        for (int i = 0; i < r; ++i) QL(i, j) /= eig.w[j];
-      const Matrix Pinv = matmul(QL, eig.Q, false, true);
-      Matrix gh = A;
-      const double lam = obj.lam();
-      for (int j = 0; j < r; ++j)
-        for (int i = 0; i < r; ++i) gh(i, j) += 0.5 * lam * ((i == j ? 1.0 : 0.0) - Pinv(i, j));
-      const double ghn = frobenius(gh);
-      const double pmax = eig.w.back();
-      const double bound = 1.0 + std::sqrt(2.0 * fI / lam);
-      const double level = std::max(pmax * pmax, bound * bound);
-      auto mu_for = [&](double gmax) {
-        return obj.s_min() * obj.s_min() + 0.25 * lam * std::pow(gmax, -1.5);
-      };
-      double mu = mu_for(level);
-      for (int round = 0; round < 8; ++round) {
-        const double rho = ghn / mu;
-        const double gmax = std::max(pmax * pmax, std::min(level, pmax * pmax + rho));
-        mu = std::max(mu, mu_for(gmax));
-      }
-      out.gap_bound = ghn * ghn / (2.0 * mu) * c2;
-      out.G_dist_bound = ghn / mu;
-    }
-  } else {
-    out.min_eig_P = std::numeric_limits<double>::quiet_NaN();
-  }
+  const Certificate cert = certify(obj, P, fI);
+  out.min_eig_P = cert.min_eig_P;
+  out.gap_bound = cert.gap * c2;
+  out.G_dist_bound = cert.G_dist;
   out.status = done                  ? ExactStatus::converged
                : budget.interrupted() ? ExactStatus::interrupted
                : budget.exhausted()   ? ExactStatus::budget
