@@ -54,9 +54,21 @@ int weight_slot(Param p) {
 // Loss (and raw gradient) with the SIMD kernels in the configured precision.
 class Objective {
  public:
+  // Dense SIMD kernels when the cull tolerance is 0, else the local (tiled) evaluation.
   Objective(const FitConfig& cfg, const Points& pts) : cfg_(cfg), K_(cfg.K), n_(pts.x.size()) {
-    if (cfg.f32) pts32_ = PointSet<float>::from(pts.x, pts.y, pts.values);
-    else pts64_ = PointSet<double>::from(pts.x, pts.y, pts.values);
+    local_.cull_tol = effective_cull_tol(cfg);
+    local_.recurrence = cfg.grid_recurrence;
+    use_local_ = local_.cull_tol > 0;
+    if (use_local_) {
+      if (cfg.f32) tiles32_ = pts.grid ? TiledPoints<float>::from_grid(*pts.grid)
+                                       : TiledPoints<float>::from_points(pts.x, pts.y, pts.values);
+      else tiles64_ = pts.grid ? TiledPoints<double>::from_grid(*pts.grid)
+                               : TiledPoints<double>::from_points(pts.x, pts.y, pts.values);
+    } else if (cfg.f32) {
+      pts32_ = PointSet<float>::from(pts.x, pts.y, pts.values);
+    } else {
+      pts64_ = PointSet<double>::from(pts.x, pts.y, pts.values);
+    }
     can_.resize(static_cast<std::size_t>(K_));
     gcan_.resize(static_cast<std::size_t>(K_));
   }
@@ -66,8 +78,15 @@ class Objective {
     std::span<Canonical> g = grad.empty() ? std::span<Canonical>() : std::span<Canonical>(gcan_);
     const bool big = n_ >= kParallelPointsMin && n_ * static_cast<std::size_t>(K_) >= kParallelWorkMin;
     const int threads = cfg_.threads > 1 && big ? cfg_.threads : 1;
-    double loss = cfg_.f32 ? loss_grad_simd<float>(pts32_, can_, g, threads)
-                           : loss_grad_simd<double>(pts64_, can_, g, threads);
+    double loss;
+    if (use_local_) {
+      local_.threads = threads;
+      loss = cfg_.f32 ? loss_grad_local<float>(tiles32_, can_, g, local_, &stats_)
+                      : loss_grad_local<double>(tiles64_, can_, g, local_, &stats_);
+    } else {
+      loss = cfg_.f32 ? loss_grad_simd<float>(pts32_, can_, g, threads)
+                      : loss_grad_simd<double>(pts64_, can_, g, threads);
+    }
     if (!grad.empty()) canonical_to_raw_grad(cfg_.param, raw, gcan_, grad);
     return loss;
   }
@@ -79,6 +98,11 @@ class Objective {
   std::size_t n_;
   PointSet<float> pts32_;
   PointSet<double> pts64_;
+  bool use_local_ = false;
+  LocalOptions local_;
+  LocalStats stats_;
+  TiledPoints<float> tiles32_;
+  TiledPoints<double> tiles64_;
   std::vector<Canonical> can_, gcan_;
 };
 
