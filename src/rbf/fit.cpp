@@ -11,44 +11,20 @@
 
 #include "covfit/core/random.hpp"
 #include "covfit/rbf/kernels.hpp"
+#include "rbf/weights.hpp"
 
 namespace covfit::rbf {
 namespace {
+
+using detail::solve_spd;
+using detail::solve_weights;
+using detail::weight_slot;
 
 using Clock = std::chrono::steady_clock;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// Solve the symmetric positive definite system A x = b in place (A: n x n, column-major).
-// A relative ridge keeps rank-deficient systems (duplicate kernels) solvable.
-bool solve_spd(std::vector<double> A, std::vector<double>& b, int n, double ridge_rel) {
-  double trace = 0;
-  for (int i = 0; i < n; ++i) trace += A[static_cast<std::size_t>(i) * n + i];
-  double ridge = ridge_rel * std::max(trace / std::max(n, 1), 1e-300);
-  for (int i = 0; i < n; ++i) A[static_cast<std::size_t>(i) * n + i] += ridge;
-  return LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', n, 1, A.data(), n, b.data(), n) == 0;
-}
-
-// Least-squares weights for fixed shapes: (Phi^T Phi + ridge) w = Phi^T y.
-bool solve_weights(const std::vector<Canonical>& kernels, const Points& pts,
-                   std::vector<double>& w) {
-  const int N = static_cast<int>(pts.x.size()), K = static_cast<int>(kernels.size());
-  std::vector<double> phi(static_cast<std::size_t>(N) * K), A(static_cast<std::size_t>(K) * K);
-  basis_matrix(kernels, pts.x, pts.y, phi);
-  cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, N, 1.0, phi.data(), N, 0.0, A.data(), K);
-  w.assign(static_cast<std::size_t>(K), 0.0);
-  cblas_dgemv(CblasColMajor, CblasTrans, N, K, 1.0, phi.data(), N, pts.values.data(), 1, 0.0,
-              w.data(), 1);
-  return solve_spd(std::move(A), w, K, 1e-10);
-}
-
-int weight_slot(Param p) {
-  for (int j = 0; j < raw_width(p); ++j)
-    if (raw_group(p, j) == Group::weight) return j;
-  return raw_width(p) - 1;
 }
 
 // Loss (and raw gradient) with the SIMD kernels in the configured precision.
@@ -429,92 +405,6 @@ void shape_monitors(std::span<const Canonical> kernels, double& sigma_min, doubl
     sigma_max = std::max(sigma_max, 1 / std::sqrt(ev[0]));
     cond_max = std::max(cond_max, ev[1] / ev[0]);
   }
-}
-
-std::vector<double> initial_raw(const FitConfig& cfg, const Points& pts) {
-  const int K = cfg.K, width = raw_width(cfg.param);
-  const std::size_t N = pts.x.size();
-  Rng rng(cfg.seed);
-  double x0 = *std::min_element(pts.x.begin(), pts.x.end());
-  double x1 = *std::max_element(pts.x.begin(), pts.x.end());
-  double y0 = *std::min_element(pts.y.begin(), pts.y.end());
-  double y1 = *std::max_element(pts.y.begin(), pts.y.end());
-  double wx = std::max(x1 - x0, 1e-9), wy = std::max(y1 - y0, 1e-9);
-  const int g = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(K))));
-  double sx = wx / g, sy = wy / g, spacing = std::sqrt(sx * sy);
-  auto sigma_of = [&] {
-    double s = cfg.width_scale * spacing * rng.uniform(0.8, 1.25);
-    return std::clamp(s, std::exp(cfg.bounds.log_sigma_min), std::exp(cfg.bounds.log_sigma_max));
-  };
-  std::vector<double> raw(static_cast<std::size_t>(K * width));
-  auto kernel_slots = [&](int k) {
-    return std::span<double>(raw).subspan(static_cast<std::size_t>(k * width),
-                                          static_cast<std::size_t>(width));
-  };
-  const int wslot = weight_slot(cfg.param);
-  auto refit_weights = [&](int count) {
-    std::vector<Canonical> can(static_cast<std::size_t>(count));
-    raw_to_canonical(cfg.param, std::span<const double>(raw).first(static_cast<std::size_t>(count * width)), can);
-    std::vector<double> w;
-    if (solve_weights(can, pts, w))
-      for (int k = 0; k < count; ++k) raw[static_cast<std::size_t>(k * width + wslot)] = w[static_cast<std::size_t>(k)];
-  };
-
-  if (cfg.init == Init::lattice) {
-    // Choose K of the g*g lattice cells (seeded shuffle), one centre per cell, jittered.
-    std::vector<int> cells(static_cast<std::size_t>(g * g));
-    std::iota(cells.begin(), cells.end(), 0);
-    for (std::size_t i = cells.size(); i > 1; --i)
-      std::swap(cells[i - 1], cells[static_cast<std::size_t>(rng.bits() % i)]);
-    for (int k = 0; k < K; ++k) {
-      int cell = cells[static_cast<std::size_t>(k)];
-      double mx = x0 + sx * ((cell % g) + 0.5 + rng.uniform(-0.3, 0.3));
-      double my = y0 + sy * ((cell / g) + 0.5 + rng.uniform(-0.3, 0.3));
-      raw_from_isotropic(cfg.param, mx, my, sigma_of(), 0.0, kernel_slots(k));
-    }
-    project(cfg.param, raw, cfg.bounds);
-    refit_weights(K);
-    return raw;
-  }
-
-  // Greedy: place each kernel at a point with a large |residual| of the current model,
-  // away from the centres already placed (else a new kernel tends to "sharpen" an old
-  // one). The choice is random among the top `pool` candidates so restarts differ.
-  std::vector<double> residual(pts.values.begin(), pts.values.end());
-  const std::size_t pool = std::max<std::size_t>(1, std::min<std::size_t>(N / 200 + 1, 16));
-  const double exclusion = 0.5 * spacing;
-  std::vector<std::size_t> order;
-  std::vector<std::pair<double, double>> placed;
-  for (int k = 0; k < K; ++k) {
-    order.clear();
-    for (std::size_t i = 0; i < N; ++i) {
-      bool far = true;
-      for (const auto& [cx, cy] : placed)
-        if (std::hypot(pts.x[i] - cx, pts.y[i] - cy) < exclusion) far = false;
-      if (far) order.push_back(i);
-    }
-    if (order.empty()) {  // everything is near a centre: allow any point
-      order.resize(N);
-      std::iota(order.begin(), order.end(), 0);
-    }
-    const std::size_t top = std::min(pool, order.size());
-    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(top), order.end(),
-                      [&](std::size_t a, std::size_t b) {
-                        double ra = std::abs(residual[a]), rb = std::abs(residual[b]);
-                        return ra > rb || (ra == rb && a < b);
-                      });
-    std::size_t pick = order[static_cast<std::size_t>(rng.bits() % top)];
-    placed.emplace_back(pts.x[pick], pts.y[pick]);
-    raw_from_isotropic(cfg.param, pts.x[pick], pts.y[pick], sigma_of(), 0.0, kernel_slots(k));
-    project(cfg.param, kernel_slots(k), cfg.bounds);
-    refit_weights(k + 1);
-    std::vector<Canonical> can(static_cast<std::size_t>(k + 1));
-    raw_to_canonical(cfg.param, std::span<const double>(raw).first(static_cast<std::size_t>((k + 1) * width)), can);
-    std::vector<double> model(N);
-    predict(can, pts.x, pts.y, model);
-    for (std::size_t i = 0; i < N; ++i) residual[i] = pts.values[i] - model[i];
-  }
-  return raw;
 }
 
 FitResult fit(const FitConfig& cfg, const Points& pts, const std::atomic<bool>* stop) {
