@@ -34,9 +34,10 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // minimised by clamping its vertex to the edge.
 double min_q_rect(double p11, double p12, double p22, double ax, double bx, double ay,
                   double by) {
-  if (ax <= 0 && 0 <= bx && ay <= 0 && 0 <= by) return 0;
   auto q = [&](double dx, double dy) { return p11 * dx * dx + 2 * p12 * dx * dy + p22 * dy * dy; };
   auto clampd = [](double v, double lo, double hi) { return v < lo ? lo : (v > hi ? hi : v); };
+  if (ay == by) return q(clampd(-p12 * ay / p11, ax, bx), ay);  // a grid row: one segment
+  if (ax <= 0 && 0 <= bx && ay <= 0 && 0 <= by) return 0;
   double m = kInf;
   for (double dx : {ax, bx}) m = std::min(m, q(dx, clampd(-p12 * dx / p22, ay, by)));
   for (double dy : {ay, by}) m = std::min(m, q(clampd(-p12 * dy / p11, ax, bx), dy));
@@ -206,6 +207,32 @@ void eval_tile(const TiledPoints<T>& P, std::size_t tile, const std::uint32_t* k
     const unsigned char* act = ws.active.data() + j * nb;
     const T* ej = ebuf + j * npts;
     B sw(T(0)), sx(T(0)), sy(T(0)), sxx(T(0)), sxy(T(0)), syy(T(0));
+    if (P.gridded) {
+      // A grid row has one dy and the same dx per lane in every row: sum s, s dx, s dx^2
+      // over the row, then fold dy in once per row.
+      B dx[U];
+      for (std::size_t u = 0; u < U; ++u) dx[u] = B::load_aligned(px + u * W) - mx;
+      for (std::size_t b = 0; b < nb; ++b) {
+        if (!act[b]) continue;
+        const B dy = B(py[b * kBlockPoints]) - my;
+        B a0(T(0)), a1(T(0)), a2(T(0));
+        for (std::size_t u = 0; u < U; ++u) {
+          const std::size_t o = b * kBlockPoints + u * W;
+          const B sv = B::load_aligned(f + o) * B::load_aligned(ej + o);
+          const B sdx = sv * dx[u];
+          a0 += sv;
+          a1 += sdx;
+          a2 = xsimd::fma(sdx, dx[u], a2);
+        }
+        const B a0dy = a0 * dy;
+        sw += a0;
+        sx += a1;
+        sy += a0dy;
+        sxx += a2;
+        sxy = xsimd::fma(a1, dy, sxy);
+        syy = xsimd::fma(a0dy, dy, syy);
+      }
+    } else {
     for (std::size_t b = 0; b < nb; ++b) {
       if (!act[b]) continue;
       for (std::size_t u = 0; u < U; ++u) {
@@ -220,6 +247,7 @@ void eval_tile(const TiledPoints<T>& P, std::size_t tile, const std::uint32_t* k
         sxy = xsimd::fma(sdx, dy, sxy);
         syy = xsimd::fma(sdy, dy, syy);
       }
+    }
     }
     double* o = pair_out + j * kNumAcc;
     o[kSw] = xsimd::hadd(sw);
@@ -250,8 +278,30 @@ double local_impl(const TiledPoints<T>& P, std::span<const Canonical> kernels,
   constexpr std::size_t W = B::size;
   const std::size_t K = kernels.size(), nt = P.tiles();
 
-  std::vector<KernelCull> cull(K);
-  aligned_vector<T> kconst(K * kNumConst * W);
+  // Buffers reused across calls (an optimiser evaluates thousands of times; fresh
+  // allocations cost page faults at large K). Contents never carry over.
+  // (Worker threads must not name these thread_locals: they would get their own, empty,
+  // instances. They see them through the references below.)
+  struct Scratch {
+    std::vector<KernelCull> cull;
+    aligned_vector<T> kconst;
+    std::vector<std::uint32_t> cand_tile, cand_k, pair_k;
+    std::vector<std::size_t> pair_begin;
+    std::vector<TileOut> tout;
+    std::vector<double> pair_sums, sums;
+  };
+  thread_local Scratch scratch;
+  auto& cull = scratch.cull;
+  auto& kconst = scratch.kconst;
+  auto& cand_tile = scratch.cand_tile;
+  auto& cand_k = scratch.cand_k;
+  auto& pair_k = scratch.pair_k;
+  auto& pair_begin = scratch.pair_begin;
+  auto& tout = scratch.tout;
+  auto& pair_sums = scratch.pair_sums;
+  auto& sums = scratch.sums;
+  cull.resize(K);
+  kconst.resize(K * kNumConst * W);
   for (std::size_t k = 0; k < K; ++k) {
     const Canonical& c = kernels[k];
     cull[k] = kernel_cull(c, opt.cull_tol, P.rms);
@@ -262,7 +312,8 @@ double local_impl(const TiledPoints<T>& P, std::span<const Canonical> kernels,
   }
 
   // (tile, kernel) pairs, counting-sorted by tile (kernels stay ascending within a tile).
-  std::vector<std::uint32_t> cand_tile, cand_k;
+  cand_tile.clear();
+  cand_k.clear();
   for (std::size_t k = 0; k < K; ++k) {
     const KernelCull& kc = cull[k];
     const Canonical& c = kernels[k];
@@ -288,17 +339,17 @@ double local_impl(const TiledPoints<T>& P, std::span<const Canonical> kernels,
       }
   }
   const std::size_t npairs = cand_k.size();
-  std::vector<std::size_t> pair_begin(nt + 1, 0);
+  pair_begin.assign(nt + 1, 0);
   for (auto t : cand_tile) ++pair_begin[t + 1];
   for (std::size_t t = 0; t < nt; ++t) pair_begin[t + 1] += pair_begin[t];
-  std::vector<std::uint32_t> pair_k(npairs);
+  pair_k.resize(npairs);
   {
     std::vector<std::size_t> fill(pair_begin.begin(), pair_begin.end() - 1);
     for (std::size_t p = 0; p < npairs; ++p) pair_k[fill[cand_tile[p]]++] = cand_k[p];
   }
 
-  std::vector<TileOut> tout(nt);
-  std::vector<double> pair_sums(Grad ? npairs * kNumAcc : 0);
+  tout.assign(nt, TileOut{});
+  pair_sums.resize(Grad ? npairs * kNumAcc : 0);
   auto run_tile = [&](std::size_t t, Workspace<T>& ws) {
     eval_tile<T, Grad>(P, t, pair_k.data() + pair_begin[t], pair_begin[t + 1] - pair_begin[t],
                        kernels, cull, kconst.data(), opt.recurrence, ws, tout[t],
@@ -327,7 +378,7 @@ double local_impl(const TiledPoints<T>& P, std::span<const Canonical> kernels,
   if (stats) *stats = st;
   const double n = static_cast<double>(P.n);
   if constexpr (Grad) {
-    std::vector<double> sums(K * kNumAcc, 0.0);
+    sums.assign(K * kNumAcc, 0.0);
     for (std::size_t p = 0; p < npairs; ++p)  // pair order: tile-major, fixed
       for (int a = 0; a < kNumAcc; ++a) sums[pair_k[p] * kNumAcc + a] += pair_sums[p * kNumAcc + a];
     for (std::size_t k = 0; k < K; ++k) {

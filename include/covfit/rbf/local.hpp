@@ -37,7 +37,7 @@ struct Grid {
 };
 
 inline constexpr std::size_t kBlockPoints = 32;  // points per block (a grid row segment)
-inline constexpr std::size_t kTileRows = 8;      // grid tiles: 8 rows x 32 columns
+inline constexpr std::size_t kTileRows = 16;     // grid tiles: 16 rows x 32 columns
 inline constexpr std::size_t kTilePoints = kBlockPoints * kTileRows;  // max points per tile
 
 template <class T>
