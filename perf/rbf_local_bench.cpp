@@ -171,8 +171,10 @@ int main(int argc, char** argv) {
     if (out) {
       std::vector<double> flat;
       for (const auto& c : can) flat.insert(flat.end(), {c.mx, c.my, c.p11, c.p12, c.p22, c.w});
-      io::write_array(out.get(), "K" + std::to_string(K), {static_cast<hsize_t>(K), 6}, flat.data());
-      io::write_attr(out.get(), "dense_loss_K" + std::to_string(K), l_dense);
+      std::string name = "K";  // (not "K" + to_string: GCC 12 -Wrestrict false positive)
+      name += std::to_string(K);
+      io::write_array(out.get(), name, {static_cast<hsize_t>(K), 6}, flat.data());
+      io::write_attr(out.get(), "dense_loss_" + name, l_dense);
     }
   }
   return 0;

@@ -176,7 +176,9 @@ TEST(RbfLocal, CulledErrorWithinStatedBound) {
             ++checks;
           }
         // The bound is not vacuous: at tol 1e-10 it is tiny relative to the loss.
-        if (tol == 1e-10) EXPECT_LT(b.loss, 1e-7 * lref);
+        if (tol == 1e-10) {
+          EXPECT_LT(b.loss, 1e-7 * lref);
+        }
       }
     }
     // Drift: every centre moves by ~1.5 tiles of the scattered binning, widths grow 40%.
