@@ -360,7 +360,7 @@ void read_grid(const toml::table& t, const std::string& path, Job& job) {
   }
   g.K = r.list<int>("K", {9});
   for (int k : g.K)
-    if (k < 1 || k > 4096) r.fail("K", "values must be in [1, 4096]");
+    if (k < 1 || k > 65536) r.fail("K", "values must be in [1, 65536]");
   for (const auto& name : r.list<std::string>("optimizer", {"adam"})) {
     if (name == "adam") g.optimizer.push_back(Optimizer::adam);
     else if (name == "lm") g.optimizer.push_back(Optimizer::lm);
