@@ -5,7 +5,11 @@
 //
 //   build/rbf_local_bench FILE DATASET [--K 25,100,400,1600,6400] [--reps 5] [--f32]
 //                         [--tol 1e-10] [--threads 1] [--dense-max-K 100000]
-//                         [--save-kernels out.h5] [--init greedy|lattice]
+//                         [--save-kernels out.h5] [--init greedy|lattice] [--fit-steps S]
+//
+// --fit-steps S also runs a whole Adam fit of S steps (rbf::fit, rel_tol 0, local
+// evaluation, `threads` threads) per K and prints its seconds (initialisation included),
+// the share of the initialisation in it, and the final loss relative to the variance.
 //
 // FILE:DATASET is a 2-D HDF5 dataset (see perf/make_real_data.py), loaded like
 // `[data] source = "hdf5", grid_dataset = DATASET, standardize = true` (default extent).
@@ -88,7 +92,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<int> Ks = {25, 100, 400, 1600, 6400};
-  int reps = 5, threads = 1, dense_max_K = 100000;
+  int reps = 5, threads = 1, dense_max_K = 100000, fit_steps = 0;
   bool f32 = false;
   double tol = -1;
   std::string save, init = "greedy";
@@ -103,6 +107,7 @@ int main(int argc, char** argv) {
     else if (a == "--dense-max-K") dense_max_K = std::stoi(next());
     else if (a == "--save-kernels") save = next();
     else if (a == "--init") init = next();
+    else if (a == "--fit-steps") fit_steps = std::stoi(next());
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
   job::DataSpec spec;
@@ -167,6 +172,18 @@ int main(int argc, char** argv) {
                 static_cast<double>(st_on.point_pairs) / static_cast<double>(N),
                 static_cast<double>(st_on.recurrent) / std::max<double>(1.0, static_cast<double>(st_on.point_pairs)),
                 std::abs(l_on - l_dense), b.loss, init_s);
+    if (fit_steps > 0) {
+      rbf::FitConfig fc = cfg;
+      fc.max_steps = fit_steps;
+      fc.rel_tol = 0;
+      fc.log_every = std::max(1, fit_steps / 10);
+      fc.threads = threads;
+      if (tol >= 0) fc.cull_tol = tol;
+      const rbf::FitResult r = rbf::fit(fc, pts);
+      std::printf("       fit: %d Adam steps in %.3f s (init %.3f s = %.1f%% of it), rel loss %.4g -> %.4g\n",
+                  r.steps, r.seconds, init_s, 100 * init_s / r.seconds, r.initial_loss / d.variance(),
+                  r.final_loss / d.variance());
+    }
     std::fflush(stdout);
     if (out) {
       std::vector<double> flat;

@@ -4,7 +4,7 @@
 // Greedy is matching pursuit with local updates: each new kernel goes to a point of large
 // |residual| away from the centres already placed (an O(N) scan), takes the 1-D
 // least-squares weight against the current residual, and updates the residual only on its
-// support {exp(-q/2) >= 1e-6} (found through spatial bins). The weights are then refitted:
+// support {exp(-q/2) >= 1e-4} (found through spatial bins). The weights are then refitted:
 // exactly (dense least squares) when N K is small, else by a fixed number of CGLS
 // iterations with the basis restricted to the supports, O(sum of supports) each instead
 // of O(N K^2) (and no N x K matrix).
@@ -58,12 +58,12 @@ namespace {
 using detail::solve_weights;
 using detail::weight_slot;
 
-// Support of an initial kernel: exp(-q/2) >= 1e-6 (a start needs no more; the support
-// area, 28 sigma^2, sets the cost of every pass over the kernels).
-constexpr double kSupportQ = 2 * 13.815510557964274;  // 2 ln(1e6)
+// Support of an initial kernel: exp(-q/2) >= 1e-4 (a start needs no more; the support
+// area, 2 pi ln(1e4) sigma^2 = 58 sigma^2, sets the cost of every pass over the kernels).
+constexpr double kSupportQ = 2 * 9.210340371976184;  // 2 ln(1e4)
 // Refit weights exactly while the dense basis (N x K doubles) stays this small.
 constexpr std::size_t kDenseWeightsMax = std::size_t{1} << 22;
-constexpr int kCglsIters = 12;  // CGLS iterations otherwise
+constexpr int kCglsIters = 10;  // CGLS iterations otherwise
 
 // Points in a uniform grid of bins (CSR), for box queries in O(points in the box).
 class PointBins {
@@ -110,7 +110,7 @@ class PointBins {
   std::vector<std::size_t> start_, idx_;
 };
 
-// The support of kernel c (e = exp(-q/2) >= 1e-6): indices (in bin order) and e, with
+// The support of kernel c (e = exp(-q/2) >= 1e-4): indices (in bin order) and e, with
 // the vectorised exp over the candidates.
 void support(const PointBins& bins, const Points& pts, const Canonical& c,
              std::vector<std::size_t>& si, std::vector<double>& se) {
@@ -138,12 +138,13 @@ void cgls_weights(const PointBins& bins, const Points& pts, const std::vector<Ca
   const std::size_t K = can.size(), N = pts.x.size();
   std::vector<std::size_t> start(K + 1, 0), si;
   std::vector<std::uint32_t> idx;
-  std::vector<double> val, se;
+  std::vector<float> val;  // float: the passes are memory-bound, and a start needs no more
+  std::vector<double> se;
   for (std::size_t k = 0; k < K; ++k) {
     support(bins, pts, can[k], si, se);
     for (std::size_t j = 0; j < si.size(); ++j) {
       idx.push_back(static_cast<std::uint32_t>(si[j]));
-      val.push_back(se[j]);
+      val.push_back(static_cast<float>(se[j]));
     }
     start[k + 1] = idx.size();
   }

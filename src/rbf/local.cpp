@@ -114,10 +114,19 @@ void eval_tile(const TiledPoints<T>& P, std::size_t tile, const std::uint32_t* k
     const KernelCull& kc = cull[k];
     unsigned char* act = ws.active.data() + j * nb;
     std::size_t first = nb, last = 0;
+    // q is convex, so its maximum over the tile's box is at a corner: if every corner is
+    // inside the culling ellipse, so is every block (no per-block test needed).
+    bool inside = kc.all;
+    if (!inside) {
+      const double ax = P.tx0[tile] - kk.mx, bx = P.tx1[tile] - kk.mx;
+      const double ay = P.ty0[tile] - kk.my, by = P.ty1[tile] - kk.my;
+      auto q = [&](double dx, double dy) { return kk.p11 * dx * dx + 2 * kk.p12 * dx * dy + kk.p22 * dy * dy; };
+      inside = std::max(std::max(q(ax, ay), q(ax, by)), std::max(q(bx, ay), q(bx, by))) < kc.Q;
+    }
     for (std::size_t b = 0; b < nb; ++b) {
       const std::size_t gb = b0 + b;
       bool on = P.bx0[gb] <= P.bx1[gb];  // a block without real points contributes nothing
-      if (on && !kc.all)
+      if (on && !inside)
         on = min_q_rect(kk.p11, kk.p12, kk.p22, P.bx0[gb] - kk.mx, P.bx1[gb] - kk.mx,
                         P.by0[gb] - kk.my, P.by1[gb] - kk.my) < kc.Q;
       act[b] = on;
