@@ -6,6 +6,10 @@
 //   build/rbf_local_bench FILE DATASET [--K 25,100,400,1600,6400] [--reps 5] [--f32]
 //                         [--tol 1e-10] [--threads 1] [--dense-max-K 100000]
 //                         [--save-kernels out.h5] [--init greedy|lattice] [--fit-steps S]
+//                         [--scattered]
+//
+// --scattered drops the grid: the same points go through TiledPoints::from_points (bins in
+// Morton order, no recurrence), as for point data from `points_dataset`.
 //
 // --fit-steps S also runs a whole Adam fit of S steps (rbf::fit, rel_tol 0, local
 // evaluation, `threads` threads) per K and prints its seconds (initialisation included),
@@ -93,7 +97,7 @@ int main(int argc, char** argv) {
   }
   std::vector<int> Ks = {25, 100, 400, 1600, 6400};
   int reps = 5, threads = 1, dense_max_K = 100000, fit_steps = 0;
-  bool f32 = false;
+  bool f32 = false, scattered = false;
   double tol = -1;
   std::string save, init = "greedy";
   for (int i = 3; i < argc; ++i) {
@@ -108,6 +112,7 @@ int main(int argc, char** argv) {
     else if (a == "--save-kernels") save = next();
     else if (a == "--init") init = next();
     else if (a == "--fit-steps") fit_steps = std::stoi(next());
+    else if (a == "--scattered") scattered = true;
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
   job::DataSpec spec;
@@ -125,9 +130,12 @@ int main(int argc, char** argv) {
   std::printf("# one Adam step (param full): seconds, min of %d reps\n", reps);
   std::printf("%6s %10s %10s %10s %8s %8s %10s %9s %10s %10s %8s\n", "K", "dense_s", "local_s",
               "local_norec_s", "x_dense", "x_norec", "pairs/pt", "rec_frac", "dloss", "bound", "init_s");
-  rbf::Points pts{d.x, d.y, d.values, &g};
-  const auto P64 = rbf::TiledPoints<double>::from_grid(g);
-  const auto P32 = rbf::TiledPoints<float>::from_grid(g);
+  rbf::Points pts{d.x, d.y, d.values, scattered ? nullptr : &g};
+  const auto P64 = scattered ? rbf::TiledPoints<double>::from_points(d.x, d.y, d.values)
+                             : rbf::TiledPoints<double>::from_grid(g);
+  const auto P32 = scattered ? rbf::TiledPoints<float>::from_points(d.x, d.y, d.values)
+                             : rbf::TiledPoints<float>::from_grid(g);
+  if (scattered) std::printf("# as scattered points (no grid, no recurrence)\n");
   const auto dense64 = rbf::PointSet<double>::from(d.x, d.y, d.values);
   const auto dense32 = rbf::PointSet<float>::from(d.x, d.y, d.values);
   io::Handle out;
