@@ -19,6 +19,7 @@ namespace {
 using detail::solve_spd;
 using detail::solve_weights;
 using detail::weight_slot;
+using detail::kRowChunk;
 
 using Clock = std::chrono::steady_clock;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -210,35 +211,45 @@ void fit_adam(const FitConfig& cfg, const Points& pts, std::vector<double>& raw,
   }
 }
 
-// Residuals r_i = f(x_i) - y_i and the Jacobian dr/draw (N x P, column-major) for the
-// raw slots selected by `cols` (indices into raw). Double precision, scalar: LM work is
-// dominated by the normal-equation solve, not by this.
-void residual_jacobian(const FitConfig& cfg, const Points& pts, std::span<const double> raw,
-                       const std::vector<int>& cols, std::vector<double>& r,
-                       std::vector<double>& J) {
-  const int K = cfg.K, width = raw_width(cfg.param);
-  const std::size_t N = pts.x.size();
-  std::vector<Canonical> can(static_cast<std::size_t>(K));
-  raw_to_canonical(cfg.param, raw, can);
-  // dcan[j][k*width + s] = d canonical_j(kernel k) / d raw(k, s).
-  std::vector<std::vector<double>> dcan(6, std::vector<double>(raw.size()));
+// d canonical / d raw per kernel and the raw -> Jacobian column map, for one iterate.
+struct JacobianMap {
+  std::vector<Canonical> can;
+  std::vector<std::vector<double>> dcan;  // dcan[j][k*width + s] = d canonical_j(k) / d raw(k, s)
+  std::vector<int> col_of;                // raw index -> column in J (or -1)
+};
+
+JacobianMap jacobian_map(const FitConfig& cfg, std::span<const double> raw, const std::vector<int>& cols) {
+  const int K = cfg.K;
+  JacobianMap m;
+  m.can.resize(static_cast<std::size_t>(K));
+  raw_to_canonical(cfg.param, raw, m.can);
+  m.dcan.assign(6, std::vector<double>(raw.size()));
   std::vector<Canonical> unit(static_cast<std::size_t>(K));
   for (int j = 0; j < 6; ++j) {
     for (auto& u : unit) {
       double* f = &u.mx;
       for (int q = 0; q < 6; ++q) f[q] = q == j ? 1.0 : 0.0;
     }
-    canonical_to_raw_grad(cfg.param, raw, unit, dcan[static_cast<std::size_t>(j)]);
+    canonical_to_raw_grad(cfg.param, raw, unit, m.dcan[static_cast<std::size_t>(j)]);
   }
-  // Column lookup: raw index -> column in J (or -1).
-  std::vector<int> col_of(raw.size(), -1);
-  for (std::size_t c = 0; c < cols.size(); ++c) col_of[static_cast<std::size_t>(cols[c])] = static_cast<int>(c);
-  r.assign(N, 0.0);
-  J.assign(N * cols.size(), 0.0);
+  m.col_of.assign(raw.size(), -1);
+  for (std::size_t c = 0; c < cols.size(); ++c) m.col_of[static_cast<std::size_t>(cols[c])] = static_cast<int>(c);
+  return m;
+}
+
+// Residuals r_i = f(x_i) - y_i and the Jacobian dr/draw (n x P, column-major) for the
+// points [i0, i0 + n) and the raw slots of `map`. Double precision, scalar: LM work is
+// dominated by the normal equations, not by this.
+void residual_jacobian(const FitConfig& cfg, const Points& pts, const JacobianMap& map,
+                       std::size_t P, std::size_t i0, std::size_t n, std::vector<double>& r,
+                       std::vector<double>& J) {
+  const int K = cfg.K, width = raw_width(cfg.param);
+  r.assign(n, 0.0);
+  J.assign(n * P, 0.0);
   for (int k = 0; k < K; ++k) {
-    const Canonical& c = can[static_cast<std::size_t>(k)];
-    for (std::size_t i = 0; i < N; ++i) {
-      double dx = pts.x[i] - c.mx, dy = pts.y[i] - c.my;
+    const Canonical& c = map.can[static_cast<std::size_t>(k)];
+    for (std::size_t i = 0; i < n; ++i) {
+      double dx = pts.x[i0 + i] - c.mx, dy = pts.y[i0 + i] - c.my;
       double e = std::exp(-0.5 * (c.p11 * dx * dx + 2 * c.p12 * dx * dy + c.p22 * dy * dy));
       double we = c.w * e;
       r[i] += we;
@@ -247,15 +258,63 @@ void residual_jacobian(const FitConfig& cfg, const Points& pts, std::span<const 
                      -0.5 * we * dx * dx, -we * dx * dy, -0.5 * we * dy * dy, e};
       for (int s = 0; s < width; ++s) {
         std::size_t ri = static_cast<std::size_t>(k * width + s);
-        int col = col_of[ri];
+        int col = map.col_of[ri];
         if (col < 0) continue;
         double v = 0;
-        for (int j = 0; j < 6; ++j) v += dcan[static_cast<std::size_t>(j)][ri] * d[j];
-        J[static_cast<std::size_t>(col) * N + i] += v;
+        for (int j = 0; j < 6; ++j) v += map.dcan[static_cast<std::size_t>(j)][ri] * d[j];
+        J[static_cast<std::size_t>(col) * n + i] += v;
       }
     }
   }
-  for (std::size_t i = 0; i < N; ++i) r[i] -= pts.values[i];
+  for (std::size_t i = 0; i < n; ++i) r[i] -= pts.values[i0 + i];
+}
+
+// Normal equations A = J^T J (lower triangle), g = J^T r over all points, accumulated
+// over row chunks by BLAS syrk / gemv, so no N x P Jacobian is held. With `varpro`, J is
+// Kaufman's projected Jacobian (I - Phi Phi^+) J: a first pass accumulates Phi^T Phi and
+// Phi^T J, Z = (Phi^T Phi)^-1 Phi^T J is solved once, and the second pass forms each
+// chunk's J - Phi Z before accumulating it. Returns false if Phi^T Phi is not PD.
+bool normal_equations(const FitConfig& cfg, const Points& pts, std::span<const double> raw,
+                      const std::vector<int>& cols, bool varpro, std::vector<double>& A,
+                      std::vector<double>& g) {
+  const std::size_t N = pts.x.size(), P = cols.size();
+  const int K = cfg.K, Pi = static_cast<int>(P);
+  const JacobianMap map = jacobian_map(cfg, raw, cols);
+  std::vector<double> r, J, phi, Z;
+  if (varpro) {
+    std::vector<double> G(static_cast<std::size_t>(K) * K, 0.0);
+    Z.assign(static_cast<std::size_t>(K) * P, 0.0);
+    for (std::size_t i0 = 0; i0 < N; i0 += kRowChunk) {
+      const std::size_t n = std::min(kRowChunk, N - i0);
+      const int ni = static_cast<int>(n);
+      residual_jacobian(cfg, pts, map, P, i0, n, r, J);
+      phi.resize(n * static_cast<std::size_t>(K));
+      basis_matrix(map.can, pts.x.subspan(i0, n), pts.y.subspan(i0, n), phi);
+      cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, ni, 1.0, phi.data(), ni, 1.0, G.data(), K);
+      cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, K, Pi, ni, 1.0, phi.data(), ni, J.data(),
+                  ni, 1.0, Z.data(), K);
+    }
+    double tr = 0;
+    for (int i = 0; i < K; ++i) tr += G[static_cast<std::size_t>(i) * K + i];
+    for (int i = 0; i < K; ++i) G[static_cast<std::size_t>(i) * K + i] += 1e-10 * tr / K;
+    if (LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', K, Pi, G.data(), K, Z.data(), K) != 0) return false;
+  }
+  A.assign(P * P, 0.0);
+  g.assign(P, 0.0);
+  for (std::size_t i0 = 0; i0 < N; i0 += kRowChunk) {
+    const std::size_t n = std::min(kRowChunk, N - i0);
+    const int ni = static_cast<int>(n);
+    residual_jacobian(cfg, pts, map, P, i0, n, r, J);
+    if (varpro) {
+      phi.resize(n * static_cast<std::size_t>(K));
+      basis_matrix(map.can, pts.x.subspan(i0, n), pts.y.subspan(i0, n), phi);
+      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, ni, Pi, K, -1.0, phi.data(), ni,
+                  Z.data(), K, 1.0, J.data(), ni);
+    }
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, Pi, ni, 1.0, J.data(), ni, 1.0, A.data(), Pi);
+    cblas_dgemv(CblasColMajor, CblasTrans, ni, Pi, 1.0, J.data(), ni, r.data(), 1, 1.0, g.data(), 1);
+  }
+  return true;
 }
 
 // Levenberg-Marquardt; with `varpro` the weights are eliminated (solved exactly for
@@ -266,7 +325,6 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
   Objective objective(cfg, pts);
   Monitor monitor(cfg, res);
   const int width = raw_width(cfg.param), K = cfg.K, wslot = weight_slot(cfg.param);
-  const std::size_t N = pts.x.size();
   std::vector<int> cols;
   for (int k = 0; k < K; ++k)
     for (int s = 0; s < width; ++s)
@@ -287,8 +345,7 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
     return;
   }
 
-  std::vector<double> grad(raw.size()), r, J, A(static_cast<std::size_t>(P) * P), g(static_cast<std::size_t>(P));
-  std::vector<double> phi, Z;
+  std::vector<double> grad(raw.size()), A(static_cast<std::size_t>(P) * P), g(static_cast<std::size_t>(P));
   double mu = cfg.lm_mu0;
   double loss = objective(raw, grad);
   for (int step = 0;; ++step) {
@@ -297,34 +354,11 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
       res.status = Status::interrupted;
       break;
     }
-    residual_jacobian(cfg, pts, raw, cols, r, J);
-    if (varpro) {
-      // Kaufman: J <- J - Phi (Phi^T Phi)^-1 Phi^T J.
-      std::vector<Canonical> can(static_cast<std::size_t>(K));
-      raw_to_canonical(cfg.param, raw, can);
-      phi.resize(N * static_cast<std::size_t>(K));
-      basis_matrix(can, pts.x, pts.y, phi);
-      std::vector<double> G(static_cast<std::size_t>(K) * K);
-      cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, static_cast<int>(N), 1.0, phi.data(),
-                  static_cast<int>(N), 0.0, G.data(), K);
-      Z.assign(static_cast<std::size_t>(K) * P, 0.0);
-      cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, K, P, static_cast<int>(N), 1.0,
-                  phi.data(), static_cast<int>(N), J.data(), static_cast<int>(N), 0.0, Z.data(), K);
-      double tr = 0;
-      for (int i = 0; i < K; ++i) tr += G[static_cast<std::size_t>(i) * K + i];
-      for (int i = 0; i < K; ++i) G[static_cast<std::size_t>(i) * K + i] += 1e-10 * tr / K;
-      if (LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', K, P, G.data(), K, Z.data(), K) != 0) {
-        res.status = Status::failed;
-        res.message = "variable projection: basis Gram matrix not positive definite";
-        break;
-      }
-      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(N), P, K, -1.0,
-                  phi.data(), static_cast<int>(N), Z.data(), K, 1.0, J.data(), static_cast<int>(N));
+    if (!normal_equations(cfg, pts, raw, cols, varpro, A, g)) {
+      res.status = Status::failed;
+      res.message = "variable projection: basis Gram matrix not positive definite";
+      break;
     }
-    cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, P, static_cast<int>(N), 1.0, J.data(),
-                static_cast<int>(N), 0.0, A.data(), P);
-    cblas_dgemv(CblasColMajor, CblasTrans, static_cast<int>(N), P, 1.0, J.data(),
-                static_cast<int>(N), r.data(), 1, 0.0, g.data(), 1);
     // Damped step: (A + mu diag(A)) delta = -g; retry with larger mu until the loss drops.
     bool accepted = false;
     for (int attempt = 0; attempt < 12 && !accepted; ++attempt) {

@@ -35,13 +35,20 @@ bool solve_spd(std::vector<double> A, std::vector<double>& b, int n, double ridg
 
 bool solve_weights(const std::vector<Canonical>& kernels, const Points& pts,
                    std::vector<double>& w) {
-  const int N = static_cast<int>(pts.x.size()), K = static_cast<int>(kernels.size());
-  std::vector<double> phi(static_cast<std::size_t>(N) * K), A(static_cast<std::size_t>(K) * K);
-  basis_matrix(kernels, pts.x, pts.y, phi);
-  cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, N, 1.0, phi.data(), N, 0.0, A.data(), K);
+  const std::size_t N = pts.x.size();
+  const int K = static_cast<int>(kernels.size());
+  std::vector<double> phi, A(static_cast<std::size_t>(K) * K, 0.0);
   w.assign(static_cast<std::size_t>(K), 0.0);
-  cblas_dgemv(CblasColMajor, CblasTrans, N, K, 1.0, phi.data(), N, pts.values.data(), 1, 0.0,
-              w.data(), 1);
+  // Phi^T Phi and Phi^T y accumulated over row chunks: memory O(chunk K), not O(N K).
+  for (std::size_t i0 = 0; i0 < N; i0 += kRowChunk) {
+    const std::size_t n = std::min(kRowChunk, N - i0);
+    const int ni = static_cast<int>(n);
+    phi.resize(n * static_cast<std::size_t>(K));
+    basis_matrix(kernels, pts.x.subspan(i0, n), pts.y.subspan(i0, n), phi);
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, ni, 1.0, phi.data(), ni, 1.0, A.data(), K);
+    cblas_dgemv(CblasColMajor, CblasTrans, ni, K, 1.0, phi.data(), ni, pts.values.data() + i0, 1,
+                1.0, w.data(), 1);
+  }
   return solve_spd(std::move(A), w, K, 1e-10);
 }
 

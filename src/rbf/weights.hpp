@@ -1,5 +1,6 @@
 // Least-squares helpers shared by initialisation and Levenberg-Marquardt. Internal header.
 #pragma once
+#include <cstddef>
 #include <vector>
 
 #include "covfit/rbf/fit.hpp"
@@ -10,8 +11,12 @@ namespace covfit::rbf::detail {
 // A relative ridge keeps rank-deficient systems (duplicate kernels) solvable.
 bool solve_spd(std::vector<double> A, std::vector<double>& b, int n, double ridge_rel);
 
-// Least-squares weights for fixed shapes: (Phi^T Phi + ridge) w = Phi^T y. Dense: needs
-// N x K doubles of memory and O(N K^2) time.
+// Rows (points) per chunk when normal equations are accumulated chunk by chunk, so that
+// no N x K (or N x P) matrix is ever held.
+inline constexpr std::size_t kRowChunk = 4096;
+
+// Least-squares weights for fixed shapes: (Phi^T Phi + ridge) w = Phi^T y, accumulated
+// over row chunks (O(N K^2) time, O(kRowChunk K + K^2) memory).
 bool solve_weights(const std::vector<Canonical>& kernels, const Points& pts,
                    std::vector<double>& w);
 
