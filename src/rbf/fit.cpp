@@ -238,19 +238,25 @@ JacobianMap jacobian_map(const FitConfig& cfg, std::span<const double> raw, cons
 }
 
 // Residuals r_i = f(x_i) - y_i and the Jacobian dr/draw (n x P, column-major) for the
-// points [i0, i0 + n) and the raw slots of `map`. Double precision, scalar: LM work is
-// dominated by the normal equations, not by this.
+// points [i0, i0 + n) and the raw slots of `map`. Double precision; exp vectorised, the
+// rest scalar.
 void residual_jacobian(const FitConfig& cfg, const Points& pts, const JacobianMap& map,
                        std::size_t P, std::size_t i0, std::size_t n, std::vector<double>& r,
                        std::vector<double>& J) {
   const int K = cfg.K, width = raw_width(cfg.param);
   r.assign(n, 0.0);
   J.assign(n * P, 0.0);
+  std::vector<double> ebuf(n);
   for (int k = 0; k < K; ++k) {
     const Canonical& c = map.can[static_cast<std::size_t>(k)];
     for (std::size_t i = 0; i < n; ++i) {
+      const double dx = pts.x[i0 + i] - c.mx, dy = pts.y[i0 + i] - c.my;
+      ebuf[i] = -0.5 * (c.p11 * dx * dx + 2 * c.p12 * dx * dy + c.p22 * dy * dy);
+    }
+    exp_simd<double>(ebuf, ebuf);
+    for (std::size_t i = 0; i < n; ++i) {
       double dx = pts.x[i0 + i] - c.mx, dy = pts.y[i0 + i] - c.my;
-      double e = std::exp(-0.5 * (c.p11 * dx * dx + 2 * c.p12 * dx * dy + c.p22 * dy * dy));
+      double e = ebuf[i];
       double we = c.w * e;
       r[i] += we;
       // df/d(mx, my, p11, p12, p22, w)
