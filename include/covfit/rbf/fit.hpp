@@ -5,6 +5,9 @@
 //            by projection after every step, optional global-norm gradient clipping.
 //  - lm:     Levenberg-Marquardt on all raw parameters (Marquardt's diagonal scaling),
 //            one step = one solve of the damped normal equations; rejected trials count.
+//            Damping as Ceres' LM strategy (Nielsen): from the gain ratio rho of actual to
+//            predicted decrease. J^T J is accumulated over 4096-point chunks (BLAS syrk),
+//            so memory is O(P^2), not O(N P).
 //  - varpro: variable projection (Golub-Pereyra with Kaufman's Jacobian): the weights are
 //            linear, so they are solved exactly by (tiny-ridge) least squares for every
 //            trial shape; LM then runs only on centres and shapes.
