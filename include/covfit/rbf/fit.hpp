@@ -5,9 +5,10 @@
 //            by projection after every step, optional global-norm gradient clipping.
 //  - lm:     Levenberg-Marquardt on all raw parameters (Marquardt's diagonal scaling),
 //            one step = one solve of the damped normal equations; rejected trials count.
-//            Damping as Ceres' LM strategy (Nielsen): from the gain ratio rho of actual to
-//            predicted decrease. J^T J is accumulated over 4096-point chunks (BLAS syrk),
-//            so memory is O(P^2), not O(N P).
+//            Damping: mu / 3 after an accepted step, mu * 4 after a rejected one (Ceres'
+//            gain-ratio rule was tried on real data and not kept: see perf/README.md).
+//            J^T J is accumulated over 4096-point chunks (BLAS syrk), so memory is
+//            O(P^2), not O(N P).
 //  - varpro: variable projection (Golub-Pereyra with Kaufman's Jacobian): the weights are
 //            linear, so they are solved exactly by (tiny-ridge) least squares for every
 //            trial shape; LM then runs only on centres and shapes.
