@@ -352,7 +352,7 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
   }
 
   std::vector<double> grad(raw.size()), A(static_cast<std::size_t>(P) * P), g(static_cast<std::size_t>(P));
-  double mu = cfg.lm_mu0, nu = 2;
+  double mu = cfg.lm_mu0;
   double loss = objective(raw, grad);
   for (int step = 0;; ++step) {
     if (monitor.observe(step, loss, grad, objective.canonical())) break;
@@ -365,13 +365,8 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
       res.message = "variable projection: basis Gram matrix not positive definite";
       break;
     }
-    // Damped step (A + mu D) delta = -g, D = diag(A) clamped to >= 1e-12, with the damping
-    // rule of Ceres' Levenberg-Marquardt strategy (Nielsen's): the gain ratio rho = actual
-    // / predicted decrease of sum r^2 (predicted by the linear model: -(2 g.delta +
-    // delta.A.delta)); a step is accepted if rho > 1e-3, then mu *= max(1/3, 1 - (2 rho -
-    // 1)^3) (good model: damp less; poor model: about the same); else mu *= nu, nu *= 2.
+    // Damped step: (A + mu diag(A)) delta = -g; retry with larger mu until the loss drops.
     bool accepted = false;
-    const double n_points = static_cast<double>(pts.x.size());
     for (int attempt = 0; attempt < 12 && !accepted; ++attempt) {
       std::vector<double> Ad(A), delta(g);
       for (int i = 0; i < P; ++i) {
@@ -380,34 +375,24 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
       }
       for (double& x : delta) x = -x;
       if (!solve_spd(std::move(Ad), delta, P, 1e-14)) {
-        mu *= nu;
-        nu *= 2;
+        mu *= 10;
         continue;
       }
       std::vector<double> trial(raw);
       for (int c = 0; c < P; ++c) trial[static_cast<std::size_t>(cols[static_cast<std::size_t>(c)])] += delta[static_cast<std::size_t>(c)];
       project(cfg.param, trial, cfg.bounds);
       if (varpro && !set_weights(trial)) {
-        mu *= nu;
-        nu *= 2;
+        mu *= 10;
         continue;
       }
-      const double trial_loss = objective(trial, {});
-      std::vector<double> Adelta(static_cast<std::size_t>(P));
-      cblas_dsymv(CblasColMajor, CblasLower, P, 1.0, A.data(), P, delta.data(), 1, 0.0, Adelta.data(), 1);
-      const double predicted = -(2 * cblas_ddot(P, g.data(), 1, delta.data(), 1) +
-                                 cblas_ddot(P, delta.data(), 1, Adelta.data(), 1));
-      const double rho = n_points * (loss - trial_loss) / predicted;
-      if (std::isfinite(trial_loss) && trial_loss < loss && (!(predicted > 0) || rho > 1e-3)) {
+      double trial_loss = objective(trial, {});
+      if (std::isfinite(trial_loss) && trial_loss < loss) {
         raw.swap(trial);
         loss = objective(raw, grad);
-        const double t = 2 * std::min(rho, 1e3) - 1;
-        mu = std::max(mu * std::max(1.0 / 3, 1 - t * t * t), 1e-12);
-        nu = 2;
+        mu = std::max(mu / 3, 1e-12);
         accepted = true;
       } else {
-        mu *= nu;
-        nu *= 2;
+        mu *= 4;
       }
     }
     if (!accepted) {
