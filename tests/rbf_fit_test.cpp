@@ -175,18 +175,25 @@ TEST(RbfFit, TargetsAndStoppingRules) {
 
 TEST(RbfFit, Float32PathAgreesWithFloat64) {
   auto d = data::franke_grid("f", 20);
-  FitConfig c;
-  c.K = 9;
-  c.max_steps = 200;
-  c.seed = 9;
-  auto r64 = rbf::fit(c, points_of(d));
-  c.f32 = true;
-  auto r32 = rbf::fit(c, points_of(d));
   // Same start, same loss to f32 rounding; trajectories then drift apart (Adam amplifies
-  // rounding), so the end points only agree loosely.
-  EXPECT_NEAR(r32.initial_loss / r64.initial_loss, 1.0, 1e-5);
-  EXPECT_NEAR(r32.final_loss / r64.final_loss, 1.0, 0.1);
-  EXPECT_LT(r32.final_loss, 0.5 * r32.initial_loss);
+  // rounding; seen: 0.95-1.27 over seeds), so the end points agree loosely per seed and
+  // on average over a few seeds.
+  double log_sum = 0;
+  const unsigned seeds[] = {1, 3, 9};
+  for (unsigned seed : seeds) {
+    FitConfig c;
+    c.K = 9;
+    c.max_steps = 200;
+    c.seed = seed;
+    auto r64 = rbf::fit(c, points_of(d));
+    c.f32 = true;
+    auto r32 = rbf::fit(c, points_of(d));
+    EXPECT_NEAR(r32.initial_loss / r64.initial_loss, 1.0, 1e-5);
+    EXPECT_NEAR(r32.final_loss / r64.final_loss, 1.0, 0.4) << seed;
+    EXPECT_LT(r32.final_loss, 0.5 * r32.initial_loss);
+    log_sum += std::log(r32.final_loss / r64.final_loss);
+  }
+  EXPECT_NEAR(std::exp(log_sum / 3), 1.0, 0.1);
 }
 
 TEST(RbfFit, MonitorsFromEigenvalues) {
@@ -196,4 +203,25 @@ TEST(RbfFit, MonitorsFromEigenvalues) {
   EXPECT_DOUBLE_EQ(smin, 0.1);
   EXPECT_DOUBLE_EQ(smax, 1.0);
   EXPECT_DOUBLE_EQ(cmax, 4.0);
+}
+
+// Initialisation at a size where the weights come from coordinate-descent sweeps (N K
+// above the dense limit), greedy and lattice: a useful start (well below the variance),
+// deterministic in the seed, and greedy at least as good as lattice.
+TEST(RbfFit, InitialisationAtScaleIsUsefulAndDeterministic) {
+  auto d = data::franke_grid("f", 160);  // 25,600 points
+  FitConfig c;
+  c.K = 200;                             // N K = 5.1e6 > dense limit
+  const auto pts = rbf::Points{d.x, d.y, d.values, &*d.grid};
+  double loss[2];
+  for (int i = 0; i < 2; ++i) {
+    c.init = i == 0 ? rbf::Init::greedy : rbf::Init::lattice;
+    auto raw = rbf::initial_raw(c, pts);
+    EXPECT_EQ(raw, rbf::initial_raw(c, pts));
+    std::vector<rbf::Canonical> can(static_cast<std::size_t>(c.K)), g(can.size());
+    rbf::raw_to_canonical(c.param, raw, can);
+    loss[i] = rbf::loss_grad_scalar(rbf::PointSet<double>::from(d.x, d.y, d.values), can, g);
+    EXPECT_LT(loss[i], 0.01 * d.variance()) << i;
+  }
+  EXPECT_LE(loss[0], 1.5 * loss[1]);
 }

@@ -35,6 +35,11 @@ PointData franke_grid(const std::string& name, int grid) {
       d.y.push_back(y);
       d.values.push_back(franke(x, y));
     }
+  rbf::Grid g;  // the same points as a grid (row i at y = i / (grid - 1))
+  g.nx = g.ny = static_cast<std::size_t>(grid);
+  g.dx = g.dy = 1.0 / (grid - 1);
+  g.values = d.values;
+  d.grid = std::move(g);
   return d;
 }
 
@@ -116,12 +121,70 @@ static PointData load_hdf5(const job::DataSpec& spec) {
   return d;
 }
 
+// A 2-D dataset as a regular grid; NaN cells masked.
+static PointData load_hdf5_grid(const job::DataSpec& spec) {
+  io::quiet_hdf5_errors();
+  if (H5Fis_hdf5(spec.file.c_str()) <= 0)
+    throw InputError(spec.file, "not a readable HDF5 file (data set '" + spec.name + "')");
+  io::Handle file(H5Fopen(spec.file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  const std::string where = spec.file + ":" + spec.grid_dataset;
+  if (!io::exists(file.get(), spec.grid_dataset)) throw InputError(where, "no such dataset");
+  io::DoubleArray a = io::read_array(file.get(), spec.grid_dataset, where);
+  if (a.dims.size() != 2 || a.dims[0] < 2 || a.dims[1] < 2)
+    throw InputError(where, "expected a 2-D dataset (rows, columns) with at least 2 of each");
+  rbf::Grid g;
+  g.ny = a.dims[0];
+  g.nx = a.dims[1];
+  if (spec.extent.size() == 4) {
+    g.x0 = spec.extent[0];
+    g.y0 = spec.extent[2];
+    g.dx = (spec.extent[1] - spec.extent[0]) / static_cast<double>(g.nx - 1);
+    g.dy = (spec.extent[3] - spec.extent[2]) / static_cast<double>(g.ny - 1);
+  } else {  // square cells, longer side spanning [0, 1]
+    g.dx = g.dy = 1.0 / static_cast<double>(std::max(g.nx, g.ny) - 1);
+  }
+  g.values = std::move(a.data);
+  PointData d;
+  d.name = spec.name;
+  for (std::size_t i = 0; i < g.ny; ++i)
+    for (std::size_t j = 0; j < g.nx; ++j) {
+      const double v = g.values[i * g.nx + j];
+      if (std::isnan(v)) continue;  // masked cell
+      if (!std::isfinite(v))
+        throw InputError(where, "infinite value at row " + std::to_string(i) + ", column " +
+                                    std::to_string(j) + " (NaN marks a masked cell)");
+      d.x.push_back(g.x0 + static_cast<double>(j) * g.dx);
+      d.y.push_back(g.y0 + static_cast<double>(i) * g.dy);
+      d.values.push_back(v);
+    }
+  if (d.values.empty()) throw InputError(where, "every cell is NaN (masked): no data");
+  d.grid = std::move(g);
+  return d;
+}
+
+// (v - mean) / std over the data values (and the unmasked grid cells).
+static void standardize(PointData& d, const std::string& where) {
+  const double n = static_cast<double>(d.values.size());
+  double mean = 0;
+  for (double v : d.values) mean += v;
+  mean /= n;
+  const double sd = std::sqrt(d.variance());
+  if (!(sd > 0)) throw InputError(where, "standardize: the values are constant (std = 0)");
+  for (double& v : d.values) v = (v - mean) / sd;
+  if (d.grid)
+    for (double& v : d.grid->values) v = (v - mean) / sd;  // NaN stays NaN
+}
+
 PointData load(const job::DataSpec& spec) {
-  if (spec.source == "franke") return franke_grid(spec.name, spec.grid);
-  if (spec.source == "planted")
-    return planted_mixture(spec.name, spec.points, spec.kernels, spec.anisotropy, spec.noise,
-                           spec.seed);
-  return load_hdf5(spec);
+  PointData d;
+  if (spec.source == "franke") d = franke_grid(spec.name, spec.grid);
+  else if (spec.source == "planted")
+    d = planted_mixture(spec.name, spec.points, spec.kernels, spec.anisotropy, spec.noise, spec.seed);
+  else if (!spec.grid_dataset.empty()) d = load_hdf5_grid(spec);
+  else d = load_hdf5(spec);
+  if (spec.standardize)
+    standardize(d, spec.file.empty() ? "data set '" + spec.name + "'" : spec.file);
+  return d;
 }
 
 }  // namespace covfit::data

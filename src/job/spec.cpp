@@ -239,6 +239,21 @@ DataSpec read_data(const toml::table& t, const std::string& path, const std::str
                                                   : std::filesystem::absolute(d.file).lexically_normal().string()));
   d.points_dataset = r.get<std::string>("points_dataset", d.points_dataset);
   d.values_dataset = r.get<std::string>("values_dataset", d.values_dataset);
+  const bool named_points = t.get("points_dataset") || t.get("values_dataset");
+  d.grid_dataset = r.get<std::string>("grid_dataset", d.grid_dataset);
+  d.extent = r.list<double>("extent", d.extent);
+  d.standardize = r.get<bool>("standardize", d.standardize);
+  if (!d.grid_dataset.empty() && d.source != "hdf5") r.fail("grid_dataset", "only for source = \"hdf5\"");
+  if (!d.grid_dataset.empty() && named_points)
+    r.fail("grid_dataset", "give either grid_dataset or points_dataset/values_dataset, not both");
+  if (!d.extent.empty() && d.grid_dataset.empty()) r.fail("extent", "only with grid_dataset");
+  if (!d.extent.empty()) {
+    if (d.extent.size() != 4) r.fail("extent", "expected [x_first, x_last, y_first, y_last]");
+    for (double v : d.extent)
+      if (!std::isfinite(v)) r.fail("extent", "values must be finite");
+    if (d.extent[0] == d.extent[1] || d.extent[2] == d.extent[3])
+      r.fail("extent", "x_first != x_last and y_first != y_last are required");
+  }
   if (d.source != "franke" && d.source != "planted" && d.source != "hdf5")
     r.fail("source", "'" + d.source + "' is not one of franke, planted, hdf5");
   if (d.grid < 2 || d.grid > 4096) r.fail("grid", "must be in [2, 4096]");
@@ -248,7 +263,7 @@ DataSpec read_data(const toml::table& t, const std::string& path, const std::str
   if (!(d.anisotropy >= 1)) r.fail("anisotropy", "must be >= 1");
   if (d.source == "hdf5" && d.file.empty()) r.fail("file", "required when source = \"hdf5\"");
   r.finish({"name", "source", "grid", "points", "kernels", "noise", "anisotropy", "seed",
-            "file", "points_dataset", "values_dataset"});
+            "file", "points_dataset", "values_dataset", "grid_dataset", "extent", "standardize"});
   return d;
 }
 
@@ -378,6 +393,11 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& settin
   f.width_scale = r.get<double>("width_scale", f.width_scale);
   f.lm_mu0 = r.get<double>("lm_mu0", f.lm_mu0);
   f.lr_final_ratio = r.get<double>("lr_final_ratio", f.lr_final_ratio);
+  if (r.node("cull_tol")) {
+    f.cull_tol = r.get<double>("cull_tol", f.cull_tol);
+    if (!(f.cull_tol >= 0 && f.cull_tol < 1)) r.fail("cull_tol", "must be in [0, 1) (0: dense, exact)");
+  }
+  f.grid_recurrence = r.get<bool>("grid_recurrence", f.grid_recurrence);
   std::string init = r.get<std::string>("init", "greedy");
   if (init == "greedy") f.init = rbf::Init::greedy;
   else if (init == "lattice") f.init = rbf::Init::lattice;
@@ -409,7 +429,7 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& settin
   r.finish({"precision", "max_steps", "rel_tol", "patience", "target_loss",
             "target_rel_variance", "target_losses", "log_every", "lr_weight", "lr_centre",
             "lr_shape", "beta1", "beta2", "eps", "clip_grad", "width_scale", "lm_mu0", "lr_final_ratio", "init",
-            "sigma_min", "sigma_max"});
+            "sigma_min", "sigma_max", "cull_tol", "grid_recurrence"});
 }
 
 void read_grid(const toml::table& t, const std::string& path, Job& job) {
@@ -424,7 +444,7 @@ void read_grid(const toml::table& t, const std::string& path, Job& job) {
   }
   g.K = r.list<int>("K", {9});
   for (int k : g.K)
-    if (k < 1 || k > 4096) r.fail("K", "values must be in [1, 4096]");
+    if (k < 1 || k > 65536) r.fail("K", "values must be in [1, 65536]");
   for (const auto& name : r.list<std::string>("optimizer", {"adam"})) {
     if (name == "adam") g.optimizer.push_back(Optimizer::adam);
     else if (name == "lm") g.optimizer.push_back(Optimizer::lm);

@@ -11,9 +11,15 @@
 
 #include "covfit/core/random.hpp"
 #include "covfit/rbf/kernels.hpp"
+#include "rbf/weights.hpp"
 
 namespace covfit::rbf {
 namespace {
+
+using detail::solve_spd;
+using detail::solve_weights;
+using detail::weight_slot;
+using detail::kRowChunk;
 
 using Clock = std::chrono::steady_clock;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -22,41 +28,24 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Solve the symmetric positive definite system A x = b in place (A: n x n, column-major).
-// A relative ridge keeps rank-deficient systems (duplicate kernels) solvable.
-bool solve_spd(std::vector<double> A, std::vector<double>& b, int n, double ridge_rel) {
-  double trace = 0;
-  for (int i = 0; i < n; ++i) trace += A[static_cast<std::size_t>(i) * n + i];
-  double ridge = ridge_rel * std::max(trace / std::max(n, 1), 1e-300);
-  for (int i = 0; i < n; ++i) A[static_cast<std::size_t>(i) * n + i] += ridge;
-  return LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', n, 1, A.data(), n, b.data(), n) == 0;
-}
-
-// Least-squares weights for fixed shapes: (Phi^T Phi + ridge) w = Phi^T y.
-bool solve_weights(const std::vector<Canonical>& kernels, const Points& pts,
-                   std::vector<double>& w) {
-  const int N = static_cast<int>(pts.x.size()), K = static_cast<int>(kernels.size());
-  std::vector<double> phi(static_cast<std::size_t>(N) * K), A(static_cast<std::size_t>(K) * K);
-  basis_matrix(kernels, pts.x, pts.y, phi);
-  cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, N, 1.0, phi.data(), N, 0.0, A.data(), K);
-  w.assign(static_cast<std::size_t>(K), 0.0);
-  cblas_dgemv(CblasColMajor, CblasTrans, N, K, 1.0, phi.data(), N, pts.values.data(), 1, 0.0,
-              w.data(), 1);
-  return solve_spd(std::move(A), w, K, 1e-10);
-}
-
-int weight_slot(Param p) {
-  for (int j = 0; j < raw_width(p); ++j)
-    if (raw_group(p, j) == Group::weight) return j;
-  return raw_width(p) - 1;
-}
-
 // Loss (and raw gradient) with the SIMD kernels in the configured precision.
 class Objective {
  public:
+  // Dense SIMD kernels when the cull tolerance is 0, else the local (tiled) evaluation.
   Objective(const FitConfig& cfg, const Points& pts) : cfg_(cfg), K_(cfg.K), n_(pts.x.size()) {
-    if (cfg.f32) pts32_ = PointSet<float>::from(pts.x, pts.y, pts.values);
-    else pts64_ = PointSet<double>::from(pts.x, pts.y, pts.values);
+    local_.cull_tol = effective_cull_tol(cfg);
+    local_.recurrence = cfg.grid_recurrence;
+    use_local_ = local_.cull_tol > 0;
+    if (use_local_) {
+      if (cfg.f32) tiles32_ = pts.grid ? TiledPoints<float>::from_grid(*pts.grid)
+                                       : TiledPoints<float>::from_points(pts.x, pts.y, pts.values);
+      else tiles64_ = pts.grid ? TiledPoints<double>::from_grid(*pts.grid)
+                               : TiledPoints<double>::from_points(pts.x, pts.y, pts.values);
+    } else if (cfg.f32) {
+      pts32_ = PointSet<float>::from(pts.x, pts.y, pts.values);
+    } else {
+      pts64_ = PointSet<double>::from(pts.x, pts.y, pts.values);
+    }
     can_.resize(static_cast<std::size_t>(K_));
     gcan_.resize(static_cast<std::size_t>(K_));
   }
@@ -66,8 +55,15 @@ class Objective {
     std::span<Canonical> g = grad.empty() ? std::span<Canonical>() : std::span<Canonical>(gcan_);
     const bool big = n_ >= kParallelPointsMin && n_ * static_cast<std::size_t>(K_) >= kParallelWorkMin;
     const int threads = cfg_.threads > 1 && big ? cfg_.threads : 1;
-    double loss = cfg_.f32 ? loss_grad_simd<float>(pts32_, can_, g, threads)
-                           : loss_grad_simd<double>(pts64_, can_, g, threads);
+    double loss;
+    if (use_local_) {
+      local_.threads = threads;
+      loss = cfg_.f32 ? loss_grad_local<float>(tiles32_, can_, g, local_, &stats_)
+                      : loss_grad_local<double>(tiles64_, can_, g, local_, &stats_);
+    } else {
+      loss = cfg_.f32 ? loss_grad_simd<float>(pts32_, can_, g, threads)
+                      : loss_grad_simd<double>(pts64_, can_, g, threads);
+    }
     if (!grad.empty()) canonical_to_raw_grad(cfg_.param, raw, gcan_, grad);
     return loss;
   }
@@ -79,6 +75,11 @@ class Objective {
   std::size_t n_;
   PointSet<float> pts32_;
   PointSet<double> pts64_;
+  bool use_local_ = false;
+  LocalOptions local_;
+  LocalStats stats_;
+  TiledPoints<float> tiles32_;
+  TiledPoints<double> tiles64_;
   std::vector<Canonical> can_, gcan_;
 };
 
@@ -210,36 +211,52 @@ void fit_adam(const FitConfig& cfg, const Points& pts, std::vector<double>& raw,
   }
 }
 
-// Residuals r_i = f(x_i) - y_i and the Jacobian dr/draw (N x P, column-major) for the
-// raw slots selected by `cols` (indices into raw). Double precision, scalar: LM work is
-// dominated by the normal-equation solve, not by this.
-void residual_jacobian(const FitConfig& cfg, const Points& pts, std::span<const double> raw,
-                       const std::vector<int>& cols, std::vector<double>& r,
-                       std::vector<double>& J) {
-  const int K = cfg.K, width = raw_width(cfg.param);
-  const std::size_t N = pts.x.size();
-  std::vector<Canonical> can(static_cast<std::size_t>(K));
-  raw_to_canonical(cfg.param, raw, can);
-  // dcan[j][k*width + s] = d canonical_j(kernel k) / d raw(k, s).
-  std::vector<std::vector<double>> dcan(6, std::vector<double>(raw.size()));
+// d canonical / d raw per kernel and the raw -> Jacobian column map, for one iterate.
+struct JacobianMap {
+  std::vector<Canonical> can;
+  std::vector<std::vector<double>> dcan;  // dcan[j][k*width + s] = d canonical_j(k) / d raw(k, s)
+  std::vector<int> col_of;                // raw index -> column in J (or -1)
+};
+
+JacobianMap jacobian_map(const FitConfig& cfg, std::span<const double> raw, const std::vector<int>& cols) {
+  const int K = cfg.K;
+  JacobianMap m;
+  m.can.resize(static_cast<std::size_t>(K));
+  raw_to_canonical(cfg.param, raw, m.can);
+  m.dcan.assign(6, std::vector<double>(raw.size()));
   std::vector<Canonical> unit(static_cast<std::size_t>(K));
   for (int j = 0; j < 6; ++j) {
     for (auto& u : unit) {
       double* f = &u.mx;
       for (int q = 0; q < 6; ++q) f[q] = q == j ? 1.0 : 0.0;
     }
-    canonical_to_raw_grad(cfg.param, raw, unit, dcan[static_cast<std::size_t>(j)]);
+    canonical_to_raw_grad(cfg.param, raw, unit, m.dcan[static_cast<std::size_t>(j)]);
   }
-  // Column lookup: raw index -> column in J (or -1).
-  std::vector<int> col_of(raw.size(), -1);
-  for (std::size_t c = 0; c < cols.size(); ++c) col_of[static_cast<std::size_t>(cols[c])] = static_cast<int>(c);
-  r.assign(N, 0.0);
-  J.assign(N * cols.size(), 0.0);
+  m.col_of.assign(raw.size(), -1);
+  for (std::size_t c = 0; c < cols.size(); ++c) m.col_of[static_cast<std::size_t>(cols[c])] = static_cast<int>(c);
+  return m;
+}
+
+// Residuals r_i = f(x_i) - y_i and the Jacobian dr/draw (n x P, column-major) for the
+// points [i0, i0 + n) and the raw slots of `map`. Double precision; exp vectorised, the
+// rest scalar.
+void residual_jacobian(const FitConfig& cfg, const Points& pts, const JacobianMap& map,
+                       std::size_t P, std::size_t i0, std::size_t n, std::vector<double>& r,
+                       std::vector<double>& J) {
+  const int K = cfg.K, width = raw_width(cfg.param);
+  r.assign(n, 0.0);
+  J.assign(n * P, 0.0);
+  std::vector<double> ebuf(n);
   for (int k = 0; k < K; ++k) {
-    const Canonical& c = can[static_cast<std::size_t>(k)];
-    for (std::size_t i = 0; i < N; ++i) {
-      double dx = pts.x[i] - c.mx, dy = pts.y[i] - c.my;
-      double e = std::exp(-0.5 * (c.p11 * dx * dx + 2 * c.p12 * dx * dy + c.p22 * dy * dy));
+    const Canonical& c = map.can[static_cast<std::size_t>(k)];
+    for (std::size_t i = 0; i < n; ++i) {
+      const double dx = pts.x[i0 + i] - c.mx, dy = pts.y[i0 + i] - c.my;
+      ebuf[i] = -0.5 * (c.p11 * dx * dx + 2 * c.p12 * dx * dy + c.p22 * dy * dy);
+    }
+    exp_simd<double>(ebuf, ebuf);
+    for (std::size_t i = 0; i < n; ++i) {
+      double dx = pts.x[i0 + i] - c.mx, dy = pts.y[i0 + i] - c.my;
+      double e = ebuf[i];
       double we = c.w * e;
       r[i] += we;
       // df/d(mx, my, p11, p12, p22, w)
@@ -247,15 +264,63 @@ void residual_jacobian(const FitConfig& cfg, const Points& pts, std::span<const 
                      -0.5 * we * dx * dx, -we * dx * dy, -0.5 * we * dy * dy, e};
       for (int s = 0; s < width; ++s) {
         std::size_t ri = static_cast<std::size_t>(k * width + s);
-        int col = col_of[ri];
+        int col = map.col_of[ri];
         if (col < 0) continue;
         double v = 0;
-        for (int j = 0; j < 6; ++j) v += dcan[static_cast<std::size_t>(j)][ri] * d[j];
-        J[static_cast<std::size_t>(col) * N + i] += v;
+        for (int j = 0; j < 6; ++j) v += map.dcan[static_cast<std::size_t>(j)][ri] * d[j];
+        J[static_cast<std::size_t>(col) * n + i] += v;
       }
     }
   }
-  for (std::size_t i = 0; i < N; ++i) r[i] -= pts.values[i];
+  for (std::size_t i = 0; i < n; ++i) r[i] -= pts.values[i0 + i];
+}
+
+// Normal equations A = J^T J (lower triangle), g = J^T r over all points, accumulated
+// over row chunks by BLAS syrk / gemv, so no N x P Jacobian is held. With `varpro`, J is
+// Kaufman's projected Jacobian (I - Phi Phi^+) J: a first pass accumulates Phi^T Phi and
+// Phi^T J, Z = (Phi^T Phi)^-1 Phi^T J is solved once, and the second pass forms each
+// chunk's J - Phi Z before accumulating it. Returns false if Phi^T Phi is not PD.
+bool normal_equations(const FitConfig& cfg, const Points& pts, std::span<const double> raw,
+                      const std::vector<int>& cols, bool varpro, std::vector<double>& A,
+                      std::vector<double>& g) {
+  const std::size_t N = pts.x.size(), P = cols.size();
+  const int K = cfg.K, Pi = static_cast<int>(P);
+  const JacobianMap map = jacobian_map(cfg, raw, cols);
+  std::vector<double> r, J, phi, Z;
+  if (varpro) {
+    std::vector<double> G(static_cast<std::size_t>(K) * K, 0.0);
+    Z.assign(static_cast<std::size_t>(K) * P, 0.0);
+    for (std::size_t i0 = 0; i0 < N; i0 += kRowChunk) {
+      const std::size_t n = std::min(kRowChunk, N - i0);
+      const int ni = static_cast<int>(n);
+      residual_jacobian(cfg, pts, map, P, i0, n, r, J);
+      phi.resize(n * static_cast<std::size_t>(K));
+      basis_matrix(map.can, pts.x.subspan(i0, n), pts.y.subspan(i0, n), phi);
+      cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, ni, 1.0, phi.data(), ni, 1.0, G.data(), K);
+      cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, K, Pi, ni, 1.0, phi.data(), ni, J.data(),
+                  ni, 1.0, Z.data(), K);
+    }
+    double tr = 0;
+    for (int i = 0; i < K; ++i) tr += G[static_cast<std::size_t>(i) * K + i];
+    for (int i = 0; i < K; ++i) G[static_cast<std::size_t>(i) * K + i] += 1e-10 * tr / K;
+    if (LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', K, Pi, G.data(), K, Z.data(), K) != 0) return false;
+  }
+  A.assign(P * P, 0.0);
+  g.assign(P, 0.0);
+  for (std::size_t i0 = 0; i0 < N; i0 += kRowChunk) {
+    const std::size_t n = std::min(kRowChunk, N - i0);
+    const int ni = static_cast<int>(n);
+    residual_jacobian(cfg, pts, map, P, i0, n, r, J);
+    if (varpro) {
+      phi.resize(n * static_cast<std::size_t>(K));
+      basis_matrix(map.can, pts.x.subspan(i0, n), pts.y.subspan(i0, n), phi);
+      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, ni, Pi, K, -1.0, phi.data(), ni,
+                  Z.data(), K, 1.0, J.data(), ni);
+    }
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, Pi, ni, 1.0, J.data(), ni, 1.0, A.data(), Pi);
+    cblas_dgemv(CblasColMajor, CblasTrans, ni, Pi, 1.0, J.data(), ni, r.data(), 1, 1.0, g.data(), 1);
+  }
+  return true;
 }
 
 // Levenberg-Marquardt; with `varpro` the weights are eliminated (solved exactly for
@@ -266,7 +331,6 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
   Objective objective(cfg, pts);
   Monitor monitor(cfg, res);
   const int width = raw_width(cfg.param), K = cfg.K, wslot = weight_slot(cfg.param);
-  const std::size_t N = pts.x.size();
   std::vector<int> cols;
   for (int k = 0; k < K; ++k)
     for (int s = 0; s < width; ++s)
@@ -287,8 +351,7 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
     return;
   }
 
-  std::vector<double> grad(raw.size()), r, J, A(static_cast<std::size_t>(P) * P), g(static_cast<std::size_t>(P));
-  std::vector<double> phi, Z;
+  std::vector<double> grad(raw.size()), A(static_cast<std::size_t>(P) * P), g(static_cast<std::size_t>(P));
   double mu = cfg.lm_mu0;
   double loss = objective(raw, grad);
   for (int step = 0;; ++step) {
@@ -297,34 +360,11 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
       res.status = Status::interrupted;
       break;
     }
-    residual_jacobian(cfg, pts, raw, cols, r, J);
-    if (varpro) {
-      // Kaufman: J <- J - Phi (Phi^T Phi)^-1 Phi^T J.
-      std::vector<Canonical> can(static_cast<std::size_t>(K));
-      raw_to_canonical(cfg.param, raw, can);
-      phi.resize(N * static_cast<std::size_t>(K));
-      basis_matrix(can, pts.x, pts.y, phi);
-      std::vector<double> G(static_cast<std::size_t>(K) * K);
-      cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, K, static_cast<int>(N), 1.0, phi.data(),
-                  static_cast<int>(N), 0.0, G.data(), K);
-      Z.assign(static_cast<std::size_t>(K) * P, 0.0);
-      cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, K, P, static_cast<int>(N), 1.0,
-                  phi.data(), static_cast<int>(N), J.data(), static_cast<int>(N), 0.0, Z.data(), K);
-      double tr = 0;
-      for (int i = 0; i < K; ++i) tr += G[static_cast<std::size_t>(i) * K + i];
-      for (int i = 0; i < K; ++i) G[static_cast<std::size_t>(i) * K + i] += 1e-10 * tr / K;
-      if (LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', K, P, G.data(), K, Z.data(), K) != 0) {
-        res.status = Status::failed;
-        res.message = "variable projection: basis Gram matrix not positive definite";
-        break;
-      }
-      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(N), P, K, -1.0,
-                  phi.data(), static_cast<int>(N), Z.data(), K, 1.0, J.data(), static_cast<int>(N));
+    if (!normal_equations(cfg, pts, raw, cols, varpro, A, g)) {
+      res.status = Status::failed;
+      res.message = "variable projection: basis Gram matrix not positive definite";
+      break;
     }
-    cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, P, static_cast<int>(N), 1.0, J.data(),
-                static_cast<int>(N), 0.0, A.data(), P);
-    cblas_dgemv(CblasColMajor, CblasTrans, static_cast<int>(N), P, 1.0, J.data(),
-                static_cast<int>(N), r.data(), 1, 0.0, g.data(), 1);
     // Damped step: (A + mu diag(A)) delta = -g; retry with larger mu until the loss drops.
     bool accepted = false;
     for (int attempt = 0; attempt < 12 && !accepted; ++attempt) {
@@ -405,92 +445,6 @@ void shape_monitors(std::span<const Canonical> kernels, double& sigma_min, doubl
     sigma_max = std::max(sigma_max, 1 / std::sqrt(ev[0]));
     cond_max = std::max(cond_max, ev[1] / ev[0]);
   }
-}
-
-std::vector<double> initial_raw(const FitConfig& cfg, const Points& pts) {
-  const int K = cfg.K, width = raw_width(cfg.param);
-  const std::size_t N = pts.x.size();
-  Rng rng(cfg.seed);
-  double x0 = *std::min_element(pts.x.begin(), pts.x.end());
-  double x1 = *std::max_element(pts.x.begin(), pts.x.end());
-  double y0 = *std::min_element(pts.y.begin(), pts.y.end());
-  double y1 = *std::max_element(pts.y.begin(), pts.y.end());
-  double wx = std::max(x1 - x0, 1e-9), wy = std::max(y1 - y0, 1e-9);
-  const int g = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(K))));
-  double sx = wx / g, sy = wy / g, spacing = std::sqrt(sx * sy);
-  auto sigma_of = [&] {
-    double s = cfg.width_scale * spacing * rng.uniform(0.8, 1.25);
-    return std::clamp(s, std::exp(cfg.bounds.log_sigma_min), std::exp(cfg.bounds.log_sigma_max));
-  };
-  std::vector<double> raw(static_cast<std::size_t>(K * width));
-  auto kernel_slots = [&](int k) {
-    return std::span<double>(raw).subspan(static_cast<std::size_t>(k * width),
-                                          static_cast<std::size_t>(width));
-  };
-  const int wslot = weight_slot(cfg.param);
-  auto refit_weights = [&](int count) {
-    std::vector<Canonical> can(static_cast<std::size_t>(count));
-    raw_to_canonical(cfg.param, std::span<const double>(raw).first(static_cast<std::size_t>(count * width)), can);
-    std::vector<double> w;
-    if (solve_weights(can, pts, w))
-      for (int k = 0; k < count; ++k) raw[static_cast<std::size_t>(k * width + wslot)] = w[static_cast<std::size_t>(k)];
-  };
-
-  if (cfg.init == Init::lattice) {
-    // Choose K of the g*g lattice cells (seeded shuffle), one centre per cell, jittered.
-    std::vector<int> cells(static_cast<std::size_t>(g * g));
-    std::iota(cells.begin(), cells.end(), 0);
-    for (std::size_t i = cells.size(); i > 1; --i)
-      std::swap(cells[i - 1], cells[static_cast<std::size_t>(rng.bits() % i)]);
-    for (int k = 0; k < K; ++k) {
-      int cell = cells[static_cast<std::size_t>(k)];
-      double mx = x0 + sx * ((cell % g) + 0.5 + rng.uniform(-0.3, 0.3));
-      double my = y0 + sy * ((cell / g) + 0.5 + rng.uniform(-0.3, 0.3));
-      raw_from_isotropic(cfg.param, mx, my, sigma_of(), 0.0, kernel_slots(k));
-    }
-    project(cfg.param, raw, cfg.bounds);
-    refit_weights(K);
-    return raw;
-  }
-
-  // Greedy: place each kernel at a point with a large |residual| of the current model,
-  // away from the centres already placed (else a new kernel tends to "sharpen" an old
-  // one). The choice is random among the top `pool` candidates so restarts differ.
-  std::vector<double> residual(pts.values.begin(), pts.values.end());
-  const std::size_t pool = std::max<std::size_t>(1, std::min<std::size_t>(N / 200 + 1, 16));
-  const double exclusion = 0.5 * spacing;
-  std::vector<std::size_t> order;
-  std::vector<std::pair<double, double>> placed;
-  for (int k = 0; k < K; ++k) {
-    order.clear();
-    for (std::size_t i = 0; i < N; ++i) {
-      bool far = true;
-      for (const auto& [cx, cy] : placed)
-        if (std::hypot(pts.x[i] - cx, pts.y[i] - cy) < exclusion) far = false;
-      if (far) order.push_back(i);
-    }
-    if (order.empty()) {  // everything is near a centre: allow any point
-      order.resize(N);
-      std::iota(order.begin(), order.end(), 0);
-    }
-    const std::size_t top = std::min(pool, order.size());
-    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(top), order.end(),
-                      [&](std::size_t a, std::size_t b) {
-                        double ra = std::abs(residual[a]), rb = std::abs(residual[b]);
-                        return ra > rb || (ra == rb && a < b);
-                      });
-    std::size_t pick = order[static_cast<std::size_t>(rng.bits() % top)];
-    placed.emplace_back(pts.x[pick], pts.y[pick]);
-    raw_from_isotropic(cfg.param, pts.x[pick], pts.y[pick], sigma_of(), 0.0, kernel_slots(k));
-    project(cfg.param, kernel_slots(k), cfg.bounds);
-    refit_weights(k + 1);
-    std::vector<Canonical> can(static_cast<std::size_t>(k + 1));
-    raw_to_canonical(cfg.param, std::span<const double>(raw).first(static_cast<std::size_t>((k + 1) * width)), can);
-    std::vector<double> model(N);
-    predict(can, pts.x, pts.y, model);
-    for (std::size_t i = 0; i < N; ++i) residual[i] = pts.values[i] - model[i];
-  }
-  return raw;
 }
 
 FitResult fit(const FitConfig& cfg, const Points& pts, const std::atomic<bool>* stop) {

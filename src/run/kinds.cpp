@@ -96,7 +96,7 @@ class FitKind : public Kind {
     const data::PointData& d = data_[di];
     rbf::FitConfig cfg = fit_config(job_, task, variance_[di]);
     cfg.threads = inner_threads;
-    rbf::FitResult result = rbf::fit(cfg, {d.x, d.y, d.values}, stop);
+    rbf::FitResult result = rbf::fit(cfg, {d.x, d.y, d.values, d.grid ? &*d.grid : nullptr}, stop);
     if (result.status == rbf::Status::interrupted) return {};
     Done done{std::string(rbf::status_name(result.status)), result.final_loss, nullptr};
     done.write = [this, task, var = variance_[di], stop = cfg.target_loss, name = d.name,

@@ -1,16 +1,19 @@
 // 2D point data sets for RBF fitting: built-in generators and the HDF5 reader.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "covfit/job/spec.hpp"
+#include "covfit/rbf/local.hpp"
 #include "covfit/rbf/model.hpp"
 
 namespace covfit::data {
 
 struct PointData {
   std::string name;
-  std::vector<double> x, y, values;  // N each
+  std::vector<double> x, y, values;  // N each (for a grid: its unmasked cells, row-major)
+  std::optional<rbf::Grid> grid;     // set when the data is a regular grid (hdf5 grid_dataset)
   std::vector<rbf::Canonical> planted;  // planted kernels (empty unless source = planted)
   double variance() const;              // population variance of values
 };
@@ -28,6 +31,9 @@ PointData planted_mixture(const std::string& name, int points, int kernels, doub
 
 // Build a data set from its spec (reads the HDF5 file for source = "hdf5"). Throws
 // InputError naming file/dataset on bad input (shape, non-finite values, too few points).
+// A grid dataset (grid_dataset) loads as the points of its unmasked (non-NaN) cells plus
+// `grid`; +-inf cells are an error. With standardize, values (and the grid) become
+// (v - mean) / std over the unmasked values.
 PointData load(const job::DataSpec& spec);
 
 }  // namespace covfit::data

@@ -29,6 +29,12 @@ struct DataSpec {
   std::string file;              // hdf5: input file
   std::string points_dataset = "points";  // hdf5: (N, 2) float dataset
   std::string values_dataset = "values";  // hdf5: (N,) float dataset
+  // hdf5 grid (issue 8): a 2-D (ny, nx) dataset of values on a regular grid; NaN cells are
+  // masked. extent = {x of column 0, x of column nx-1, y of row 0, y of row ny-1}; empty:
+  // square cells with the longer side spanning [0, 1].
+  std::string grid_dataset;               // non-empty: load a grid instead of points/values
+  std::vector<double> extent;
+  bool standardize = false;               // values -> (v - mean) / std (over unmasked)
 };
 
 using rbf::Optimizer;

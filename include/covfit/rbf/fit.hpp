@@ -5,6 +5,10 @@
 //            by projection after every step, optional global-norm gradient clipping.
 //  - lm:     Levenberg-Marquardt on all raw parameters (Marquardt's diagonal scaling),
 //            one step = one solve of the damped normal equations; rejected trials count.
+//            Damping: mu / 3 after an accepted step, mu * 4 after a rejected one (Ceres'
+//            gain-ratio rule was tried on real data and not kept: see perf/README.md).
+//            J^T J is accumulated over 4096-point chunks (BLAS syrk), so memory is
+//            O(P^2), not O(N P).
 //  - varpro: variable projection (Golub-Pereyra with Kaufman's Jacobian): the weights are
 //            linear, so they are solved exactly by (tiny-ridge) least squares for every
 //            trial shape; LM then runs only on centres and shapes.
@@ -16,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "covfit/rbf/local.hpp"
 #include "covfit/rbf/model.hpp"
 
 namespace covfit::rbf {
@@ -50,7 +55,18 @@ struct FitConfig {
   std::uint64_t seed = 0;
   int threads = 1;            // split each evaluation's points over threads (results are
                               // bitwise the same for any count; pays off for large N only)
+  double cull_tol = -1;       // local evaluation (local.hpp): drop kernel k where
+                              // |w_k| exp(-q/2) < cull_tol * rms(values); 0: dense, exact;
+                              // < 0: the default for the precision (kDefaultCullTol*)
+  bool grid_recurrence = true;  // on gridded data, exp(-q/2) by recurrence (local only)
 };
+
+inline constexpr double kDefaultCullTolF64 = 1e-10;
+inline constexpr double kDefaultCullTolF32 = 1e-6;
+// cfg.cull_tol with the precision default applied.
+inline double effective_cull_tol(const FitConfig& cfg) {
+  return cfg.cull_tol >= 0 ? cfg.cull_tol : (cfg.f32 ? kDefaultCullTolF32 : kDefaultCullTolF64);
+}
 
 // Splitting one fit's evaluations over threads pays off from about this many points, and
 // this many kernel-point pairs per evaluation (measured on 2 cores: 2x at N = 32768, K = 9).
@@ -83,8 +99,12 @@ struct FitResult {
   std::vector<Canonical> kernels;          // final canonical kernels
 };
 
+// The data. When `grid` is set it describes the same points as a regular grid (x, y,
+// values are then its unmasked cells in row-major order); local evaluation tiles the grid
+// and may use the recurrence.
 struct Points {
   std::span<const double> x, y, values;
+  const Grid* grid = nullptr;
 };
 
 // Deterministic start from cfg.seed (see Init): isotropic widths from the lattice

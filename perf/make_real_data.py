@@ -1,0 +1,49 @@
+#!/usr/bin/python3
+"""Real grids from Debian packages, as HDF5 inputs for covfit (not committed; rerun this).
+
+  jacksboro_dem.h5: /elevation (344, 403) float64, metres. The Jacksboro fault digital
+      elevation model shipped by python-matplotlib-data
+      (/usr/share/matplotlib/mpl-data/sample_data/jacksboro_fault_dem.npz), 138,632 cells;
+      attribute extent = [x_first, x_last, y_first, y_last] in degrees (row 0 is north).
+  grace_hopper_512.h5: /gray (512, 512) float64 in [0, 1]. The Grace Hopper photograph
+      shipped by python-matplotlib-data (sample_data/grace_hopper.jpg, 600 x 512 RGB),
+      rows 44..555 (a centred 512 x 512 crop), ITU-R BT.601 luma; 262,144 pixels.
+
+Usage: perf/make_real_data.py [OUT_DIR]   (default perf/data)
+"""
+import os
+import sys
+
+import h5py
+import matplotlib.image
+import numpy as np
+
+SAMPLE = "/usr/share/matplotlib/mpl-data/sample_data"
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "data")
+    os.makedirs(out, exist_ok=True)
+    dem = np.load(os.path.join(SAMPLE, "jacksboro_fault_dem.npz"))
+    z = dem["elevation"].astype(np.float64)
+    ny, nx = z.shape
+    dx, dy = float(dem["dx"]), float(dem["dy"])
+    x0, y0 = float(dem["xmin"]), float(dem["ymin"])
+    # The npz names the north edge ymin; rows run south at dy per row.
+    extent = [x0, x0 + (nx - 1) * dx, y0, y0 - (ny - 1) * dy]
+    with h5py.File(os.path.join(out, "jacksboro_dem.h5"), "w") as f:
+        d = f.create_dataset("elevation", data=z)
+        d.attrs["extent"] = extent
+        d.attrs["source"] = SAMPLE + "/jacksboro_fault_dem.npz (python-matplotlib-data)"
+    img = matplotlib.image.imread(os.path.join(SAMPLE, "grace_hopper.jpg")).astype(np.float64) / 255.0
+    gray = img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
+    top = (gray.shape[0] - 512) // 2
+    gray = gray[top:top + 512, :512]
+    with h5py.File(os.path.join(out, "grace_hopper_512.h5"), "w") as f:
+        d = f.create_dataset("gray", data=gray)
+        d.attrs["source"] = SAMPLE + "/grace_hopper.jpg (python-matplotlib-data), rows %d..%d, luma" % (top, top + 511)
+    print("wrote", out, "dem", z.shape, "extent", extent, "image", gray.shape)
+
+
+if __name__ == "__main__":
+    main()
