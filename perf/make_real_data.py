@@ -8,6 +8,11 @@
   grace_hopper_512.h5: /gray (512, 512) float64 in [0, 1]. The Grace Hopper photograph
       shipped by python-matplotlib-data (sample_data/grace_hopper.jpg, 600 x 512 RGB),
       rows 44..555 (a centred 512 x 512 crop), ITU-R BT.601 luma; 262,144 pixels.
+  hopper_patches.h5: a covariance-sweep problem from the same photograph. m = 300 random
+      16 x 16 patches (seed 0) are the stimuli; /X (256, 300) their pixel values (n = 256
+      channels, a natural-image spectrum: s_min / s_max ~ 1e-9 over the numerical rank),
+      /S (300, 300) the Gram matrix of the same patches' gradient magnitudes (centred
+      per patch): "which pixel mixing W makes pixel similarity look like edge similarity".
 
 Usage: perf/make_real_data.py [OUT_DIR]   (default perf/data)
 """
@@ -42,7 +47,19 @@ def main():
     with h5py.File(os.path.join(out, "grace_hopper_512.h5"), "w") as f:
         d = f.create_dataset("gray", data=gray)
         d.attrs["source"] = SAMPLE + "/grace_hopper.jpg (python-matplotlib-data), rows %d..%d, luma" % (top, top + 511)
-    print("wrote", out, "dem", z.shape, "extent", extent, "image", gray.shape)
+    rng = np.random.default_rng(0)
+    m, p = 300, 16
+    ys, xs = rng.integers(0, 512 - p, m), rng.integers(0, 512 - p, m)
+    X = np.stack([gray[y:y + p, x:x + p].ravel() for y, x in zip(ys, xs)], axis=1)
+    gy, gx = np.gradient(gray)
+    g = np.hypot(gx, gy)
+    G = np.stack([g[y:y + p, x:x + p].ravel() for y, x in zip(ys, xs)], axis=1)
+    G = G - G.mean(axis=0, keepdims=True)
+    with h5py.File(os.path.join(out, "hopper_patches.h5"), "w") as f:
+        f["X"] = X
+        f["S"] = G.T @ G
+        f.attrs["source"] = "grace_hopper_512 patches (16 x 16, 300, seed 0); S = Gram of gradient magnitudes"
+    print("wrote", out, "dem", z.shape, "extent", extent, "image", gray.shape, "patches X", X.shape)
 
 
 if __name__ == "__main__":
