@@ -166,6 +166,29 @@ bool trace_enabled() {
   return on;
 }
 
+// Armijo test of the trial point Pn (step t along a direction of slope `slope`). Near the
+// optimum f changes below its rounding error, so a trial within rounding that reduces the
+// gradient (or any such trial, for a final correction) is accepted too. On acceptance run,
+// A and g move to Pn.
+bool accept_trial(const Objective& obj, Run& run, Matrix& Pn, Matrix& A, Matrix& g, double t,
+                  double slope, bool final_correction) {
+  Matrix An, gn;
+  const double fn = obj.value(Pn, An);
+  if (!std::isfinite(fn)) return false;
+  bool ok = fn <= run.f + kArmijo * t * slope;
+  if (!ok && fn - run.f <= 64.0 * kEps * std::abs(run.f)) {
+    obj.gradient(Pn, An, gn);
+    ok = final_correction || frobenius(gn) < run.gnorm;
+  }
+  if (!ok) return false;
+  run.P = std::move(Pn);
+  run.f = fn;
+  A = std::move(An);
+  obj.gradient(run.P, A, g);
+  run.gnorm = frobenius(g);
+  return true;
+}
+
 // Predicted decrease (Newton decrement^2 / 2) below this fraction of f: f cannot move further
 // in double precision. One more correction is still applied (it fixes the last digits of P).
 constexpr double kDecrementTol = 1e-14;
@@ -347,20 +370,7 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
         ++not_pd;
         continue;
       }
-      const double fn = obj.value(Pn, An);
-      if (!std::isfinite(fn)) continue;
-      const bool within_rounding = fn - run.f <= 64.0 * kEps * std::abs(run.f);
-      bool ok = fn <= run.f + kArmijo * t * slope;
-      if (!ok && within_rounding) {
-        obj.gradient(Pn, An, gn);
-        ok = final_step || frobenius(gn) < run.gnorm;
-      }
-      if (ok) {
-        run.P = std::move(Pn);
-        run.f = fn;
-        A = std::move(An);
-        obj.gradient(run.P, A, g);
-        run.gnorm = frobenius(g);
+      if (accept_trial(obj, run, Pn, A, g, t, slope, final_step)) {
         accepted = true;
         break;
       }
@@ -464,19 +474,7 @@ Run newton_p(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     for (int bt = 0; bt < kMaxBacktracks; ++bt, t *= 0.5) {
       Pn = run.P;
       for (std::size_t k = 0; k < Pn.data.size(); ++k) Pn.data[k] += t * d.data[k];
-      const double fn = obj.value(Pn, An);
-      if (!std::isfinite(fn)) continue;
-      bool ok = fn <= run.f + kArmijo * t * slope;
-      if (!ok && fn - run.f <= 64.0 * kEps * std::abs(run.f)) {
-        obj.gradient(Pn, An, gn);
-        ok = frobenius(gn) < run.gnorm;
-      }
-      if (ok) {
-        run.P = std::move(Pn);
-        run.f = fn;
-        A = std::move(An);
-        obj.gradient(run.P, A, g);
-        run.gnorm = frobenius(g);
+      if (accept_trial(obj, run, Pn, A, g, t, slope, false)) {
         accepted = true;
         break;
       }
