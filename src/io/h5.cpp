@@ -58,6 +58,8 @@ std::size_t member_bytes(const Column& c) {
 std::string hdf5_error_detail() {
   std::string msg;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &msg);
+  for (char& c : msg)
+    if (c == '\n') c = ' ';  // ctime()'s newline inside HDF5's write-failure message
   return msg.empty() ? std::string() : " (" + msg + ")";
 }
 

@@ -92,8 +92,8 @@ void check_output(const job::Job& job, const Kind& kind, const RunOptions& opt, 
       throw InputError(opt.output, "is " + role + " (" + path + "); refusing to write results over it");
   // The estimate is before compression, so it errs on the large side.
   namespace fs = std::filesystem;
-  std::string dir = fs::path(opt.output).parent_path().string();
-  if (dir.empty()) dir = ".";
+  const fs::path parent = fs::path(opt.output).parent_path();
+  const std::string dir = parent.empty() ? std::string(".") : parent.string();
   const double need = kind.expected_bytes() * (resume ? 2.0 : 1.0);
   const double have = free_disk_bytes(dir);
   if (need > have)
@@ -118,6 +118,8 @@ JobPlan plan_job(const job::Job& job) {
 RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic<bool>* stop) {
   auto t0 = Clock::now();
   check_threads(opt.threads, "-t " + std::to_string(opt.threads));
+  if (opt.threads == 0)  // the default comes from OpenMP, i.e. OMP_NUM_THREADS if set
+    check_threads(omp_get_max_threads(), "OMP_NUM_THREADS=" + std::to_string(omp_get_max_threads()));
   // Everything that can be wrong with the input is checked before the file is touched.
   std::unique_ptr<Kind> kind = make_kind(job, opt.progress);
   kind->load_data();

@@ -268,6 +268,7 @@ bad cov.points_file "pts.h5:X: no such dataset" "$bin" run sweep.toml --set data
 # ---------------------------------------------------------------- command line
 bad cli.threads_100000 "-t 100000: threads must be in 0\.\." "$bin" run fit.toml -t 100000 -q
 bad cli.threads_40000 "-t 40000: threads must be in 0\.\." "$bin" run fit.toml -t 40000 -q
+bad cli.omp_threads "OMP_NUM_THREADS=100000: threads must be in" env OMP_NUM_THREADS=100000 "$bin" run fit.toml -q
 bad cli.threads_validate "-t 100000: threads must be in" "$bin" validate fit.toml -t 100000
 bad cli.threads_negative "threads" "$bin" run fit.toml -t -1 -q
 bad cli.threads_word "threads" "$bin" run fit.toml -t many -q
