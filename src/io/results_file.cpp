@@ -136,9 +136,12 @@ int lock_inode(const std::string& path, const std::string& output) {
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+    const int err = errno;
     ::close(fd);
-    throw InputError(output, "another covfit process is writing this file (under another name: "
-                             "a hard link or symlink to it)");
+    if (err == EAGAIN || err == EACCES)
+      throw InputError(output, "another covfit process is writing this file (under another name: "
+                               "a hard link or symlink to it)");
+    return -1;  // a file system without these locks (EINVAL, ENOLCK): the .lock file still holds
   }
   return fd;
 }
