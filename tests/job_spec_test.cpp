@@ -186,3 +186,51 @@ TEST(JobSpec, OutOfRangeAndNonPositiveValuesAreRejected) {
   EXPECT_NE(error_of(kJob, {"fit.clip_grad=-1.0"}).find("clip_grad"), std::string::npos);
   EXPECT_NE(error_of(kJob, {"fit.eps=0.0"}).find("'fit.eps'"), std::string::npos);
 }
+
+// Hardening (issue 10): every one of these is an InputError naming the key, before any
+// work starts.
+TEST(JobSpecHostile, NonFiniteNumbersAreRejectedNamingTheKey) {
+  for (const char* set : {"fit.lr_weight=inf", "fit.width_scale=inf", "fit.target_loss=nan",
+                          "data.noise=inf", "grid.lr_shape=[1e-3, -inf]"}) {
+    const std::string err = error_of(kJob, {set});
+    const std::string key = std::string(set).substr(0, std::string(set).find('='));
+    EXPECT_NE(err.find("'" + key + "': expected a finite number"), std::string::npos) << set << ": " << err;
+  }
+}
+
+TEST(JobSpecHostile, UpperBoundsOnPointsKernelsRestartsAndTasks) {
+  EXPECT_NE(error_of(kJob, {"data.source=\"planted\"", "data.points=2000000000"}).find("'data.points': must be in [1, 100000000]"), std::string::npos);
+  EXPECT_NE(error_of(kJob, {"data.source=\"planted\"", "data.kernels=1000000"}).find("'data.kernels': must be in [1, 4096]"), std::string::npos);
+  EXPECT_NE(error_of(kJob, {"grid.restarts=2147483647"}).find("'grid.restarts': must be in"), std::string::npos);
+  // 3 x 2 x 2 x 1e6 restarts = 1.2e7 tasks > 1e7
+  EXPECT_NE(error_of(kJob, {"grid.restarts=1000000"}).find("job.toml: the grid has 1.2e+07 tasks; at most 10000000"),
+            std::string::npos);
+}
+
+TEST(JobSpecHostile, ExplicitEmptyDefaultListIsAccepted) {
+  auto job = parse_job(kJob, "job.toml", {"fit.target_losses=[]"});
+  EXPECT_TRUE(job.fit.base.target_losses.empty());
+  EXPECT_NE(error_of(kJob, {"grid.K=[]"}).find("'grid.K': must not be empty"), std::string::npos);
+}
+
+TEST(JobSpecHostile, ControlCharacterInANameIsNamedNotCutShort) {
+  const std::string err = error_of("name = \"a\\u0000b\"\n[data]\nsource = \"franke\"\n");
+  EXPECT_EQ(err, "job.toml:1: 'name': contains the control character U+0000 (names must be printable)");
+  // Any other message echoing such a value shows it escaped, on one line.
+  const std::string kind = error_of(kJob, {"kind=\"a\\u0000b\\n\""});
+  EXPECT_NE(kind.find("'a\\x00b\\x0a' is not a known job kind"), std::string::npos) << kind;
+}
+
+TEST(JobSpecHostile, ShardCountBeyondIntIsRefusedNotWrapped) {
+  for (const char* spec : {"1/4294967298", "4294967297/4", "1/", "/4", "-1/4", "0/0", "1/99999999999"}) {
+    try {
+      covfit::job::parse_shard(spec);
+      ADD_FAILURE() << spec << " was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("--shard ") + spec), std::string::npos) << e.what();
+    }
+  }
+  auto s = covfit::job::parse_shard("3/8");
+  EXPECT_EQ(s.index, 3);
+  EXPECT_EQ(s.count, 8);
+}

@@ -276,3 +276,55 @@ TEST(Run, OneLargeFitSplitOverThreadsGivesIdenticalResults) {
   ASSERT_EQ(sa.size(), 1u);
   EXPECT_TRUE(sa.at(0) == sb.at(0));
 }
+
+// Hardening (issue 10): the lock is keyed on the file, not the name.
+TEST(Run, SecondWriterThroughAHardLinkOrSymlinkIsRefused) {
+  auto p = temp_path("linked.h5");
+  { std::ofstream(p) << "x"; }
+  const std::string hard = p + ".hard", sym = p + ".sym";
+  fs::remove(hard);
+  fs::remove(sym);
+  fs::create_hard_link(p, hard);
+  fs::create_symlink(fs::absolute(p), sym);
+  io::OutputLock held(p);
+  for (const auto& other : {hard, sym}) {
+    try {
+      io::OutputLock second(other);
+      ADD_FAILURE() << other << " was not refused";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("another covfit process is writing this file"), std::string::npos)
+          << e.what();
+    }
+  }
+  fs::remove(hard);
+  fs::remove(sym);
+  fs::remove(p);
+}
+
+TEST(Run, OutputThatIsTheJobFileOrAnInputIsRefusedAndUntouched) {
+  auto dir = temp_path("outin");
+  fs::create_directories(dir);
+  const std::string job_path = dir + "/job.toml";
+  { std::ofstream(job_path) << kJob; }
+  auto job = job::load_job(job_path, {"grid.K=3", "grid.restarts=1"});
+  auto opt = options(dir + "/./job.toml", 1);
+  opt.overwrite = true;
+  EXPECT_THROW(run::run_job(job, opt, nullptr), InputError);
+  std::ifstream in(job_path);
+  std::string first;
+  std::getline(in, first);
+  EXPECT_EQ(first, "name = \"runtest\"");
+}
+
+TEST(Run, ThreadCountAboveTheMachineLimitIsRefusedBeforeAnyFile) {
+  auto p = temp_path("threads.h5");
+  auto job = job::parse_job(kJob, "job.toml", {"grid.K=3", "grid.restarts=1"});
+  auto opt = options(p, 100000);
+  try {
+    run::run_job(job, opt, nullptr);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("-t 100000: threads must be in 0.."), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(p));
+}

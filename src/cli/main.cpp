@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include "covfit/core/error.hpp"
+#include "covfit/core/limits.hpp"
 #include "covfit/io/schema.hpp"
 #include "covfit/job/spec.hpp"
 #include "covfit/report/report.hpp"
@@ -17,10 +18,13 @@
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_writing{false};  // the run has started touching its output
 volatile std::sig_atomic_t g_signal = 0;
 
 extern "C" void on_signal(int sig) {
-  if (g_stop.load()) std::_Exit(128 + sig);  // second signal: give up at once
+  // Before the output is touched there is nothing to save: exit at once (loading a large
+  // input or generating data does not poll the stop flag). Second signal: likewise.
+  if (!g_writing.load() || g_stop.load()) std::_Exit(128 + sig);
   g_signal = sig;
   g_stop.store(true);
 }
@@ -60,6 +64,10 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
   opt.max_tasks = max_tasks;
   opt.flush_seconds = flush_every;
   opt.command_line = command;
+  opt.writing = &g_writing;
+  covfit::check_threads(threads, "-t " + std::to_string(threads));
+  if (!(flush_every >= 0.01 && flush_every <= 3600))
+    throw covfit::InputError("--flush-every", "must be in [0.01, 3600] seconds");
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   if (!quiet) std::fprintf(stderr, "covfit: job '%s': %lld tasks in shard %d/%d -> %s\n", job.name.c_str(),
@@ -83,6 +91,7 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
 // Parses the job, then opens (or generates) every input and checks its datasets and
 // shapes, as `run` would before creating the output file.
 int cmd_validate(const std::string& job_path, const std::vector<std::string>& sets, int threads) {
+  covfit::check_threads(threads, "-t " + std::to_string(threads));
   covfit::job::Job job = covfit::job::load_job(job_path, sets);
   covfit::run::JobPlan plan = covfit::run::plan_job(job);
   if (threads <= 0) threads = std::max(1, omp_get_max_threads());
@@ -206,11 +215,17 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const covfit::InputError& e) {
-    std::fprintf(stderr, "covfit: error: %s\n", e.what());
+    std::fprintf(stderr, "covfit: error: %s\n", covfit::InputError::one_line(e.what()).c_str());
     return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "covfit: failed: %s\n", e.what());
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "covfit: failed: out of memory\n");
     return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "covfit: failed: %s\n", covfit::InputError::one_line(e.what()).c_str());
+    // After a failed write (disk full) HDF5 may still hold a half-closed file, and its
+    // atexit clean-up would retry the write and crash: leave without it.
+    std::fflush(nullptr);
+    std::_Exit(1);
   }
   return 0;
 }

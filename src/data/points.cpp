@@ -1,8 +1,10 @@
 #include "covfit/data/points.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "covfit/core/error.hpp"
+#include "covfit/core/limits.hpp"
 #include "covfit/core/random.hpp"
 #include "covfit/io/h5.hpp"
 
@@ -90,10 +92,7 @@ PointData planted_mixture(const std::string& name, int points, int kernels, doub
 }
 
 static PointData load_hdf5(const job::DataSpec& spec) {
-  io::quiet_hdf5_errors();
-  if (H5Fis_hdf5(spec.file.c_str()) <= 0)
-    throw InputError(spec.file, "not a readable HDF5 file (data set '" + spec.name + "')");
-  io::Handle file(H5Fopen(spec.file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  io::Handle file = io::open_input_file(spec.file, "data set '" + spec.name + "'");
   auto where = [&](const std::string& ds) { return spec.file + ":" + ds; };
   for (const auto& ds : {spec.points_dataset, spec.values_dataset})
     if (!io::exists(file.get(), ds)) throw InputError(where(ds), "no such dataset");
@@ -117,6 +116,15 @@ static PointData load_hdf5(const job::DataSpec& spec) {
     d.x.push_back(x);
     d.y.push_back(y);
     d.values.push_back(v);
+  }
+  // Finite but huge inputs overflow every loss to inf: refuse them here, by name.
+  if (!std::isfinite(d.variance()))
+    throw InputError(where(spec.values_dataset), "values too large (their variance overflows a double)");
+  for (const auto* c : {&d.x, &d.y}) {
+    auto [lo, hi] = std::minmax_element(c->begin(), c->end());
+    const double span = *hi - *lo;
+    if (!std::isfinite(span * span))
+      throw InputError(where(spec.points_dataset), "coordinates too large (squared distances overflow a double)");
   }
   return d;
 }
@@ -178,9 +186,11 @@ static void standardize(PointData& d, const std::string& where) {
 PointData load(const job::DataSpec& spec) {
   PointData d;
   if (spec.source == "franke") d = franke_grid(spec.name, spec.grid);
-  else if (spec.source == "planted")
+  else if (spec.source == "planted") {
+    check_memory(8.0 * 4.0 * spec.points, "data '" + spec.name + "'",
+                 std::to_string(spec.points) + " planted points");
     d = planted_mixture(spec.name, spec.points, spec.kernels, spec.anisotropy, spec.noise, spec.seed);
-  else if (!spec.grid_dataset.empty()) d = load_hdf5_grid(spec);
+  } else if (!spec.grid_dataset.empty()) d = load_hdf5_grid(spec);
   else d = load_hdf5(spec);
   if (spec.standardize)
     standardize(d, spec.file.empty() ? "data set '" + spec.name + "'" : spec.file);

@@ -5,15 +5,23 @@
 #include <stdexcept>
 
 #include "covfit/core/error.hpp"
+#include "covfit/core/limits.hpp"
 
 namespace covfit::io {
 namespace {
 
+// The innermost message of this thread's HDF5 error stack: for a failed read or write
+// it names the file, the errno and its text (e.g. "No space left on device").
+herr_t innermost_error(unsigned n, const H5E_error2_t* e, void* out) {
+  if (n == 0 && e && e->desc) *static_cast<std::string*>(out) = e->desc;
+  return 0;
+}
+
 void check(herr_t status, const std::string& what) {
-  if (status < 0) throw RuntimeError("HDF5: " + what + " failed");
+  if (status < 0) throw RuntimeError("HDF5: " + what + " failed" + hdf5_error_detail());
 }
 hid_t check_id(hid_t id, const std::string& what) {
-  if (id < 0) throw RuntimeError("HDF5: " + what + " failed");
+  if (id < 0) throw RuntimeError("HDF5: " + what + " failed" + hdf5_error_detail());
   return id;
 }
 
@@ -46,6 +54,14 @@ std::size_t member_bytes(const Column& c) {
 }
 
 }  // namespace
+
+std::string hdf5_error_detail() {
+  std::string msg;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &msg);
+  for (char& c : msg)
+    if (c == '\n') c = ' ';  // ctime()'s newline inside HDF5's write-failure message
+  return msg.empty() ? std::string() : " (" + msg + ")";
+}
 
 Handle::Handle(hid_t id, Closer closer) : id_(id), close_(closer) {
   if (id < 0) throw RuntimeError("HDF5: invalid handle");
@@ -136,7 +152,11 @@ const char* type_name(Column::Type t) {
   }
   return "?";
 }
-bool has_attr(hid_t obj, const std::string& name) { return H5Aexists(obj, name.c_str()) > 0; }
+bool has_attr(hid_t obj, const std::string& name) {
+  const htri_t e = H5Aexists(obj, name.c_str());
+  if (e < 0) throw RuntimeError("HDF5: cannot read the attributes of an object (damaged file?)" + hdf5_error_detail());
+  return e > 0;
+}
 
 std::string read_attr_string(hid_t obj, const std::string& name) {
   Handle attr(check_id(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name),
@@ -268,21 +288,37 @@ DoubleArray read_array(hid_t loc, const std::string& name, const std::string& wh
   if (H5Oget_info_by_name2(loc, name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
     throw InputError(where, "no such dataset");
   if (info.type != H5O_TYPE_DATASET) throw InputError(where, "is a group, not a dataset");
-  Handle ds(check_id(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), "open dataset " + name), H5Dclose);
-  Handle space(H5Dget_space(ds.get()), H5Sclose);
+  // Input files are user data: every failure names the file and dataset (exit 2).
+  hid_t ds_id = H5Dopen2(loc, name.c_str(), H5P_DEFAULT);
+  if (ds_id < 0) throw InputError(where, "cannot open the dataset (damaged file?)" + hdf5_error_detail());
+  Handle ds(ds_id, H5Dclose);
+  hid_t space_id = H5Dget_space(ds.get());
+  if (space_id < 0) throw InputError(where, "cannot read the dataset's shape (damaged file?)");
+  Handle space(space_id, H5Sclose);
   int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0 || rank > 32) throw InputError(where, "cannot read the dataset's shape (damaged file?)");
   DoubleArray out;
-  out.dims.resize(static_cast<std::size_t>(std::max(rank, 0)));
+  out.dims.resize(static_cast<std::size_t>(rank));
   H5Sget_simple_extent_dims(space.get(), out.dims.data(), nullptr);
+  // The declared extent, before allocating it: a tiny file can declare 2^60 elements.
+  double total_d = 1;
   hsize_t total = 1;
-  for (hsize_t d : out.dims) total *= d;
-  Handle type(H5Dget_type(ds.get()), H5Tclose);
+  for (hsize_t d : out.dims) {
+    total_d *= static_cast<double>(d);
+    total *= d;
+  }
+  std::string shape;
+  for (hsize_t d : out.dims) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+  check_memory(8.0 * total_d, where, "the dataset's declared shape (" + shape + ")");
+  hid_t type_id = H5Dget_type(ds.get());
+  if (type_id < 0) throw InputError(where, "cannot read the dataset's type (damaged file?)");
+  Handle type(type_id, H5Tclose);
   H5T_class_t cls = H5Tget_class(type.get());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER)
     throw InputError(where, "expected a numeric dataset");
   out.data.resize(total);
-  if (total) check(H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                           out.data.data()), "read dataset " + name);
+  if (total && H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data.data()) < 0)
+    throw InputError(where, "cannot read the data (truncated or damaged file?)" + hdf5_error_detail());
   return out;
 }
 
@@ -529,6 +565,21 @@ std::vector<std::string> AppendTable::read_str(const std::string& column) const 
     out.emplace_back(p, strnlen(p, len));
   }
   return out;
+}
+
+}  // namespace covfit::io
+
+namespace covfit::io {
+
+Handle open_input_file(const std::string& path, const std::string& role) {
+  quiet_hdf5_errors();
+  require_regular_file(path, "input file (" + role + ")");
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(path, "not a readable HDF5 file (" + role + ")");
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0)
+    throw InputError(path, "cannot open as HDF5 (truncated or damaged file?) (" + role + ")" +
+                               hdf5_error_detail());
+  return Handle(id, H5Fclose);
 }
 
 }  // namespace covfit::io

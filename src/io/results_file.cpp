@@ -12,11 +12,17 @@
 #include <filesystem>
 
 #include "covfit/core/error.hpp"
+#include "covfit/core/limits.hpp"
 
 namespace covfit::io {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Metadata read attempts of a SWMR reader. HDF5's default is 100 with growing sleeps
+// between them: `covfit inspect` on a file with flipped bytes slept without end (> 20 s
+// measured). With 20 it fails in ~0.1 s, and a live writer's torn reads still get retried.
+constexpr unsigned kSwmrReadAttempts = 20;
 
 Handle latest_format_fapl() {
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
@@ -42,15 +48,44 @@ void write_root_attrs(hid_t f, const FileMeta& meta, const std::string& created)
   write_attr(f, "writers", meta.writers);
 }
 
+// Creates `path` with the root attributes and the payload; on any failure (disk full,
+// permissions) the partly written file is removed and the error names `path`.
 Handle create_file(const std::string& path, const FileMeta& meta, const std::string& created,
                    const std::function<void(hid_t)>& create_payload) {
   Handle fapl = latest_format_fapl();
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
-  if (id < 0) throw InputError(path, "cannot create file (permissions? disk full?)");
+  if (id < 0) {
+    const std::string detail = hdf5_error_detail();
+    std::error_code ec;
+    fs::remove(path, ec);
+    throw InputError(path, "cannot create file (permissions? disk full?)" + detail);
+  }
   Handle file(id, H5Fclose);
-  write_root_attrs(file.get(), meta, created);
-  create_payload(file.get());
+  try {
+    write_root_attrs(file.get(), meta, created);
+    create_payload(file.get());
+    if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0)
+      throw RuntimeError("HDF5: flush failed" + hdf5_error_detail());
+  } catch (const InputError&) {
+    file.reset();
+    std::error_code ec;
+    fs::remove(path, ec);
+    throw;
+  } catch (const std::exception& e) {
+    file.reset();
+    std::error_code ec;
+    fs::remove(path, ec);
+    throw RuntimeError(path + ": cannot write the new file: " + e.what());
+  }
   return file;
+}
+
+// An existing output must be a regular file: writing "results" into a device or FIFO
+// (or through /dev/null) is never what was meant, and opening a FIFO blocks.
+void check_output_kind(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    require_regular_file(path, "output");
 }
 
 void check_parent(const std::string& path) {
@@ -76,8 +111,45 @@ std::string utc_now_iso() {
   return buf;
 }
 
-OutputLock::OutputLock(const std::string& path) : path_(path + ".lock") {
+namespace {
+// The lock file's name: the output's path with symlinks resolved, so two names of one
+// file (a symlink, or a symlinked directory) take the same lock.
+std::string lock_path_of(const std::string& path) {
+  std::error_code ec;
+  fs::path canon = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  return (ec || canon.empty() ? path : canon.string()) + ".lock";
+}
+
+// An open-file-description write lock (F_OFD_SETLK: independent of HDF5's own flock
+// calls, and not dropped when another descriptor of the file is closed) on the file's
+// inode: the same file under another name (a hard link) cannot be written by a second
+// covfit while one holds it. Returns the descriptor, or -1 if `path` does not exist.
+int lock_inode(const std::string& path, const std::string& output) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return -1;
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return -1;
+  }
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EAGAIN || err == EACCES)
+      throw InputError(output, "another covfit process is writing this file (under another name: "
+                               "a hard link or symlink to it)");
+    return -1;  // a file system without these locks (EINVAL, ENOLCK): the .lock file still holds
+  }
+  return fd;
+}
+}  // namespace
+
+OutputLock::OutputLock(const std::string& path) : path_(lock_path_of(path)), output_(path) {
   check_parent(path);  // a clear message before the lock file's own open fails
+  check_output_kind(path);
   // flock the lock file, then check that the path still names the inode we locked: a
   // previous holder unlinks it on release, and a lock on an unlinked inode protects nothing.
   for (int attempt = 0; attempt < 100; ++attempt) {
@@ -90,15 +162,30 @@ OutputLock::OutputLock(const std::string& path) : path_(path + ".lock") {
     }
     struct stat held {}, named {};
     if (fstat(fd_, &held) == 0 && ::stat(path_.c_str(), &named) == 0 &&
-        held.st_ino == named.st_ino && held.st_dev == named.st_dev)
+        held.st_ino == named.st_ino && held.st_dev == named.st_dev) {
+      hold_inode();
       return;
+    }
     ::close(fd_);  // lost a race with a releasing holder: try the new file
     fd_ = -1;
   }
   throw RuntimeError(path_ + ": could not acquire the lock file");
 }
 
+void OutputLock::hold_inode() {
+  if (inode_fd_ >= 0) {  // already held on this very inode (e.g. --overwrite truncated it)?
+    struct stat held {}, named {};
+    if (fstat(inode_fd_, &held) == 0 && ::stat(output_.c_str(), &named) == 0 &&
+        held.st_dev == named.st_dev && held.st_ino == named.st_ino)
+      return;
+    ::close(inode_fd_);  // a renamed copy replaced it: lock the new inode instead
+    inode_fd_ = -1;
+  }
+  inode_fd_ = lock_inode(output_, output_);
+}
+
 OutputLock::~OutputLock() {
+  if (inode_fd_ >= 0) ::close(inode_fd_);
   if (fd_ >= 0) {
     ::unlink(path_.c_str());  // while still holding the lock (see the constructor)
     ::close(fd_);
@@ -146,6 +233,7 @@ ResultsFile ResultsFile::create(const std::string& path, const FileMeta& meta, b
                                 const std::function<void(hid_t)>& create_payload) {
   quiet_hdf5_errors();
   check_parent(path);
+  check_output_kind(path);
   std::error_code ec;
   if (fs::exists(path, ec) && !overwrite)
     throw InputError(path, "exists; refusing to replace it (use --overwrite)");
@@ -161,6 +249,7 @@ ResultsFile ResultsFile::open(const std::string& path, const FileMeta& meta, boo
                               const std::function<void(hid_t, hid_t)>& salvage) {
   quiet_hdf5_errors();
   check_parent(path);
+  check_output_kind(path);
   std::error_code ec;
   if (!fs::exists(path, ec) || overwrite) return create(path, meta, true, create_payload);
 
@@ -173,18 +262,37 @@ ResultsFile ResultsFile::open(const std::string& path, const FileMeta& meta, boo
   const std::string tmp = path + ".resume-tmp";
   {
     Handle old = open_for_reading(path);
-    check_meta(old.get(), path, meta);
-    std::string created = has_attr(old.get(), "created") ? read_attr_string(old.get(), "created")
-                                                         : utc_now_iso();
+    std::string created;
     FileMeta resumed = meta;  // the earlier runs' writer lines first
-    if (has_attr(old.get(), "writers")) {
-      resumed.writers = read_attr_strings(old.get(), "writers");
-      resumed.writers.insert(resumed.writers.end(), meta.writers.begin(), meta.writers.end());
+    try {
+      check_meta(old.get(), path, meta);
+      created = has_attr(old.get(), "created") ? read_attr_string(old.get(), "created") : utc_now_iso();
+      if (has_attr(old.get(), "writers")) {
+        resumed.writers = read_attr_strings(old.get(), "writers");
+        resumed.writers.insert(resumed.writers.end(), meta.writers.begin(), meta.writers.end());
+      }
+    } catch (const RuntimeError& e) {  // HDF5 could not read it: damaged
+      throw InputError(path, std::string("cannot be read (damaged file?): ") + e.what() +
+                                 "; the file was left untouched (use --overwrite to start "
+                                 "afresh, or another -o path)");
     }
+    // create_file removes a partly written copy itself (disk full: no 0-byte leftover).
     Handle fresh = create_file(tmp, resumed, created, create_payload);
     try {
       salvage(old.get(), fresh.get());
-      if (H5Fflush(fresh.get(), H5F_SCOPE_GLOBAL) < 0) throw RuntimeError(tmp + ": flush failed");
+      if (H5Fflush(fresh.get(), H5F_SCOPE_GLOBAL) < 0)
+        throw RuntimeError(tmp + ": flush failed" + hdf5_error_detail());
+    } catch (const RuntimeError& e) {
+      fresh.reset();
+      fs::remove(tmp, ec);
+      // A system error (HDF5 reports errno: disk full, I/O) is about the copy; anything
+      // else HDF5 could not read (bad checksums, truncation) is a damaged old file.
+      const std::string what = e.what();
+      if (what.find("errno") != std::string::npos)
+        throw RuntimeError(path + ": resume copy to " + tmp + " failed: " + what);
+      throw InputError(path, "cannot be read (damaged file?): " + what +
+                                 "; the file was left untouched (use --overwrite to start "
+                                 "afresh, or another -o path)");
     } catch (...) {
       fresh.reset();
       fs::remove(tmp, ec);
@@ -237,13 +345,19 @@ void ResultsFile::flush() {
 
 Handle open_for_reading(const std::string& path) {
   quiet_hdf5_errors();
+  require_regular_file(path, "results file");  // a FIFO would block in open()
   if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(path, "not a readable HDF5 file");
   // SWMR read first (works while a writer runs, and after a writer was killed: it
-  // tolerates a stale end-of-allocation), plain read as fallback.
+  // tolerates a stale end-of-allocation), plain read as fallback. A SWMR reader retries
+  // a metadata read whose checksum fails (the writer may be mid-update), by default 100
+  // times with growing sleeps, for every object: on a damaged file that is a hang. A
+  // few attempts are enough for a live writer's torn reads (kSwmrReadAttempts).
   Handle fapl = latest_format_fapl();
+  H5Pset_metadata_read_attempts(fapl.get(), kSwmrReadAttempts);
   hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl.get());
   if (id < 0) id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (id < 0) throw InputError(path, "cannot open for reading");
+  if (id < 0)
+    throw InputError(path, "cannot open for reading (damaged file?)" + hdf5_error_detail());
   return Handle(id, H5Fclose);
 }
 

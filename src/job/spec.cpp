@@ -1,5 +1,6 @@
 #include "covfit/job/spec.hpp"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "covfit/core/error.hpp"
+#include "covfit/core/limits.hpp"
 
 namespace covfit::job {
 namespace {
@@ -91,7 +93,10 @@ class TableReader {
       }
       fail(key, "expected an integer");
     } else if constexpr (std::is_floating_point_v<T>) {
-      if (auto v = n.value<double>(); v && (n.is_integer() || n.is_floating_point())) return *v;
+      if (auto v = n.value<double>(); v && (n.is_integer() || n.is_floating_point())) {
+        if (!std::isfinite(*v)) fail(key, "expected a finite number, got " + std::to_string(*v));
+        return *v;
+      }
       fail(key, "expected a number");
     } else {
       if (auto v = n.value_exact<std::string>()) return *v;
@@ -103,7 +108,9 @@ class TableReader {
   // A scalar or an array of scalars -> vector.
   template <class T>
   std::vector<T> list(const std::string& key, std::vector<T> fallback) {
-    std::vector<T> out = list_impl(key, std::move(fallback));
+    // A key whose default is the empty list may be written as [] explicitly.
+    const bool empty_ok = fallback.empty();
+    std::vector<T> out = list_impl(key, std::move(fallback), empty_ok);
     auto* arr = new toml::array;
     for (const auto& v : out) {
       if constexpr (std::is_same_v<T, bool>) arr->push_back(v);
@@ -115,13 +122,13 @@ class TableReader {
     return out;
   }
   template <class T>
-  std::vector<T> list_impl(const std::string& key, std::vector<T> fallback) {
+  std::vector<T> list_impl(const std::string& key, std::vector<T> fallback, bool empty_ok) {
     const toml::node* n = node(key);
     if (!n) return fallback;
     std::vector<T> out;
     if (auto arr = n->as_array()) {
       for (const auto& e : *arr) out.push_back(convert<T>(e, key));
-      if (out.empty()) fail(key, "must not be empty");
+      if (out.empty() && !empty_ok) fail(key, "must not be empty");
     } else {
       out.push_back(convert<T>(*n, key));
     }
@@ -148,6 +155,19 @@ class TableReader {
   std::string path_, section_;
   std::set<std::string> used_;
 };
+
+// Names end up in messages, HDF5 group names and default output file names: printable
+// characters only, no '/'.
+void check_name(TableReader& r, const std::string& key, const std::string& name) {
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "U+%04X", c);
+      r.fail(key, std::string("contains the control character ") + buf + " (names must be printable)");
+    }
+    if (c == '/') r.fail(key, "must not contain '/'");
+  }
+}
 
 std::string fnv1a_hex(const std::string& s) {
   std::uint64_t h = 1469598103934665603ull;
@@ -239,6 +259,7 @@ DataSpec read_data(const toml::table& t, const std::string& path, const std::str
                                                   : std::filesystem::absolute(d.file).lexically_normal().string()));
   d.points_dataset = r.get<std::string>("points_dataset", d.points_dataset);
   d.values_dataset = r.get<std::string>("values_dataset", d.values_dataset);
+  check_name(r, "name", d.name);
   const bool named_points = t.get("points_dataset") || t.get("values_dataset");
   d.grid_dataset = r.get<std::string>("grid_dataset", d.grid_dataset);
   d.extent = r.list<double>("extent", d.extent);
@@ -257,8 +278,8 @@ DataSpec read_data(const toml::table& t, const std::string& path, const std::str
   if (d.source != "franke" && d.source != "planted" && d.source != "hdf5")
     r.fail("source", "'" + d.source + "' is not one of franke, planted, hdf5");
   if (d.grid < 2 || d.grid > 4096) r.fail("grid", "must be in [2, 4096]");
-  if (d.points < 1) r.fail("points", "must be positive");
-  if (d.kernels < 1) r.fail("kernels", "must be positive");
+  if (d.points < 1 || d.points > kMaxPoints) r.fail("points", "must be in [1, " + std::to_string(kMaxPoints) + "]");
+  if (d.kernels < 1 || d.kernels > kMaxKernels) r.fail("kernels", "must be in [1, " + std::to_string(kMaxKernels) + "]");
   if (!(d.noise >= 0)) r.fail("noise", "must be >= 0");
   if (!(d.anisotropy >= 1)) r.fail("anisotropy", "must be >= 1");
   if (d.source == "hdf5" && d.file.empty()) r.fail("file", "required when source = \"hdf5\"");
@@ -284,10 +305,11 @@ CovDataSpec read_cov_data(const toml::table& t, const std::string& path, const s
                                                   : std::filesystem::absolute(d.file).lexically_normal().string()));
   d.x_dataset = r.get<std::string>("x_dataset", d.x_dataset);
   d.s_dataset = r.get<std::string>("s_dataset", d.s_dataset);
+  check_name(r, "name", d.name);
   if (d.source != "planted" && d.source != "hdf5")
     r.fail("source", "'" + d.source + "' is not one of planted, hdf5 (for kind = \"sweep\")");
-  if (d.n < 2) r.fail("n", "must be >= 2");
-  if (d.m < 3) r.fail("m", "must be >= 3");
+  if (d.n < 2 || d.n > kMaxCovDim) r.fail("n", "must be in [2, " + std::to_string(kMaxCovDim) + "]");
+  if (d.m < 3 || d.m > kMaxCovDim) r.fail("m", "must be in [3, " + std::to_string(kMaxCovDim) + "]");
   if (d.rank < 1) r.fail("rank", "must be >= 1");
   if (!(d.noise >= 0)) r.fail("noise", "must be >= 0");
   if (!(d.w0_scale >= 0)) r.fail("w0_scale", "must be >= 0");
@@ -472,8 +494,27 @@ void read_grid(const toml::table& t, const std::string& path, Job& job) {
     }
   }
   g.restarts = r.get<int>("restarts", 1);
-  if (g.restarts < 1) r.fail("restarts", "must be >= 1");
+  if (g.restarts < 1 || g.restarts > kMaxRestarts)
+    r.fail("restarts", "must be in [1, " + std::to_string(kMaxRestarts) + "]");
   r.finish({"param", "K", "optimizer", "lr_weight", "lr_centre", "lr_shape", "data", "restarts"});
+}
+
+// The grid's size without overflow, against kMaxTasks.
+void check_task_count(const Job& job, const std::string& path) {
+  const std::vector<std::size_t> axes =
+      job.kind == "sweep" ? std::vector<std::size_t>{job.cov_data.size(), job.sweep.models.size()}
+                          : std::vector<std::size_t>{job.grid.data.size(), job.grid.param.size(),
+                                                     job.grid.K.size(), job.grid.optimizer.size(),
+                                                     job.grid.lr_weight.size(), job.grid.lr_centre.size(),
+                                                     job.grid.lr_shape.size(),
+                                                     static_cast<std::size_t>(job.grid.restarts)};
+  double n = 1;
+  for (std::size_t a : axes) n *= static_cast<double>(a);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", n);
+  if (n > static_cast<double>(kMaxTasks))
+    throw InputError(path, std::string("the grid has ") + buf + " tasks; at most " + std::to_string(kMaxTasks) +
+                               " per job (split it into several jobs)");
 }
 
 }  // namespace
@@ -547,6 +588,7 @@ Job parse_job(const std::string& text, const std::string& path,
   TableReader r(root, path, "");
   job.name = r.get<std::string>("name", "");
   if (job.name.empty()) r.fail("name", "every job needs a name");
+  check_name(r, "name", job.name);
   job.kind = r.get<std::string>("kind", "fit");
   if (job.kind != "fit" && job.kind != "sweep")
     r.fail("kind", "'" + job.kind + "' is not a known job kind (fit, sweep)");
@@ -584,6 +626,7 @@ Job parse_job(const std::string& text, const std::string& path,
     if (!n || !n->as_table()) r.fail("sweep", "kind = \"sweep\" needs a [sweep] table");
     read_sweep(*n->as_table(), path, job);
     r.finish({"name", "kind", "seed", "data", "sweep"});
+    check_task_count(job, path);
     set_text_and_hash(job, root);
     return job;
   }
@@ -600,11 +643,16 @@ Job parse_job(const std::string& text, const std::string& path,
     read_grid(toml::table{}, path, job);
   }
   r.finish({"name", "kind", "seed", "data", "fit", "grid"});
+  check_task_count(job, path);
   set_text_and_hash(job, root);
   return job;
 }
 
 Job load_job(const std::string& path, const std::vector<std::string>& overrides) {
+  require_regular_file(path, "job file");  // a FIFO or device would block or never end
+  std::error_code ec;
+  if (std::filesystem::file_size(path, ec) > static_cast<std::uintmax_t>(kMaxJobFileBytes) && !ec)
+    throw InputError(path, "job file is larger than " + std::to_string(kMaxJobFileBytes >> 20) + " MB");
   std::ifstream in(path);
   if (!in) throw InputError(path, "cannot open job file");
   std::stringstream ss;
@@ -643,6 +691,7 @@ Shard parse_shard(const std::string& spec) {
     if (!have_count && !(have_min && have_max))
       throw InputError(where, "SLURM_ARRAY_TASK_COUNT (or _MIN and _MAX) is not set; pass --shard i/N");
     if (!have_count) count = max - min + 1;
+    if (count < 1 || count > kMaxTasks) throw InputError(where, "array task count out of range");
     if (!have_max) max = min + count - 1;
     if (max - min + 1 != count)
       throw InputError(where, "the array's task ids are not one contiguous range (a step or a "
@@ -663,11 +712,18 @@ Shard parse_shard(const std::string& spec) {
   auto slash = text.find('/');
   char* end = nullptr;
   if (slash == std::string::npos) throw InputError("--shard " + text, "expected i/N, e.g. 0/4");
-  s.index = static_cast<int>(std::strtol(text.c_str(), &end, 10));
-  bool ok = end == text.c_str() + slash;
-  s.count = static_cast<int>(std::strtol(text.c_str() + slash + 1, &end, 10));
-  ok = ok && *end == '\0' && s.count >= 1 && s.index >= 0 && s.index < s.count;
-  if (!ok) throw InputError("--shard " + text, "expected i/N with 0 <= i < N");
+  // As long long, range-checked before narrowing: 1/4294967298 must not wrap to 1/2.
+  errno = 0;
+  const long long want_index = std::strtoll(text.c_str(), &end, 10);
+  bool ok = end == text.c_str() + slash && slash > 0;
+  const long long want_count = std::strtoll(text.c_str() + slash + 1, &end, 10);
+  ok = ok && errno == 0 && *end == '\0' && end != text.c_str() + slash + 1 && want_count >= 1 &&
+       want_count <= kMaxTasks && want_index >= 0 && want_index < want_count;
+  if (ok) {
+    s.index = static_cast<int>(want_index);
+    s.count = static_cast<int>(want_count);
+  }
+  if (!ok) throw InputError("--shard " + text, "expected i/N with 0 <= i < N <= " + std::to_string(kMaxTasks));
   if (in_array && s.count != count)
     throw InputError("--shard " + text, "disagrees with the Slurm array of " + std::to_string(count) +
                                          " tasks (SLURM_ARRAY_TASK_COUNT); drop --shard to take "

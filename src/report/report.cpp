@@ -30,7 +30,18 @@ struct FileView {
   std::vector<io::SweepTaskRow> sweep;
 };
 
+FileView read_view_unchecked(const std::string& path);
+
+// A file HDF5 cannot read (flipped bytes, truncated) is bad input: exit 2, named.
 FileView read_view(const std::string& path) {
+  try {
+    return read_view_unchecked(path);
+  } catch (const RuntimeError& e) {
+    throw InputError(path, std::string("cannot be read (damaged file?): ") + e.what());
+  }
+}
+
+FileView read_view_unchecked(const std::string& path) {
   io::Handle f = io::open_for_reading(path);
   FileView v;
   if (!io::has_attr(f.get(), "format") ||

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "covfit/core/limits.hpp"
 #include "covfit/cov/sweep.hpp"
 #include "covfit/data/cov_data.hpp"
 #include "covfit/data/points.hpp"
@@ -129,6 +130,16 @@ class SweepKind : public Kind {
     for (const auto& spec : job_.cov_data) data_.push_back(data::load_cov(spec));
     // Folds depend only on m: validate them now, before any file is touched.
     for (const auto& d : data_) folds_.push_back(make_folds(d.problem.X.cols));
+    // One task holds its stored matrices (n x n each) and a few n x n, m x m and n x m
+    // work matrices: refuse a problem that cannot fit before any file exists.
+    for (const auto& d : data_)
+      for (job::CovModel m : job_.sweep.models) {
+        const double n = d.problem.X.rows, mm = d.problem.X.cols;
+        check_memory(cov::sweep_store_bytes(sweep_config(m), d.problem.X.rows, d.problem.X.cols) +
+                         8.0 * (4 * n * n + 4 * mm * mm + 4 * n * mm),
+                     "data '" + d.name + "'", "a sweep task on X (" + std::to_string(d.problem.X.rows) +
+                         " x " + std::to_string(d.problem.X.cols) + ")");
+      }
     if (progress_) {
       // Stored W matrices are n x n each: say how much before computing anything.
       double bytes = 0;

@@ -1,12 +1,14 @@
 #include "covfit/run/runner.hpp"
 
 #include <omp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -15,6 +17,7 @@
 #include <cblas.h>
 
 #include "covfit/core/error.hpp"
+#include "covfit/core/limits.hpp"
 #include "covfit/core/parallel.hpp"
 #include "covfit/io/results_file.hpp"
 #include "covfit/run/writer.hpp"
@@ -69,6 +72,36 @@ class Progress {
   Clock::time_point t0_ = Clock::now(), last_ = Clock::now();
 };
 
+// Same file (device + inode), whatever the names: `-o JOB.toml` or `-o INPUT.h5` through
+// any path, symlink or hard link.
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa {}, sb {};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+// Everything about the output that can be wrong, before it is created or touched.
+void check_output(const job::Job& job, const Kind& kind, const RunOptions& opt, bool resume) {
+  std::vector<std::pair<std::string, std::string>> inputs = {{job.path, "the job file"}};
+  for (const auto& d : job.data)
+    if (d.source == "hdf5") inputs.push_back({d.file, "input file of data set '" + d.name + "'"});
+  for (const auto& d : job.cov_data)
+    if (d.source == "hdf5") inputs.push_back({d.file, "input file of data set '" + d.name + "'"});
+  for (const auto& [path, role] : inputs)
+    if (same_file(opt.output, path))
+      throw InputError(opt.output, "is " + role + " (" + path + "); refusing to write results over it");
+  // The estimate is before compression, so it errs on the large side.
+  namespace fs = std::filesystem;
+  const fs::path parent = fs::path(opt.output).parent_path();
+  const std::string dir = parent.empty() ? std::string(".") : parent.string();
+  const double need = kind.expected_bytes() * (resume ? 2.0 : 1.0);
+  const double have = free_disk_bytes(dir);
+  if (need > have)
+    throw InputError(opt.output, "the results need about " + human_bytes(need) +
+                                     " (before compression" + (resume ? ", twice for the resume copy" : "") +
+                                     "); only " + human_bytes(have) + " is free in " + dir);
+}
+
 }  // namespace
 
 JobPlan plan_job(const job::Job& job) {
@@ -84,9 +117,21 @@ JobPlan plan_job(const job::Job& job) {
 
 RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic<bool>* stop) {
   auto t0 = Clock::now();
+  check_threads(opt.threads, "-t " + std::to_string(opt.threads));
+  if (opt.threads == 0)  // the default comes from OpenMP, i.e. OMP_NUM_THREADS if set
+    check_threads(omp_get_max_threads(), "OMP_NUM_THREADS=" + std::to_string(omp_get_max_threads()));
   // Everything that can be wrong with the input is checked before the file is touched.
   std::unique_ptr<Kind> kind = make_kind(job, opt.progress);
   kind->load_data();
+  {
+    std::error_code ec;
+    check_output(job, *kind, opt, !opt.overwrite && std::filesystem::exists(opt.output, ec));
+  }
+  if (stop && stop->load()) {  // a signal while the data were loaded: nothing written yet
+    RunSummary s;
+    s.interrupted = true;
+    return s;
+  }
 
   const std::int64_t total = job.task_count();
   std::vector<std::int64_t> mine;
@@ -105,6 +150,7 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   meta.extra = provenance(job, threads, opt.command_line);
   meta.writers = {writer_line(meta.extra)};
 
+  if (opt.writing) opt.writing->store(true);  // from here a signal must end the run cleanly
   io::OutputLock lock(opt.output);
   std::vector<std::int64_t> done_list;
   io::ResultsFile file = io::ResultsFile::open(
@@ -118,6 +164,7 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
           return id >= 0 && id < total && id % opt.shard.count == opt.shard.index;
         });
       });
+  lock.hold_inode();  // the file now at opt.output (new, or the resumed copy)
   kind->open_tables(file.id());
   std::unordered_set<std::int64_t> done(done_list.begin(), done_list.end());
   file.flush();
@@ -150,7 +197,7 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
     inner_threads = std::max(1, threads / n_todo);
   }
   std::mutex summary_mu;
-  {
+  try {
     SerialWriter writer([&] { kind->store().flush(); file.flush(); },
                         std::chrono::milliseconds(static_cast<int>(opt.flush_seconds * 1000)));
     writer.submit([] { io::quiet_hdf5_errors(); });  // HDF5 error printing is per thread
@@ -169,6 +216,10 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
       ++summary.by_status[done.status];
     });
     writer.close();
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {  // disk full, I/O error: name the file
+    throw RuntimeError(opt.output + ": " + e.what());
   }
   progress.finish();
   kind.reset();  // its open datasets would keep the file open (SWMR flags set) past close

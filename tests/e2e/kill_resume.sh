@@ -7,7 +7,10 @@ set -euo pipefail
 bin=$1; src=$2
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 job="$src/jobs/demo.toml"
-sets=(--set fit.max_steps=2500 --set fit.rel_tol=0 --set grid.restarts=6 --set 'grid.K=[9,16]')
+# A sanitizer build (scripts/test --sanitize sets COVFIT_TEST_TIMEOUT_SCALE) is ~30x slower:
+# fewer steps keep the run minutes long while kills still land mid-run.
+steps=$((2500 / ${COVFIT_TEST_TIMEOUT_SCALE:-1}))
+sets=(--set fit.max_steps=$steps --set fit.rel_tol=0 --set grid.restarts=6 --set 'grid.K=[9,16]')
 run() { "$bin" run "$job" "${sets[@]}" -q --flush-every 0.05 "$@"; }
 # Started in the background without a shell function in between, so $! is covfit itself.
 start() { "$bin" run "$job" "${sets[@]}" -q --flush-every 0.05 "$@" & pid=$!; }

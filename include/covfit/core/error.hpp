@@ -14,7 +14,23 @@ class InputError : public std::runtime_error {
  public:
   // `where` names the place: "jobs/demo.toml:12", "case.h5:/X", "--shard".
   InputError(const std::string& where, const std::string& what)
-      : std::runtime_error(where.empty() ? what : where + ": " + what), where_(where) {}
+      : std::runtime_error(one_line(where.empty() ? what : where + ": " + what)), where_(where) {}
+  // Control characters (a NUL from a TOML "\u0000" would cut the message short, a
+  // newline would break it) shown as \xNN.
+  static std::string one_line(const std::string& s) {
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : s) {
+      if (c < 0x20 || c == 0x7f) {
+        out += "\\x";
+        out += hex[c >> 4];
+        out += hex[c & 15];
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    return out;
+  }
   const std::string& where() const noexcept { return where_; }
 
  private:

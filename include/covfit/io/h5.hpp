@@ -33,6 +33,12 @@ class Handle {
 };
 
 void quiet_hdf5_errors();
+// " (innermost HDF5 error message)" of this thread's error stack, or "": for a failed
+// read or write it names the file, errno and its text.
+std::string hdf5_error_detail();
+// Opens an input file read-only (regular files only); every failure is an InputError
+// naming `path` (and `role`, e.g. "data set 'a'").
+Handle open_input_file(const std::string& path, const std::string& role);
 bool exists(hid_t loc, const std::string& path);  // link exists (every level)
 
 // Attributes on a file, group or dataset.

@@ -37,18 +37,28 @@ struct FileMeta {
   std::vector<std::string> writers;
 };
 
-// Holds an exclusive advisory lock on <path>.lock while alive; removes it on release.
+// Holds an exclusive advisory lock on <path>.lock while alive (the path with symlinks
+// resolved) and removes it on release; also a write lock on the output file's inode
+// (device + inode: a hard link is the same file), taken again by `hold_inode` after the
+// file was created or replaced. Refuses (InputError) when another process holds either,
+// and an existing output that is not a regular file.
 class OutputLock {
  public:
   explicit OutputLock(const std::string& path);
   ~OutputLock();
   OutputLock(const OutputLock&) = delete;
   OutputLock& operator=(const OutputLock&) = delete;
-  OutputLock(OutputLock&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+  OutputLock(OutputLock&& o) noexcept
+      : fd_(o.fd_), inode_fd_(o.inode_fd_), path_(std::move(o.path_)), output_(std::move(o.output_)) {
+    o.fd_ = -1;
+    o.inode_fd_ = -1;
+  }
+  // Lock the inode `path` names now (after creating it, or renaming a copy over it).
+  void hold_inode();
 
  private:
-  int fd_ = -1;
-  std::string path_;
+  int fd_ = -1, inode_fd_ = -1;
+  std::string path_, output_;
 };
 
 class ResultsFile {

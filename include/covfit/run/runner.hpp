@@ -20,6 +20,10 @@ struct RunOptions {
   double flush_seconds = 2.0;
   std::int64_t max_tasks = -1;   // compute at most this many (tests: simulate a partial run)
   std::string command_line;      // as typed, for the file's provenance
+  // Set to true just before the output (or its lock file) is first touched: until then a
+  // signal handler can exit at once, as nothing needs cleaning up; after it, it should
+  // set the stop flag so the run ends with a consistent file.
+  std::atomic<bool>* writing = nullptr;
 };
 
 struct RunSummary {
