@@ -3,6 +3,9 @@
 // fits on grid data with and without culling / the recurrence.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -124,6 +127,15 @@ TEST(DataGrid, BadInputsNameFileAndDataset) {
   }
   EXPECT_NE(load_error(grid_spec(nan_path)).find("every cell is NaN"), std::string::npos);
   EXPECT_NE(load_error(grid_spec("/nonexistent/g.h5")).find("/nonexistent/g.h5"), std::string::npos);
+  // A truncated file is named (it used to end as exit 1 "HDF5: invalid handle").
+  const std::string trunc = temp_path("trunc.h5");
+  {
+    std::ifstream in(file, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(trunc, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 3));
+  }
+  EXPECT_NE(load_error(grid_spec(trunc)).find(trunc + ": cannot open as HDF5"), std::string::npos)
+      << load_error(grid_spec(trunc));
 }
 
 TEST(DataGrid, JobKeysAreValidated) {

@@ -131,10 +131,8 @@ static PointData load_hdf5(const job::DataSpec& spec) {
 
 // A 2-D dataset as a regular grid; NaN cells masked.
 static PointData load_hdf5_grid(const job::DataSpec& spec) {
-  io::quiet_hdf5_errors();
-  if (H5Fis_hdf5(spec.file.c_str()) <= 0)
-    throw InputError(spec.file, "not a readable HDF5 file (data set '" + spec.name + "')");
-  io::Handle file(H5Fopen(spec.file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  // Same checks as any input: a regular file, HDF5, opens (a truncated file is named).
+  io::Handle file = io::open_input_file(spec.file, "data set '" + spec.name + "'");
   const std::string where = spec.file + ":" + spec.grid_dataset;
   if (!io::exists(file.get(), spec.grid_dataset)) throw InputError(where, "no such dataset");
   io::DoubleArray a = io::read_array(file.get(), spec.grid_dataset, where);
