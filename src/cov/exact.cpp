@@ -8,6 +8,7 @@
 #include <limits>
 #include <numeric>
 #include <sstream>
+#include <utility>
 
 #include "covfit/cov/linearized.hpp"
 #include "covfit/cov/validation.hpp"
@@ -66,6 +67,14 @@ class Objective {
       }
     return 0.5 * data + 0.5 * lam_ * pen;
   }
+  // f(I) and ||grad_P f(I)||_F: the scale of the relative-gradient test and the sublevel
+  // bound of the certificate.
+  std::pair<double, double> at_identity() const {
+    Matrix A, g;
+    const double fI = value(Matrix::identity(r_), A);
+    gradient(Matrix::identity(r_), A, g);
+    return {fI, frobenius(g)};
+  }
   // grad_P f = A P + P A + lambda (P - I)
   void gradient(const Matrix& P, const Matrix& A, Matrix& g) const {
     Matrix Y = matmul(A, P);
@@ -101,8 +110,7 @@ class Objective {
         Minv(i, j) = d > 0.0 ? 1.0 / d : 1.0;
       }
   }
-  // Scaled s_i (s_max = 1) and sigma_i.
-  double s(int i) const { return a_(i, i); }
+  // Scaled sigma_i (s_max = 1).
   double sigma(int i) const { return std::sqrt(a_(i, i)); }
 
  private:
@@ -221,7 +229,7 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
   Run run;
   run.P = std::move(P0);
   Matrix A, g, gt, tmp, K, Wm(r, r), Tw(r, r), delta(r, r), Dinv(r, r), mumu(r, r);
-  Matrix b, x, res, z, p, Hp, E1, E2, d, Pn, An, gn;
+  Matrix b, x, res, z, p, Hp, E1, E2, d, Pn;
   SymEig eP, eK;
   run.f = obj.value(run.P, A);
   obj.gradient(run.P, A, g);
@@ -418,7 +426,7 @@ Run newton_p(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
   const int r = obj.r();
   Run run;
   run.P = std::move(P0);
-  Matrix A, g, Minv, d, res, z, p, Hp, Y, dA, Pn, An, gn;
+  Matrix A, g, Minv, d, res, z, p, Hp, Y, dA, Pn;
   run.f = obj.value(run.P, A);
   obj.gradient(run.P, A, g);
   run.gnorm = frobenius(g);
@@ -552,8 +560,8 @@ Run solve_from(const Objective& obj, Matrix P0, double tol_abs, double g0norm, B
     cheap_newton = q.newton;
     cheap_cg = q.cg;
     if (q.stationary && certify(obj, q.P, fI).gap <= kCheapGapTol * std::abs(q.f)) return q;
-    Matrix scratch;
-    if (q.f < obj.value(P0, scratch) && is_positive_definite(q.P)) P0 = std::move(q.P);
+    // Newton in P only accepts descent steps: q.P is P0 or better, if still inside P > 0.
+    if (is_positive_definite(q.P)) P0 = std::move(q.P);
   }
   Run a = newton_g(obj, std::move(P0), tol_abs, g0norm, budget, max_steps);
   a.newton += cheap_newton;
@@ -564,20 +572,18 @@ Run solve_from(const Objective& obj, Matrix P0, double tol_abs, double g0norm, B
   const std::string why = "in G: " + a.why + "; in P: " + b.why;
   Run c;
   if (budget.over() || !is_positive_definite(b.P)) {
-    // No polish: keep the better iterate inside P > 0 (a's always is).
+    // No polish: keep the better iterate inside P > 0 (a's always is); its own counts are
+    // in the totals added below.
     c = is_positive_definite(b.P) && b.f < a.f ? std::move(b) : std::move(a);
     c.why = why;
+    c.newton = c.cg = c.max_cg = 0;
   } else {
     c = newton_g(obj, b.P, tol_abs, g0norm, budget, max_steps);
     if (!c.stationary) c.why = why + "; polish: " + c.why;
-    c.max_cg = std::max(c.max_cg, max_cg);
-    c.newton += newton;
-    c.cg += cg;
-    return c;
   }
-  c.newton = newton;
-  c.cg = cg;
-  c.max_cg = max_cg;
+  c.newton += newton;
+  c.cg += cg;
+  c.max_cg = std::max(c.max_cg, max_cg);
   return c;
 }
 
@@ -632,7 +638,6 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
     return out;
   }
   const Objective obj(red, lambda);
-  const Matrix I = Matrix::identity(r);
   if (!(obj.lam() > 0.0) || !std::isfinite(obj.lam()) || !(obj.c() > 0.0) || !std::isfinite(obj.c())) {
     // lambda / s_max^2 under- or overflows: no solve is meaningful in double precision.
     out.status = ExactStatus::not_converged;
@@ -645,9 +650,7 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
     return out;
   }
   Matrix A, g;
-  const double fI = obj.value(I, A);
-  obj.gradient(I, A, g);
-  const double g0 = frobenius(g);
+  const auto [fI, g0] = obj.at_identity();
   const double tol_abs = opt.rel_grad_tol * g0;
   Budget budget(opt, t0);
 
@@ -678,10 +681,7 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
     while (!budget.over()) {
       const double lam_n = std::max(lambda, lam_c / factor);
       const Objective stage(red, lam_n);
-      Matrix As, gs;
-      stage.value(I, As);
-      stage.gradient(I, As, gs);
-      const double g0s = frobenius(gs);
+      const double g0s = stage.at_identity().second;
       Run run = lam_n == lambda
                     ? solve_from(stage, P, opt.rel_grad_tol * g0s, g0s, budget, kMaxNewtonPerStage, fI)
                     : newton_g(stage, P, opt.rel_grad_tol * g0s, g0s, budget, kMaxNewtonPerStage);
@@ -724,10 +724,7 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
     Matrix P0 = projected_start(linearized_M(red, lam0), opt.start_floor);
     if (lam0 > lambda) {
       const Objective stage(red, lam0);
-      Matrix As, gs;
-      stage.value(I, As);
-      stage.gradient(I, As, gs);
-      const double g0s = frobenius(gs);
+      const double g0s = stage.at_identity().second;
       Run run = newton_g(stage, P0, opt.rel_grad_tol * g0s, g0s, budget);
       count(run);
       P0 = std::move(run.P);
@@ -780,7 +777,6 @@ std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<doubl
   Matrix warm;
   double warm_lambda = 0.0;
   bool have_warm = false;
-  int solved = 0;
   for (std::size_t idx : order) {
     if (opt.stop && opt.stop->load()) {
       out[idx].lambda = lambdas[idx];
@@ -797,7 +793,6 @@ std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<doubl
       have_warm = true;
     }
     if (each) each(out[idx]);
-    if (opt.on_lambda_done) opt.on_lambda_done(++solved, static_cast<int>(lambdas.size()));
   }
   return out;
 }

@@ -54,8 +54,8 @@ std::vector<int> indices_to_store(const std::vector<double>& grid, const std::ve
   return {idx.begin(), idx.end()};
 }
 
-// R^2 over the upper triangle of the val block for W = diag(d) + U M U^T, from the
-// exact forward map S_hat = H^T J H, H = (I + W) X_va.
+// R^2 over the upper triangle of the val block for W = diag(d) + U M U^T: of the linear
+// prediction (.linear) and of the exact forward map S_hat = H^T J H, H = (I + W) X_va (.exact).
 R2Pair r2_val_diag(const FoldData& fd, const Matrix& X_va, const std::vector<double>& d,
                    const Matrix& M) {
   // Y = W X_va with W = diag(d) + U M U^T (symmetric). The linear prediction (the one the
@@ -74,7 +74,7 @@ R2Pair r2_val_diag(const FoldData& fd, const Matrix& X_va, const std::vector<dou
     for (int i = 0; i < H.rows; ++i) H(i, j) -= mean;  // J H
   }
   const Matrix Sfwd = gram(H);
-  Matrix Slin = gram(X_va);
+  const Matrix Slin = gram(X_va);
   const Matrix XtY = matmul(X_va, Y, true, false);
   double ss_fwd = 0, ss_lin = 0;
   for (int j = 0; j < Sfwd.cols; ++j)
@@ -133,11 +133,6 @@ class ProgressTracker {
       if (e.status == ExactStatus::not_converged) ++p.not_converged;
     });
   }
-  SweepProgress snapshot() {
-    std::lock_guard lock(mu_);
-    return p_;
-  }
-
  private:
   template <class F>
   void update(F&& f) {
@@ -168,7 +163,6 @@ std::vector<ExactResult> exact_path(const Reduced& red, const std::vector<double
                                     ProgressTracker& progress) {
   ExactOptions o = cfg.exact_options;
   o.stop = stop;
-  o.on_lambda_done = nullptr;
   return sweep_exact(red, lam, o, [&](const ExactResult& e) { progress.lambda_done(e); });
 }
 

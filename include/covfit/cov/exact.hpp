@@ -48,9 +48,6 @@ struct ExactOptions {
   bool direct_start = true;           // false: skip the I + M_lin start (tests the fallback)
   const std::atomic<bool>* stop = nullptr;  // polled in every CG iteration; once set the
                                             // solve returns at once (status interrupted)
-  // sweep_exact: called after each lambda with (lambdas solved, total). From the calling
-  // thread.
-  std::function<void(int, int)> on_lambda_done;
 };
 
 // converged: stationary with P > 0 (certified). budget: a Newton/CG/time budget ran out
@@ -86,7 +83,7 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
 
 // Solves every lambda, largest first, warm-starting each from its larger neighbour's
 // solution (converged or budget-limited). Results are returned in the order of `lambdas`.
-// `each`, if given, sees every result as it is made (progress); opt.on_lambda_done sees counts.
+// `each`, if given, sees every result as it is made (progress).
 std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<double>& lambdas,
                                      const ExactOptions& opt = {},
                                      const std::function<void(const ExactResult&)>& each = {});
