@@ -177,7 +177,7 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   // thread count.
   auto t_folds = Clock::now();
   ProgressTracker progress(cfg, F + 1, exact ? static_cast<long long>(F + 1) * L : 0);
-  std::vector<int> fold_budget(static_cast<std::size_t>(F), 0);
+  std::vector<int> fold_uncertified(static_cast<std::size_t>(F), 0);
   for_each_part(cfg, F, stop, progress, [&](int item) {
       if (item < 0) {
         if (exact) full_exact = exact_path(red, lam, cfg, stop, progress);
@@ -187,7 +187,7 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
       std::vector<ExactResult> fe;
       if (exact) fe = exact_path(fd.red, lam, cfg, stop, progress);
       for (const ExactResult& e : fe)
-        if (e.status != ExactStatus::converged) ++fold_budget[static_cast<std::size_t>(item)];
+        if (e.status != ExactStatus::converged) ++fold_uncertified[static_cast<std::size_t>(item)];
       Matrix M;
       for (int l = 0; l < L; ++l) {
         if (stop && l % 64 == 0 && stop->load()) return;  // interrupted: results discarded
@@ -241,7 +241,7 @@ void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
   res.rows_seconds = since(t_rows);
   if (exact) {
     for (const ExactResult& e : full_exact) ++res.exact_counts[static_cast<int>(e.status)];
-    for (int n : fold_budget) res.fold_exact_uncertified += n;
+    for (int n : fold_uncertified) res.fold_exact_uncertified += n;
     res.message = exact_summary(res);
   }
   for (int l = 0; l < L; ++l)
