@@ -81,11 +81,14 @@ Rows read_lambda_rows(const std::string& path) {
 
 TEST(SweepRun, TablesHoldTheWholeGridAndAgreeWithTheSolver) {
   auto job = job::parse_job(job_text(kPlanted), "sw.toml");
-  ASSERT_EQ(job.task_count(), 2);
+  // Work units: free with exact solutions cuts its 12 lambdas into blocks of 10 (2 blocks),
+  // free_diag keeps one; each over the full data and 4 folds.
+  ASSERT_EQ(job.sweep_task_count(), 2);
+  ASSERT_EQ(job.task_count(), 2 * 5 + 1 * 5);
   auto out = temp_path("a.h5");
   auto s = run::run_job(job, options(out), nullptr);
-  EXPECT_EQ(s.computed, 2);
-  EXPECT_EQ(s.by_status["ok"], 2);
+  EXPECT_EQ(s.computed, 15);
+  EXPECT_EQ(s.by_status["ok"], 15);
   Rows r = read_lambda_rows(out);
   ASSERT_EQ(r.lambda.size(), 12u + 12u * 2u);  // free: 12 lambdas; free_diag: 12 x 2
   // Tasks finish in any order: free rows are the ones without lambda_d.

@@ -12,7 +12,8 @@ try:
     from .reader import (  # noqa: F401
         FORMAT_NAME, FORMAT_VERSION, READABLE_VERSIONS, STATUSES, best, level_label,
         open_results, predict, read_attrs, read_curves, read_data, read_folds, read_kernels,
-        read_matrices, read_matrix, read_sweep, read_sweep_tasks, read_tasks, success_level,
+        read_matrices, read_matrix, read_sweep, read_sweep_tasks, read_sweep_units, read_tasks,
+        success_level,
         table, target_levels, units,
     )
 except ModuleNotFoundError as _e:
@@ -24,6 +25,6 @@ except ModuleNotFoundError as _e:
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "READABLE_VERSIONS", "STATUSES", "best", "level_label",
     "open_results", "predict", "read_attrs", "read_curves", "read_data", "read_folds",
-    "read_kernels", "read_matrices", "read_matrix", "read_sweep", "read_sweep_tasks",
+    "read_kernels", "read_matrices", "read_matrix", "read_sweep", "read_sweep_tasks", "read_sweep_units",
     "read_tasks", "success_level", "table", "target_levels", "units",
 ]

@@ -26,18 +26,19 @@ except ModuleNotFoundError as _e:  # one line, not a traceback into h5py's absen
     ) from None
 
 FORMAT_NAME = "covfit-results"
-FORMAT_VERSION = 2          # newest version this reader understands
-READABLE_VERSIONS = (1, 2)  # format 1 files (covfit <= 0.1 before format 2) stay readable
+FORMAT_VERSION = 3             # newest version this reader understands
+READABLE_VERSIONS = (1, 2, 3)  # format 1 and 2 files stay readable
 # sha256 of the table/column structure (paths, names, dtypes, string sizes) per format
 # version: a column change without a version bump fails analysis/tests/test_schema.py.
 SCHEMA_DIGESTS = {
     2: "f56b2a1b61d88ee8925c50299dde48572ef05883df0119b7e6fc9481eb437af9",
+    3: "4661de2f2bace4428eebd1a0cb3cc68692bdb8154a97d218ba9c9b4f9856a37e",
 }
 STATUSES = ("converged", "reached_target", "max_steps", "diverged", "failed")
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "STATUSES", "open_results", "table", "read_attrs",
-    "read_tasks", "read_curves", "read_kernels", "read_data", "predict", "read_sweep",
+    "read_tasks", "read_curves", "read_kernels", "read_data", "predict", "read_sweep", "read_sweep_units",
     "read_sweep_tasks", "read_folds", "read_matrices", "read_matrix", "best", "units",
     "level_label", "target_levels", "success_level", "schema", "schema_digest",
 ]
@@ -369,6 +370,13 @@ def _sweep_commits(f):
     Format 1 files lack ``best_by``, ``lambda_units`` and ``lambda_unit``: they are filled
     in from what format 1 documented (best by the exact solution's R^2 where computed)."""
     if "sweep" not in f or "tasks" not in f["sweep"]:
+        if "sweep_units" in f:  # format 3: the summary is written when every unit is done
+            done = _refresh(f["sweep_units/units"]).shape[0]
+            total = int(f.attrs.get("tasks_in_file", 0))
+            raise ValueError(
+                f"{f.filename}: sweep incomplete: {done} of {total} work units done; the summary "
+                "(/sweep) is written when all are: re-run the same covfit command to finish, or "
+                "`covfit merge` the shards (read_sweep_units() reads the units done so far)")
         raise ValueError(f"no sweep results in {f.filename}")
     tasks = table(f["sweep/tasks"])
     if len(tasks) == 0:
@@ -384,6 +392,15 @@ def _sweep_commits(f):
     if "best_by" not in tasks:
         tasks["best_by"] = np.where(np.isfinite(tasks["best_r2_val_exact"]), "r2_val_exact", "r2_val")
     return tasks
+
+
+def read_sweep_units(source):
+    """The work units committed so far (format 3), one row each: task, part (-1: full data,
+    k: fold k), lambda block, status, timings. Works while a run is writing (SWMR)."""
+    with _opened(source) as f:
+        if "sweep_units" not in f:
+            raise ValueError(f"no sweep work units in {f.filename} (format {f.attrs.get('format_version')})")
+        return table(f["sweep_units/units"]).sort_values("id").reset_index(drop=True)
 
 
 def read_sweep_tasks(source):

@@ -70,8 +70,9 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
     throw covfit::InputError("--flush-every", "must be in [0.01, 3600] seconds");
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  if (!quiet) std::fprintf(stderr, "covfit: job '%s': %lld tasks in shard %d/%d -> %s\n", job.name.c_str(),
+  if (!quiet) std::fprintf(stderr, "covfit: job '%s': %lld %s in shard %d/%d -> %s\n", job.name.c_str(),
                static_cast<long long>((job.task_count() - opt.shard.index + opt.shard.count - 1) / opt.shard.count),
+               job.kind == "sweep" ? "work units" : "tasks",
                opt.shard.index, opt.shard.count, output.c_str());
   covfit::run::RunSummary s = covfit::run::run_job(job, opt, &g_stop);
   if (s.interrupted) {
@@ -95,8 +96,13 @@ int cmd_validate(const std::string& job_path, const std::vector<std::string>& se
   covfit::job::Job job = covfit::job::load_job(job_path, sets);
   covfit::run::JobPlan plan = covfit::run::plan_job(job);
   if (threads <= 0) threads = std::max(1, omp_get_max_threads());
-  std::printf("%s: ok: job '%s' (%s), %lld tasks, hash %s\n", job_path.c_str(), job.name.c_str(),
-              job.kind.c_str(), static_cast<long long>(plan.tasks), job.hash.c_str());
+  if (job.kind == "sweep")  // a sweep task (data set, model) runs as work units (part, lambda block)
+    std::printf("%s: ok: job '%s' (%s), %lld tasks in %lld work units, hash %s\n", job_path.c_str(),
+                job.name.c_str(), job.kind.c_str(), static_cast<long long>(job.sweep_task_count()),
+                static_cast<long long>(plan.tasks), job.hash.c_str());
+  else
+    std::printf("%s: ok: job '%s' (%s), %lld tasks, hash %s\n", job_path.c_str(), job.name.c_str(),
+                job.kind.c_str(), static_cast<long long>(plan.tasks), job.hash.c_str());
   for (const auto& d : plan.data) std::printf("  input    %s (opened and checked)\n", d.c_str());
   std::printf("  output   about %.1f MB before compression\n", plan.output_bytes / 1e6);
   std::printf("  time     roughly %.3g CPU s, ~%.3g s on %d threads (from problem sizes, not "

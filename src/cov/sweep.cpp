@@ -6,8 +6,10 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <set>
 
 #include "covfit/cov/diagonal.hpp"
@@ -110,13 +112,12 @@ void summarise_into(SweepResult& res, const std::vector<double>& lam_for_summary
   res.best_exact = have_exact ? se.best : -1;
 }
 
-// Progress of one sweep task over its parts and exact solves, reported through
-// cfg.on_progress from whichever worker thread made it (serialised here).
+// Progress of one work unit (its exact solves), reported through cfg.on_progress from
+// whichever thread made it (serialised here).
 class ProgressTracker {
  public:
-  ProgressTracker(const SweepConfig& cfg, int parts, long long lambdas_total)
-      : cfg_(cfg) {
-    p_.parts_total = parts;
+  ProgressTracker(const SweepConfig& cfg, long long lambdas_total) : cfg_(cfg) {
+    p_.parts_total = 1;
     p_.lambdas_total = lambdas_total;
   }
   void part_done() {
@@ -145,221 +146,458 @@ class ProgressTracker {
   SweepProgress p_;
 };
 
-// parallel_items over the F + 1 parts of a sweep, with progress after each.
-// fn(fold) gets fold = -1 for the full-data part, handed out first because it is the
-// longest (largest rank, sequential exact path); then the folds 0..F-1.
-template <class Fn>
-void for_each_part(const SweepConfig& cfg, int F, const std::atomic<bool>* stop,
-                   ProgressTracker& progress, Fn&& fn) {
-  parallel_items(F + 1, cfg.threads, stop, [&](long long item) {
-    fn(static_cast<int>(item) - 1);
-    progress.part_done();
-  });
-}
-
-// The exact path of one part: the job's budgets, the stop flag, lambda-level progress.
+// The exact path over one block: the job's budgets, the stop flag, lambda-level progress.
 std::vector<ExactResult> exact_path(const Reduced& red, const std::vector<double>& lam,
                                     const SweepConfig& cfg, const std::atomic<bool>* stop,
-                                    ProgressTracker& progress) {
+                                    ProgressTracker* progress) {
   ExactOptions o = cfg.exact_options;
   o.stop = stop;
-  return sweep_exact(red, lam, o, [&](const ExactResult& e) { progress.lambda_done(e); });
+  return sweep_exact(red, lam, o, [&](const ExactResult& e) {
+    if (progress) progress->lambda_done(e);
+  });
 }
 
-void run_free(const Problem& p, const SweepConfig& cfg, const Reduced& red,
-              const std::vector<double>& lam, SweepResult& res, const std::atomic<bool>* stop) {
-  const int F = static_cast<int>(cfg.folds.size()), L = static_cast<int>(lam.size());
-  const bool exact = cfg.exact && red.r <= cfg.exact_max_rank;
-  std::vector<std::vector<double>> lin(F, std::vector<double>(L, kNaN)), fwd = lin, ex = lin, tr = lin;
-  std::vector<ExactResult> full_exact;
-  // Folds and the full-data exact path are independent: one work item each, each on one
-  // thread (BLAS on one thread, set by the caller), so results do not depend on the
-  // thread count.
-  auto t_folds = Clock::now();
-  ProgressTracker progress(cfg, F + 1, exact ? static_cast<long long>(F + 1) * L : 0);
-  std::vector<int> fold_uncertified(static_cast<std::size_t>(F), 0);
-  for_each_part(cfg, F, stop, progress, [&](int item) {
-      if (item < 0) {
-        if (exact) full_exact = exact_path(red, lam, cfg, stop, progress);
-        return;
-      }
-      const FoldData fd = prepare_fold(p, cfg.folds[static_cast<std::size_t>(item)]);
-      std::vector<ExactResult> fe;
-      if (exact) fe = exact_path(fd.red, lam, cfg, stop, progress);
-      for (const ExactResult& e : fe)
-        if (e.status != ExactStatus::converged) ++fold_uncertified[static_cast<std::size_t>(item)];
-      Matrix M;
-      for (int l = 0; l < L; ++l) {
-        if (stop && l % 64 == 0 && stop->load()) return;  // interrupted: results discarded
-        linearized_M(fd.red, lam[static_cast<std::size_t>(l)], M);
-        R2Pair r = r2_val(fd, M);
-        lin[item][l] = r.linear;
-        fwd[item][l] = r.exact;
-        if (exact) ex[item][l] = r2_val(fd, fe[static_cast<std::size_t>(l)].M).exact;
-        if (cfg.train_r2) tr[item][l] = r2_train(fd, M).linear;
-      }
-  });
-  res.folds_seconds = since(t_folds);
-  if (stop && stop->load()) return;
+bool exact_for(const SweepConfig& cfg, const Reduced& red) {
+  return cfg.model == SweepModel::free && cfg.exact && red.r <= cfg.exact_max_rank;
+}
 
-  // Rows on all stimuli: independent per lambda, so in parallel (each single-threaded).
-  // The diagnostics need the exact solution (and cost O(n r^2 + r^3) per lambda), so a
-  // linearised-only sweep computes the losses alone.
-  auto t_rows = Clock::now();
-  res.rows.assign(static_cast<std::size_t>(L), SweepRow{});
+// The grid in absolute units (lambda_unit = s_max^2 of the full data for s_max2).
+std::vector<double> absolute(const std::vector<double>& v, double unit) {
+  std::vector<double> out = v;
+  for (double& x : out) x *= unit;
+  return out;
+}
+
+// free_diag grid points of lambda index a: (a, b) for every lambda_d, or (a, a) paired.
+std::vector<int> lambda_d_indices(const SweepConfig& cfg, int a) {
+  if (cfg.lambda_d.empty()) return {a};
+  std::vector<int> b(cfg.lambda_d.size());
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<int>(i);
+  return b;
+}
+
+SweepRow empty_row(int a, int b, double lambda, double lambda_d) {
+  SweepRow row;
+  row.lambda_index = a;
+  row.lambda_d_index = b;
+  row.lambda = lambda;
+  row.lambda_d = lambda_d;
+  row.r2_val = row.r2_val_sd = row.r2_val_fwd = row.r2_val_fwd_sd = kNaN;
+  row.r2_val_exact = row.r2_val_exact_sd = row.r2_train = kNaN;
+  row.loss_lin = row.loss_linearized = row.loss_exact = kNaN;
+  row.rel_grad = row.gap_bound = kNaN;
+  row.diag.lambda = lambda;
+  row.diag.eq1_residual_exact = row.diag.dW = row.diag.kappa = kNaN;
+  row.diag.g_proxy = row.diag.q_proxy = kNaN;
+  row.diag.lin = row.diag.exact = {kNaN, kNaN};
+  return row;
+}
+
+// The matrices stored at one lambda of free: W (exact) or W_lin, d, the eq. 1 pairs, and
+// W_lin beside an exact W.
+void store_free(const Reduced& red, double lambda, const Matrix* exact_M, std::vector<StoredMatrix>& out) {
+  Matrix M;
+  linearized_M(red, lambda, M);
+  const Matrix& Mw = exact_M ? *exact_M : M;
+  out.push_back(stored(exact_M ? "W" : "W_lin", lambda, kNaN, form_W(red.U, Mw)));
+  out.push_back(stored_vector(exact_M ? "d" : "d_lin", lambda, kNaN, diag_of_W(red.U, Mw)));
+  Eq1Pairs pairs = eq1_pairs(red, Mw, lambda);
+  out.push_back(stored_vector("eq1_lhs", lambda, kNaN, pairs.lhs));
+  out.push_back(stored_vector("eq1_rhs", lambda, kNaN, pairs.rhs));
+  if (exact_M) out.push_back(stored("W_lin", lambda, kNaN, form_W(red.U, M)));
+}
+
+// Grid indices free stores whatever the best lambda is (store_all, store_lambdas).
+std::vector<int> fixed_store_indices(const SweepConfig& cfg, const std::vector<double>& lam, double unit) {
+  std::vector<double> wanted;
+  for (double w : cfg.store_lambdas) wanted.push_back(w * unit);
+  return indices_to_store(lam, wanted, -1, cfg.store_all);
+}
+
+void free_full_unit(const SweepConfig& cfg, const Reduced& red, const std::vector<double>& lam,
+                    const std::vector<int>& block, double unit, SweepUnitResult& u,
+                    const std::atomic<bool>* stop) {
+  const bool exact = exact_for(cfg, red);
+  std::vector<double> bl;
+  for (int l : block) bl.push_back(lam[static_cast<std::size_t>(l)]);
+  ProgressTracker progress(cfg, exact ? static_cast<long long>(bl.size()) : 0);
+  std::vector<ExactResult> ex;
+  if (exact) ex = exact_path(red, bl, cfg, stop, &progress);
+  if (stop && stop->load()) return;
+  const int B = static_cast<int>(block.size());
+  u.rows.assign(static_cast<std::size_t>(B), SweepRow{});
+  // Independent per lambda, so in parallel (each single-threaded). The diagnostics need
+  // the exact solution (O(n r^2 + r^3) per lambda); a linearised-only unit computes the
+  // losses alone.
 #pragma omp parallel for schedule(dynamic, 8) num_threads(std::max(1, cfg.threads))
-  for (int l = 0; l < L; ++l) {
-    SweepRow& row = res.rows[static_cast<std::size_t>(l)];
-    row.lambda = lam[static_cast<std::size_t>(l)];
-    row.lambda_d = kNaN;
+  for (int k = 0; k < B; ++k) {
+    SweepRow& row = u.rows[static_cast<std::size_t>(k)];
+    row = empty_row(block[static_cast<std::size_t>(k)], -1, bl[static_cast<std::size_t>(k)], kNaN);
     Matrix Ml;
     linearized_M(red, row.lambda, Ml);
     row.loss_lin = cfg.losses || exact ? loss_reduced(red, Ml, row.lambda) : kNaN;
     row.loss_linearized = loss_linearized_reduced(red, Ml, row.lambda);
-    const ExactResult* e = exact ? &full_exact[static_cast<std::size_t>(l)] : nullptr;
-    row.loss_exact = e ? e->loss : kNaN;
-    row.exact_status = e ? exact_status_name(e->status) : "";
-    row.rel_grad = e ? e->rel_grad : kNaN;
-    row.gap_bound = e ? e->gap_bound : kNaN;
-    row.newton_iters = e ? e->newton_iters : 0;
-    row.cg_iters = e ? e->cg_iters : 0;
-    row.exact_seconds = e ? e->seconds : 0;
-    if (e) {
-      row.diag = diagnose(red, row.lambda, e);
-    } else {
-      row.diag.lambda = row.lambda;
-      row.diag.eq1_residual_exact = row.diag.dW = row.diag.kappa = kNaN;
-      row.diag.g_proxy = row.diag.q_proxy = kNaN;
-      row.diag.lin = row.diag.exact = {kNaN, kNaN};
-    }
-    double t = 0;
-    int cnt = 0;
-    for (int f = 0; f < F; ++f)
-      if (std::isfinite(tr[f][l])) t += tr[f][l], ++cnt;
-    row.r2_train = cnt ? t / cnt : kNaN;
+    if (!exact) continue;
+    const ExactResult& e = ex[static_cast<std::size_t>(k)];
+    row.loss_exact = e.loss;
+    row.exact_status = exact_status_name(e.status);
+    row.rel_grad = e.rel_grad;
+    row.gap_bound = e.gap_bound;
+    row.newton_iters = e.newton_iters;
+    row.cg_iters = e.cg_iters;
+    row.exact_seconds = e.seconds;
+    row.diag = diagnose(red, row.lambda, &e);
   }
-  res.rows_seconds = since(t_rows);
-  if (exact) {
-    for (const ExactResult& e : full_exact) ++res.exact_counts[static_cast<int>(e.status)];
-    for (int n : fold_uncertified) res.fold_exact_uncertified += n;
-    res.message = exact_summary(res);
-  }
-  for (int l = 0; l < L; ++l)
-    for (int f = 0; f < F; ++f)
-      res.fold_rows.push_back({f, lam[static_cast<std::size_t>(l)], kNaN, lin[f][l], fwd[f][l],
-                               exact ? ex[f][l] : kNaN, tr[f][l]});
-  summarise_into(res, lam, lin, fwd, ex, exact, exact);
+  for (const ExactResult& e : ex) ++u.exact_counts[static_cast<int>(e.status)];
+  const std::vector<int> keep = fixed_store_indices(cfg, lam, unit);
+  for (int k = 0; k < B; ++k)
+    if (std::binary_search(keep.begin(), keep.end(), block[static_cast<std::size_t>(k)]))
+      store_free(red, bl[static_cast<std::size_t>(k)], exact ? &ex[static_cast<std::size_t>(k)].M : nullptr,
+                 u.stored);
+}
 
+void free_fold_unit(const SweepConfig& cfg, const FoldData& fd, int fold, const std::vector<double>& lam,
+                    const std::vector<int>& block, bool full_exact, SweepUnitResult& u,
+                    const std::atomic<bool>* stop) {
+  const bool exact = full_exact && exact_for(cfg, fd.red);
+  std::vector<double> bl;
+  for (int l : block) bl.push_back(lam[static_cast<std::size_t>(l)]);
+  ProgressTracker progress(cfg, exact ? static_cast<long long>(bl.size()) : 0);
+  std::vector<ExactResult> fe;
+  if (exact) fe = exact_path(fd.red, bl, cfg, stop, &progress);
+  for (const ExactResult& e : fe) ++u.exact_counts[static_cast<int>(e.status)];
   Matrix M;
-  std::vector<double> wanted;
-  for (double w : cfg.store_lambdas) wanted.push_back(w * (cfg.lambda_relative ? red.s_max() * red.s_max() : 1.0));
-  for (int l : indices_to_store(lam, wanted, res.best, cfg.store_all)) {
-    const double lambda = lam[static_cast<std::size_t>(l)];
-    linearized_M(red, lambda, M);
-    const Matrix& Mw = exact ? full_exact[static_cast<std::size_t>(l)].M : M;
-    res.stored.push_back(stored(exact ? "W" : "W_lin", lambda, kNaN, form_W(red.U, Mw)));
-    res.stored.push_back(stored_vector(exact ? "d" : "d_lin", lambda, kNaN, diag_of_W(red.U, Mw)));
-    Eq1Pairs pairs = eq1_pairs(red, Mw, lambda);
-    res.stored.push_back(stored_vector("eq1_lhs", lambda, kNaN, pairs.lhs));
-    res.stored.push_back(stored_vector("eq1_rhs", lambda, kNaN, pairs.rhs));
-    if (exact) res.stored.push_back(stored("W_lin", lambda, kNaN, form_W(red.U, M)));
+  for (std::size_t k = 0; k < bl.size(); ++k) {
+    if (stop && k % 64 == 0 && stop->load()) return;  // interrupted: results discarded
+    linearized_M(fd.red, bl[k], M);
+    const R2Pair r = r2_val(fd, M);
+    SweepFoldRow row{fold, block[k], -1, bl[k], kNaN, r.linear, r.exact, kNaN, kNaN};
+    if (exact) row.r2_val_exact = r2_val(fd, fe[k].M).exact;
+    if (cfg.train_r2) row.r2_train = r2_train(fd, M).linear;
+    u.fold_rows.push_back(row);
   }
 }
 
-void run_free_diag(const Problem& p, const SweepConfig& cfg, const Reduced& red,
-                   const std::vector<double>& lam, std::vector<double> lamd, SweepResult& res,
-                   const std::atomic<bool>* stop) {
-  const bool paired = lamd.empty();
-  if (paired) lamd = lam;
+void diag_unit(const SweepConfig& cfg, SweepData& data, const Reduced& full, int part,
+               const std::vector<double>& lam, const std::vector<double>& lamd,
+               const std::vector<int>& block, SweepUnitResult& u, const std::atomic<bool>* stop) {
   for (double l : lamd)
     if (!(l > 0)) throw InputError("lambda_d", "every lambda_d must be > 0");
-  // Grid points (lambda index, lambda_d index), lambda-major.
-  std::vector<std::pair<int, int>> grid;
-  for (int a = 0; a < static_cast<int>(lam.size()); ++a) {
-    if (paired) grid.push_back({a, a});
-    else
-      for (int b = 0; b < static_cast<int>(lamd.size()); ++b) grid.push_back({a, b});
+  std::shared_ptr<const FoldData> fd;
+  Matrix X_va;
+  if (part >= 0) {
+    fd = data.fold(part, &u.fold_svd_seconds);
+    X_va = select_cols(data.problem().X, data.folds()[static_cast<std::size_t>(part)].val);
   }
-  const int F = static_cast<int>(cfg.folds.size()), G = static_cast<int>(grid.size());
-  std::vector<std::vector<double>> fwd(F, std::vector<double>(G, kNaN)), linp = fwd;
-  std::vector<double> loss(G), rms_d(G), rms_off(G);
-  ProgressTracker progress(cfg, F + 1, 0);
-  for_each_part(cfg, F, stop, progress, [&](int item) {
-      const bool full = item < 0;
-      FoldData fd;
-      Matrix X_va;
-      if (!full) {
-        fd = prepare_fold(p, cfg.folds[static_cast<std::size_t>(item)]);
-        X_va = select_cols(p.X, cfg.folds[static_cast<std::size_t>(item)].val);
+  const Reduced& rd = part < 0 ? full : fd->red;
+  u.r = rd.r;
+  for (int a : block) {
+    if (stop && stop->load()) return;
+    DiagPath path(rd, lam[static_cast<std::size_t>(a)]);
+    for (int b : lambda_d_indices(cfg, a)) {
+      const double la = lam[static_cast<std::size_t>(a)], ld = lamd[static_cast<std::size_t>(b)];
+      DiagLinearized sol = path.solve(ld);
+      if (part < 0) {
+        SweepRow row = empty_row(a, b, la, ld);
+        Matrix B = matmul(full.U, sol.M);
+        row.loss_lin = diag_loss(full, la, ld, sol.d, B);
+        double sd = 0;
+        for (double x : sol.d) sd += x * x;
+        row.diag.lin = {std::sqrt(sd / static_cast<double>(sol.d.size())), w_magnitudes(full.U, sol.M).rms_offdiag};
+        u.rows.push_back(row);
+      } else {
+        const R2Pair r2 = r2_val_diag(*fd, X_va, sol.d, sol.M);
+        u.fold_rows.push_back({part, a, b, la, ld, r2.linear, r2.exact, kNaN, kNaN});
       }
-      const Reduced& rd = full ? red : fd.red;
-      int last_a = -1;
-      std::unique_ptr<DiagPath> path;
-      for (int g = 0; g < G; ++g) {
-        auto [a, b] = grid[static_cast<std::size_t>(g)];
-        if (a != last_a) {
-          path = std::make_unique<DiagPath>(rd, lam[static_cast<std::size_t>(a)]);
-          last_a = a;
-        }
-        DiagLinearized sol = path->solve(lamd[static_cast<std::size_t>(b)]);
-        if (full) {
-          Matrix B = matmul(red.U, sol.M);
-          loss[g] = diag_loss(red, lam[static_cast<std::size_t>(a)], lamd[static_cast<std::size_t>(b)], sol.d, B);
-          double sd = 0;
-          for (double x : sol.d) sd += x * x;
-          rms_d[g] = std::sqrt(sd / static_cast<double>(sol.d.size()));
-          rms_off[g] = w_magnitudes(red.U, sol.M).rms_offdiag;
-        } else {
-          const R2Pair r2 = r2_val_diag(fd, X_va, sol.d, sol.M);
-          linp[item][g] = r2.linear;
-          fwd[item][g] = r2.exact;
-        }
-      }
-  });
-  if (stop && stop->load()) return;
-
-  std::vector<double> lam_flat;
-  for (int g = 0; g < G; ++g) {
-    auto [a, b] = grid[static_cast<std::size_t>(g)];
-    SweepRow row;
-    row.lambda = lam[static_cast<std::size_t>(a)];
-    row.lambda_d = lamd[static_cast<std::size_t>(b)];
-    row.loss_lin = loss[g];
-    row.loss_linearized = kNaN;
-    row.loss_exact = kNaN;
-    row.rel_grad = row.gap_bound = kNaN;
-    row.r2_train = kNaN;
-    row.diag.lambda = row.lambda;
-    row.diag.eq1_residual_exact = row.diag.dW = row.diag.kappa = kNaN;
-    row.diag.g_proxy = row.diag.q_proxy = kNaN;
-    row.diag.lin = {rms_d[g], rms_off[g]};
-    row.diag.exact = {kNaN, kNaN};
-    res.rows.push_back(row);
-    lam_flat.push_back(row.lambda);
-    for (int f = 0; f < F; ++f) res.fold_rows.push_back({f, row.lambda, row.lambda_d, linp[f][g], fwd[f][g], kNaN, kNaN});
+    }
   }
-  // Scored as free is without exact solutions: the headline (best lambda, one-SE) is r2_val,
-  // the linearised solution's own linear prediction; r2_val_fwd is its exact forward map.
-  summarise_into(res, lam_flat, linp, fwd, fwd, false, false);
-  if (res.best < 0) return;
-
-  // Exact (non-linearised) solution at the best pair, on all stimuli.
-  SweepRow& best = res.rows[static_cast<std::size_t>(res.best)];
-  DiagExactResult e = diag_exact(red, best.lambda, best.lambda_d);
-  best.loss_exact = e.loss;
-  best.rel_grad = e.rel_grad;
-  best.exact_status = exact_status_name(e.status);
-  best.newton_iters = e.iters;
-  best.exact_seconds = e.seconds;
-  DiagLinearized lin = diag_linearized(red, best.lambda, best.lambda_d);
-  res.stored.push_back(stored_vector("d_lin", best.lambda, best.lambda_d, lin.d));
-  res.stored.push_back(stored_vector("d", best.lambda, best.lambda_d, e.d));
-  Matrix W = form_W(red.U, lin.M);
-  for (int i = 0; i < W.rows; ++i) W(i, i) += lin.d[static_cast<std::size_t>(i)];
-  res.stored.push_back(stored("W_lin", best.lambda, best.lambda_d, W));
 }
 
 }  // namespace
+
+int sweep_lambda_block(const SweepConfig& cfg) {
+  const int L = static_cast<int>(cfg.lambdas.size());
+  if (cfg.lambda_block > 0) return std::min(std::max(L, 1), cfg.lambda_block);
+  if (cfg.model == SweepModel::free && cfg.exact) return std::min(std::max(L, 1), kDefaultExactBlock);
+  return std::max(L, 1);
+}
+
+std::vector<std::vector<int>> sweep_blocks(const SweepConfig& cfg) {
+  std::vector<int> order(cfg.lambdas.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return cfg.lambdas[static_cast<std::size_t>(a)] > cfg.lambdas[static_cast<std::size_t>(b)]; });
+  const std::size_t B = static_cast<std::size_t>(sweep_lambda_block(cfg));
+  std::vector<std::vector<int>> blocks;
+  for (std::size_t i = 0; i < order.size(); i += B)
+    blocks.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(i),
+                        order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), i + B)));
+  if (blocks.empty()) blocks.emplace_back();
+  return blocks;
+}
+
+SweepData::SweepData(const Problem& p, std::vector<Fold> folds, int blas_threads, int fold_capacity)
+    : p_(p), folds_(std::move(folds)), blas_threads_(std::max(1, blas_threads)),
+      capacity_(std::max(1, fold_capacity)) {}
+
+std::shared_ptr<const Reduced> SweepData::full(double* seconds) {
+  std::promise<std::shared_ptr<const Reduced>> mine;
+  std::shared_future<std::shared_ptr<const Reduced>> theirs;
+  {
+    std::lock_guard lock(mu_);
+    if (full_.valid()) theirs = full_;
+    else full_ = mine.get_future().share();
+  }
+  if (theirs.valid()) return theirs.get();
+  const auto t0 = Clock::now();
+  try {
+    // BLAS on one thread everywhere else; more only for this SVD when asked (blas_threads).
+    BlasThreads threads(blas_threads_);
+    auto red = std::make_shared<const Reduced>(reduce(p_.X, p_.S));
+    if (seconds) *seconds = since(t0);
+    mine.set_value(red);
+    return red;
+  } catch (...) {
+    mine.set_exception(std::current_exception());
+    throw;
+  }
+}
+
+std::shared_ptr<const FoldData> SweepData::fold(int f, double* seconds) {
+  if (f < 0 || f >= static_cast<int>(folds_.size())) throw RuntimeError("sweep: fold " + std::to_string(f) + " out of range");
+  std::promise<std::shared_ptr<const FoldData>> mine;
+  std::shared_future<std::shared_ptr<const FoldData>> theirs;
+  {
+    std::lock_guard lock(mu_);
+    recent_.remove(f);
+    recent_.push_front(f);
+    auto it = folds_cache_.find(f);
+    if (it != folds_cache_.end()) {
+      theirs = it->second;
+    } else {
+      folds_cache_[f] = mine.get_future().share();
+      while (static_cast<int>(recent_.size()) > capacity_) {  // units keep what they use alive
+        folds_cache_.erase(recent_.back());
+        recent_.pop_back();
+      }
+    }
+  }
+  if (theirs.valid()) return theirs.get();
+  const auto t0 = Clock::now();
+  try {
+    BlasThreads one(1);
+    auto fd = std::make_shared<const FoldData>(prepare_fold(p_, folds_[static_cast<std::size_t>(f)]));
+    if (seconds) *seconds = since(t0);
+    mine.set_value(fd);
+    return fd;
+  } catch (...) {
+    mine.set_exception(std::current_exception());
+    throw;
+  }
+}
+
+SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part, int block,
+                               const std::atomic<bool>* stop) {
+  const auto t0 = Clock::now();
+  SweepUnitResult u;
+  u.part = part;
+  u.block = block;
+  const std::vector<std::vector<int>> blocks = sweep_blocks(cfg);
+  if (block < 0 || block >= static_cast<int>(blocks.size()))
+    throw RuntimeError("sweep: block " + std::to_string(block) + " out of range");
+  BlasThreads one(1);
+  const std::shared_ptr<const Reduced> full = data.full(&u.full_svd_seconds);
+  u.n = data.problem().X.rows;
+  u.m = data.problem().X.cols;
+  u.s_max = full->s_max();
+  const double unit = cfg.lambda_relative ? full->s_max() * full->s_max() : 1.0;
+  const std::vector<double> lam = absolute(cfg.lambdas, unit), lamd = absolute(cfg.lambda_d, unit);
+  check_lambdas(lam, 0.0, false, "lambda");
+  const std::vector<int>& idx = blocks[static_cast<std::size_t>(block)];
+  if (full->r == 0) {
+    u.ok = false;
+    u.message = "X has numerical rank 0";
+    u.seconds = since(t0);
+    return u;
+  }
+  if (part < 0) {
+    u.r = full->r;  // (diag_unit sets the same)
+    u.loss_zero = loss_reduced(*full, Matrix(full->r, full->r), 1.0);  // lambda irrelevant at W = 0
+    if (cfg.model == SweepModel::free) free_full_unit(cfg, *full, lam, idx, unit, u, stop);
+    else diag_unit(cfg, data, *full, part, lam, lamd.empty() ? lam : lamd, idx, u, stop);
+  } else if (cfg.model == SweepModel::free) {
+    std::shared_ptr<const FoldData> fd = data.fold(part, &u.fold_svd_seconds);
+    u.r = fd->red.r;
+    free_fold_unit(cfg, *fd, part, lam, idx, exact_for(cfg, *full), u, stop);
+  } else {
+    diag_unit(cfg, data, *full, part, lam, lamd.empty() ? lam : lamd, idx, u, stop);
+  }
+  u.seconds = since(t0);
+  return u;
+}
+
+SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg, std::vector<SweepUnitResult> units,
+                           const std::atomic<bool>* stop) {
+  const auto t0 = Clock::now();
+  const std::vector<std::vector<int>> blocks = sweep_blocks(cfg);
+  const int F = static_cast<int>(data.folds().size()), nb = static_cast<int>(blocks.size());
+  const int L = static_cast<int>(cfg.lambdas.size());
+  std::sort(units.begin(), units.end(), [](const SweepUnitResult& a, const SweepUnitResult& b) {
+    return a.part < b.part || (a.part == b.part && a.block < b.block);
+  });
+  if (static_cast<int>(units.size()) != (F + 1) * nb)
+    throw RuntimeError("sweep: " + std::to_string(units.size()) + " units, expected " + std::to_string((F + 1) * nb));
+  for (int i = 0; i < static_cast<int>(units.size()); ++i)
+    if (units[i].part != i / nb - 1 || units[i].block != i % nb)
+      throw RuntimeError("sweep: unit (part " + std::to_string(units[i].part) + ", block " +
+                         std::to_string(units[i].block) + ") duplicated or out of range");
+
+  SweepResult res;
+  const SweepUnitResult& head = units.front();
+  res.n = head.n;
+  res.m = head.m;
+  res.folds = F;
+  res.s_max = head.s_max;
+  res.units = static_cast<int>(units.size());
+  for (const auto& u : units) {
+    res.svd_seconds += u.full_svd_seconds;
+    res.fold_svd_seconds += u.fold_svd_seconds;
+    const double work = u.seconds - u.full_svd_seconds - u.fold_svd_seconds;
+    (u.part < 0 ? res.rows_seconds : res.folds_seconds) += work;
+    res.seconds += u.seconds;
+  }
+  const auto finish = [&] { res.seconds += since(t0); };
+  if (!head.ok) {
+    res.ok = false;
+    res.message = head.message;
+    finish();
+    return res;
+  }
+  res.r = head.r;
+  res.loss_zero = head.loss_zero;
+  const double unit = cfg.lambda_relative ? res.s_max * res.s_max : 1.0;
+  const std::vector<double> lam = absolute(cfg.lambdas, unit);
+  const bool diag = cfg.model == SweepModel::free_diag;
+
+  // The grid, lambda-major: (a, b) per grid point (free: b = -1).
+  std::vector<std::pair<int, int>> grid;
+  for (int a = 0; a < L; ++a)
+    if (!diag) grid.push_back({a, -1});
+    else
+      for (int b : lambda_d_indices(cfg, a)) grid.push_back({a, b});
+  std::map<std::pair<int, int>, int> at;
+  for (int g = 0; g < static_cast<int>(grid.size()); ++g) at[grid[static_cast<std::size_t>(g)]] = g;
+  const int G = static_cast<int>(grid.size());
+  const auto grid_index = [&](int a, int b) {
+    auto it = at.find({a, diag ? b : -1});
+    if (it == at.end()) throw RuntimeError("sweep: a unit row is not on the lambda grid");
+    return it->second;
+  };
+
+  res.rows.assign(static_cast<std::size_t>(G), SweepRow{});
+  std::vector<char> have_row(static_cast<std::size_t>(G), 0);
+  std::vector<std::vector<double>> lin(F, std::vector<double>(G, kNaN)), fwd = lin, ex = lin, tr = lin;
+  bool exact = false;
+  std::vector<std::pair<int, const StoredMatrix*>> fixed;  // (grid index, matrix) from units
+  for (const auto& u : units) {
+    for (std::size_t k = 0; k < u.rows.size(); ++k) {
+      const int g = grid_index(u.rows[k].lambda_index, u.rows[k].lambda_d_index);
+      res.rows[static_cast<std::size_t>(g)] = u.rows[k];
+      have_row[static_cast<std::size_t>(g)] = 1;
+      if (!u.rows[k].exact_status.empty()) exact = true;
+    }
+    for (std::size_t k = 0; k < u.fold_rows.size(); ++k) {
+      const SweepFoldRow& fr = u.fold_rows[k];
+      const int g = grid_index(fr.lambda_index, fr.lambda_d_index);
+      lin[u.part][g] = fr.r2_val;
+      fwd[u.part][g] = fr.r2_val_fwd;
+      ex[u.part][g] = fr.r2_val_exact;
+      tr[u.part][g] = fr.r2_train;
+    }
+    if (u.part < 0)
+      for (int s = 0; s < 4; ++s) res.exact_counts[s] += u.exact_counts[s];
+    else if (!diag)
+      res.fold_exact_uncertified += u.exact_counts[1] + u.exact_counts[2] + u.exact_counts[3];
+  }
+  for (int g = 0; g < G; ++g)
+    if (!have_row[static_cast<std::size_t>(g)]) throw RuntimeError("sweep: grid point " + std::to_string(g) + " has no row");
+  if (exact) res.message = exact_summary(res);
+  for (int g = 0; g < G; ++g) {
+    SweepRow& row = res.rows[static_cast<std::size_t>(g)];
+    double t = 0;
+    int cnt = 0;
+    for (int f = 0; f < F; ++f)
+      if (std::isfinite(tr[f][g])) t += tr[f][g], ++cnt;
+    row.r2_train = cnt ? t / cnt : kNaN;
+    for (int f = 0; f < F; ++f)
+      res.fold_rows.push_back({f, row.lambda_index, row.lambda_d_index, row.lambda, row.lambda_d, lin[f][g],
+                               fwd[f][g], exact ? ex[f][g] : kNaN, tr[f][g]});
+  }
+  std::vector<double> lam_flat;
+  for (const auto& row : res.rows) lam_flat.push_back(row.lambda);
+  // free_diag is scored as free is without exact solutions: the headline (best, one-SE)
+  // is r2_val, the linearised solution's own linear prediction.
+  summarise_into(res, lam_flat, lin, fwd, exact ? ex : fwd, exact, exact);
+
+  std::shared_ptr<const Reduced> red = data.full();
+  BlasThreads one(1);
+  if (!diag) {
+    // Stored matrices, by grid index: the units' (store_all, store_lambdas) and the best
+    // lambda's, recomputed here when no unit stored it.
+    std::map<int, std::vector<StoredMatrix>> by_index;
+    for (auto& u : units)
+      for (auto& sm : u.stored) {
+        int g = -1;
+        for (const SweepRow& row : u.rows)
+          if (row.lambda == sm.lambda) g = row.lambda_index;
+        by_index[g].push_back(std::move(sm));
+      }
+    if (res.best >= 0 && !by_index.count(res.best)) {
+      const double lb = lam[static_cast<std::size_t>(res.best)];
+      std::vector<StoredMatrix> m;
+      if (exact) {
+        // The best lambda's block from its cold start down to the best lambda: the
+        // solution its unit found (same start, same steps).
+        std::vector<double> path;
+        for (const auto& b : blocks) {
+          if (std::find(b.begin(), b.end(), res.best) == b.end()) continue;
+          for (int l : b) {
+            path.push_back(lam[static_cast<std::size_t>(l)]);
+            if (l == res.best) break;
+          }
+        }
+        const std::vector<ExactResult> e = exact_path(*red, path, cfg, stop, nullptr);
+        if (stop && stop->load()) {
+          finish();
+          return res;
+        }
+        store_free(*red, lb, &e.back().M, m);
+      } else {
+        store_free(*red, lb, nullptr, m);
+      }
+      by_index[res.best] = std::move(m);
+    }
+    for (auto& [g, ms] : by_index)
+      for (auto& sm : ms) res.stored.push_back(std::move(sm));
+  } else if (res.best >= 0) {
+    // Exact (non-linearised) solution at the best pair, on all stimuli.
+    SweepRow& best = res.rows[static_cast<std::size_t>(res.best)];
+    DiagExactResult e = diag_exact(*red, best.lambda, best.lambda_d);
+    best.loss_exact = e.loss;
+    best.rel_grad = e.rel_grad;
+    best.exact_status = exact_status_name(e.status);
+    best.newton_iters = e.iters;
+    best.exact_seconds = e.seconds;
+    DiagLinearized dl = diag_linearized(*red, best.lambda, best.lambda_d);
+    res.stored.push_back(stored_vector("d_lin", best.lambda, best.lambda_d, dl.d));
+    res.stored.push_back(stored_vector("d", best.lambda, best.lambda_d, e.d));
+    Matrix W = form_W(red->U, dl.M);
+    for (int i = 0; i < W.rows; ++i) W(i, i) += dl.d[static_cast<std::size_t>(i)];
+    res.stored.push_back(stored("W_lin", best.lambda, best.lambda_d, W));
+  }
+  finish();
+  return res;
+}
 
 std::string exact_summary(const SweepResult& res) {
   const auto n = [&](ExactStatus s) { return res.exact_counts[static_cast<int>(s)]; };
@@ -388,38 +626,18 @@ double sweep_store_bytes(const SweepConfig& cfg, int n, int m) {
 }
 
 SweepResult run_sweep(const Problem& p, const SweepConfig& cfg, const std::atomic<bool>* stop) {
-  const auto t0 = Clock::now();
-  SweepResult res;
-  res.n = p.X.rows;
-  res.m = p.X.cols;
-  res.folds = static_cast<int>(cfg.folds.size());
-  Reduced red;
-  // BLAS on one thread throughout (folds are the parallelism, and results must not depend
-  // on thread counts); more only for the one full-data SVD when asked (blas_threads).
-  BlasThreads one(1);
-  {
-    BlasThreads svd_threads(std::max(1, cfg.blas_threads));
-    red = reduce(p.X, p.S);
-  }
-  res.svd_seconds = since(t0);
-  res.r = red.r;
-  res.s_max = red.s_max();
-  if (red.r == 0) {
-    res.ok = false;
-    res.message = "X has numerical rank 0";
-    return res;
-  }
-  std::vector<double> lam = cfg.lambdas;
-  const double scale = cfg.lambda_relative ? red.s_max() * red.s_max() : 1.0;
-  for (double& l : lam) l *= scale;
-  std::vector<double> lamd = cfg.lambda_d;
-  for (double& l : lamd) l *= scale;
-  check_lambdas(lam, 0.0, false, "lambda");
-  res.loss_zero = loss_reduced(red, Matrix(red.r, red.r), 1.0);  // lambda irrelevant at W = 0
-  if (cfg.model == SweepModel::free) run_free(p, cfg, red, lam, res, stop);
-  else run_free_diag(p, cfg, red, lam, lamd, res, stop);
-  res.seconds = since(t0);
-  return res;
+  SweepData data(p, cfg.folds, cfg.blas_threads, std::max(3, cfg.threads + 1));
+  const int F = static_cast<int>(cfg.folds.size()), nb = static_cast<int>(sweep_blocks(cfg).size());
+  std::vector<SweepUnitResult> units(static_cast<std::size_t>((F + 1) * nb));
+  // Units side by side, each on one thread (the full data's first: the longest).
+  SweepConfig one = cfg;
+  one.threads = 1;
+  parallel_items(static_cast<long long>(units.size()), cfg.threads, stop, [&](long long i) {
+    units[static_cast<std::size_t>(i)] = run_sweep_unit(data, one, static_cast<int>(i / nb) - 1,
+                                                        static_cast<int>(i % nb), stop);
+  });
+  if (stop && stop->load()) return {};
+  return assemble_sweep(data, cfg, std::move(units), stop);
 }
 
 }  // namespace covfit::cov

@@ -35,10 +35,12 @@ std::vector<Field<T>> task_fields() {
       field("one_se_lambda", &T::one_se_lambda, "S^2", "largest lambda whose mean best_by is within one standard error (sd with ddof=1 / sqrt(folds)) of the best"),
       field("best_exact_lambda", &T::best_exact_lambda, "S^2", "grid point with the largest mean r2_val_exact (NaN if not computed)"),
       field("best_r2_val_exact", &T::best_r2_val_exact, "", "that mean r2_val_exact"),
-      field("svd_seconds", &T::svd_seconds, "s", "full-data SVD"),
-      field("folds_seconds", &T::folds_seconds, "s", "folds: their SVDs, R^2, exact paths"),
-      field("rows_seconds", &T::rows_seconds, "s", "per-lambda rows on all stimuli"),
-      field("seconds", &T::seconds, "s", "whole task"),
+      field("svd_seconds", &T::svd_seconds, "s", "full-data SVD (summed over the processes that computed it)"),
+      field("fold_svd_seconds", &T::fold_svd_seconds, "s", "the folds' SVDs (summed over the processes that computed them)"),
+      field("folds_seconds", &T::folds_seconds, "s", "fold units without their SVDs: R^2 per lambda, exact paths"),
+      field("rows_seconds", &T::rows_seconds, "s", "full-data units without the SVD: losses, exact path, diagnostics per lambda"),
+      field("seconds", &T::seconds, "s", "all work units (thread seconds, summed) and assembling the summary"),
+      field("units", &T::units, "", "work units the summary was assembled from (rows of /sweep_units/units)"),
       field("lambda_offset", &T::lambda_offset, "row", "first row of /sweep/lambda"),
       field("lambda_len", &T::lambda_len, "rows", "rows of /sweep/lambda"),
       field("fold_offset", &T::fold_offset, "row", "first row of /sweep/folds"),
@@ -56,6 +58,8 @@ std::vector<Field<L>> lambda_fields() {
       field("task_id", &L::task_id, "", "task id"),
       field("data", &L::data, 32, "", "data set name"),
       field("model", &L::model, 16, "", "free or free_diag"),
+      field("lambda_index", &L::lambda_index, "", "index of lambda in the job's lambda grid"),
+      field("lambda_d_index", &L::lambda_d_index, "", "index of lambda_d in the job's lambda_d grid (-1 for free; free_diag paired: = lambda_index)"),
       field("lambda", &L::lambda, "S^2", "ridge weight on ||W||^2, absolute"),
       field("lambda_d", &L::lambda_d, "S^2", "ridge weight on the diagonal d (free_diag; NaN for free), absolute"),
       field("lambda_job", &L::lambda_job, "job", "lambda in the job's lambda_units (lambda / lambda_unit)"),
@@ -93,6 +97,8 @@ std::vector<Field<F>> fold_fields() {
   return {
       field("task_id", &F::task_id, "", "task id"),
       field("fold", &F::fold, "", "fold index"),
+      field("lambda_index", &F::lambda_index, "", "index of lambda in the job's lambda grid"),
+      field("lambda_d_index", &F::lambda_d_index, "", "index of lambda_d in the job's lambda_d grid (-1 for free)"),
       field("lambda", &F::lambda, "S^2", "absolute"),
       field("lambda_d", &F::lambda_d, "S^2", "absolute (NaN for free)"),
       field("r2_val", &F::r2_val, "", "this fold's validation R^2 (as r2_val of /sweep/lambda)"),
@@ -115,6 +121,42 @@ std::vector<Field<M>> matrix_fields() {
   };
 }
 
+using U = SweepUnitRow;
+std::vector<Field<U>> unit_fields() {
+  return {
+      field("id", &U::id, "", "work unit id (the job's task numbering: data set, model, part, block)"),
+      field("task_id", &U::task_id, "", "the sweep task (data set, model) it belongs to: id in /sweep/tasks"),
+      field("data", &U::data, 32, "", "data set name"),
+      field("model", &U::model, 16, "", "free or free_diag"),
+      field("status", &U::status, 16, "", "ok or failed (e.g. rank 0; see message)"),
+      field("message", &U::message, 64, "", "why a unit failed, empty otherwise"),
+      field("run", &U::run, 64, "", "the run that computed it (host:pid:start time); a resume or merge copies units, never recomputes them"),
+      field("part", &U::part, "", "-1: the full data (losses, exact path, diagnostics); k >= 0: fold k (R^2)"),
+      field("block", &U::block, "", "lambda block (blocks of lambda_block grid points, largest lambda first)"),
+      field("blocks", &U::blocks, "", "lambda blocks per part"),
+      field("n", &U::n, "", "rows of X"),
+      field("m", &U::m, "", "columns of X"),
+      field("r", &U::r, "", "numerical rank of this part's X (the fold's train block for folds)"),
+      field("s_max", &U::s_max, "X^2", "largest squared singular value of the full X"),
+      field("loss_zero", &U::loss_zero, "S^2", "L(W = 0) on all stimuli (full-data units)"),
+      field("full_svd_seconds", &U::full_svd_seconds, "s", "the full-data SVD, if this unit computed it (0: reused)"),
+      field("fold_svd_seconds", &U::fold_svd_seconds, "s", "this fold's SVD, if this unit computed it (0: reused)"),
+      field("seconds", &U::seconds, "s", "the whole unit"),
+      field("exact_converged", &U::exact_converged, "", "exact solves of this unit that converged (certified)"),
+      field("exact_not_converged", &U::exact_not_converged, "", "exact solves that did not converge"),
+      field("exact_budget", &U::exact_budget, "", "exact solves stopped by a budget"),
+      field("exact_interrupted", &U::exact_interrupted, "", "exact solves interrupted"),
+      field("lambda_offset", &U::lambda_offset, "row", "first row of /sweep_units/lambda"),
+      field("lambda_len", &U::lambda_len, "rows", "rows of /sweep_units/lambda"),
+      field("fold_offset", &U::fold_offset, "row", "first row of /sweep_units/folds"),
+      field("fold_len", &U::fold_len, "rows", "rows of /sweep_units/folds"),
+      field("matrix_offset", &U::matrix_offset, "row", "first row of /sweep_units/matrix_index"),
+      field("matrix_len", &U::matrix_len, "rows", "rows of /sweep_units/matrix_index"),
+      field("values_offset", &U::values_offset, "element", "first element of /sweep_units/values"),
+      field("values_len", &U::values_len, "elements", "elements of /sweep_units/values"),
+  };
+}
+
 bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
 
 }  // namespace
@@ -129,6 +171,48 @@ SweepTables::SweepTables()
               {"folds", &folds_.layout(), "fold_offset", "fold_len", 2048},
               {"matrix_index", &matrices_.layout(), "matrix_offset", "matrix_len", 64},
               {"values", nullptr, "values_offset", "values_len", 16384}}) {}
+
+SweepUnitTables::SweepUnitTables()
+    : units_("units", "one row per work unit: the commit record", unit_fields()),
+      lambdas_("lambda", "full-data units: one row per grid point (R^2 columns NaN until assembled)", lambda_fields()),
+      folds_("folds", "fold units: one row per grid point", fold_fields()),
+      matrices_("matrix_index", "matrices stored by units in /sweep_units/values", matrix_fields()),
+      store_(kGroup, "units", &units_.layout(),
+             {{"lambda", &lambdas_.layout(), "lambda_offset", "lambda_len", 1024},
+              {"folds", &folds_.layout(), "fold_offset", "fold_len", 2048},
+              {"matrix_index", &matrices_.layout(), "matrix_offset", "matrix_len", 64},
+              {"values", nullptr, "values_offset", "values_len", 16384}}) {}
+
+void SweepUnitTables::append(const SweepUnitRow& unit, const std::vector<SweepLambdaRow>& lambdas,
+                             const std::vector<SweepFoldRow>& folds,
+                             const std::vector<SweepMatrixRow>& matrices, const std::vector<double>& values) {
+  std::vector<std::vector<char>> rows(4);
+  for (const auto& r : lambdas) lambdas_.encode(r, rows[0]);
+  for (const auto& r : folds) folds_.encode(r, rows[1]);
+  for (const auto& r : matrices) matrices_.encode(r, rows[2]);
+  rows[3].resize(8 * values.size());
+  if (!values.empty()) std::memcpy(rows[3].data(), values.data(), rows[3].size());
+  store_.append(Row(units_.layout(), units_.encode(unit).data()), rows);
+}
+
+SweepUnitTables::Contents SweepUnitTables::read(hid_t file) {
+  SweepUnitTables t;
+  Contents c;
+  const std::string g = kGroup;
+  c.units = read_all(file, g + "/units", t.units_);
+  c.lambdas = read_all(file, g + "/lambda", t.lambdas_);
+  c.folds = read_all(file, g + "/folds", t.folds_);
+  c.matrices = read_all(file, g + "/matrix_index", t.matrices_);
+  return c;
+}
+
+std::vector<double> SweepUnitTables::read_values(hid_t file, std::int64_t offset, std::int64_t count) {
+  AppendTable values = AppendTable::open(file, std::string(kGroup) + "/values", nullptr);
+  std::vector<char> bytes = values.read_rows(static_cast<hsize_t>(offset), static_cast<hsize_t>(count));
+  std::vector<double> out(static_cast<std::size_t>(count));
+  if (count > 0) std::memcpy(out.data(), bytes.data(), 8 * out.size());
+  return out;
+}
 
 void SweepTables::create(hid_t file) {
   store_.create(file);

@@ -385,11 +385,15 @@ void read_sweep(const toml::table& t, const std::string& path, Job& job) {
   s.store_all = store == "all";
   s.blas_threads = r.get<int>("blas_threads", s.blas_threads);
   if (s.blas_threads < 1) r.fail("blas_threads", "must be >= 1");
+  // Work units: lambda grid points per unit (0: automatic, see cov::sweep_lambda_block).
+  s.lambda_block = r.get<int>("lambda_block", s.lambda_block);
+  if (s.lambda_block < 0 || s.lambda_block > 1000000)
+    r.fail("lambda_block", "must be in 0..1000000 (0: automatic)");
   r.finish({"models", "lambda", "lambda_from", "lambda_to", "lambda_count", "lambda_units",
             "lambda_d", "lambda_d_from", "lambda_d_to", "lambda_d_count", "folds", "val",
             "fold_seed", "exact", "exact_max_rank", "exact_max_newton", "exact_max_cg",
             "exact_max_seconds", "train_r2", "losses", "store_lambdas", "store",
-            "blas_threads"});
+            "blas_threads", "lambda_block"});
 }
 
 void read_fit(const toml::table& t, const std::string& path, FitSettings& settings) {
@@ -502,7 +506,7 @@ void read_grid(const toml::table& t, const std::string& path, Job& job) {
 // The grid's size without overflow, against kMaxTasks.
 void check_task_count(const Job& job, const std::string& path) {
   const std::vector<std::size_t> axes =
-      job.kind == "sweep" ? std::vector<std::size_t>{job.cov_data.size(), job.sweep.models.size()}
+      job.kind == "sweep" ? std::vector<std::size_t>{job.cov_data.size(), static_cast<std::size_t>(job.sweep_units_per_data())}
                           : std::vector<std::size_t>{job.grid.data.size(), job.grid.param.size(),
                                                      job.grid.K.size(), job.grid.optimizer.size(),
                                                      job.grid.lr_weight.size(), job.grid.lr_centre.size(),
@@ -537,8 +541,50 @@ SweepTask Job::sweep_task(std::int64_t id) const {
   return t;
 }
 
+int Job::sweep_folds() const { return sweep.val.empty() ? sweep.folds : 1; }
+
+int Job::sweep_blocks(CovModel model) const {
+  cov::SweepConfig c = sweep.base;
+  c.model = model == CovModel::free ? cov::SweepModel::free : cov::SweepModel::free_diag;
+  return static_cast<int>(cov::sweep_blocks(c).size());
+}
+
+std::int64_t Job::sweep_units_per_data() const {
+  std::int64_t n = 0;
+  for (CovModel m : sweep.models) n += static_cast<std::int64_t>(sweep_folds() + 1) * sweep_blocks(m);
+  return n;
+}
+
+std::int64_t Job::sweep_task_count() const {
+  return static_cast<std::int64_t>(cov_data.size() * sweep.models.size());
+}
+
+// Units of one data set: model by model (in job order), each part (the full data, then
+// fold 0, 1, ...) by its lambda blocks.
+SweepUnit Job::sweep_unit(std::int64_t id) const {
+  SweepUnit u;
+  u.id = id;
+  const std::int64_t per_data = sweep_units_per_data();
+  std::int64_t rest = id % per_data;
+  const auto data = static_cast<int>(id / per_data);
+  for (std::size_t mi = 0; mi < sweep.models.size(); ++mi) {
+    const int blocks = sweep_blocks(sweep.models[mi]);
+    const std::int64_t n = static_cast<std::int64_t>(sweep_folds() + 1) * blocks;
+    if (rest < n) {
+      u.task = sweep_task(static_cast<std::int64_t>(data) * static_cast<std::int64_t>(sweep.models.size()) +
+                          static_cast<std::int64_t>(mi));
+      u.part = static_cast<int>(rest / blocks) - 1;
+      u.block = static_cast<int>(rest % blocks);
+      u.blocks = blocks;
+      return u;
+    }
+    rest -= n;
+  }
+  throw RuntimeError("sweep unit " + std::to_string(id) + " out of range");
+}
+
 std::int64_t Job::task_count() const {
-  if (kind == "sweep") return static_cast<std::int64_t>(cov_data.size() * sweep.models.size());
+  if (kind == "sweep") return static_cast<std::int64_t>(cov_data.size()) * sweep_units_per_data();
   return static_cast<std::int64_t>(grid.data.size() * grid.param.size() * grid.K.size() *
                                    grid.optimizer.size() * grid.lr_weight.size() *
                                    grid.lr_centre.size() * grid.lr_shape.size()) *

@@ -28,6 +28,8 @@ struct FileView {
   std::vector<io::FitTaskRow> fit;
   std::vector<double> targets;  // target_losses of /fit/tasks
   std::vector<io::SweepTaskRow> sweep;
+  bool has_units = false;           // a sweep's work units (/sweep_units)
+  std::int64_t units_done = 0;
 };
 
 FileView read_view_unchecked(const std::string& path);
@@ -53,6 +55,11 @@ FileView read_view_unchecked(const std::string& path) {
   for (const char* a : {"format_version", "shard_index", "shard_count", "tasks_total", "tasks_in_file"})
     if (io::has_attr(f.get(), a)) v.int_attrs[a] = io::read_attr_int(f.get(), a);
   // Older files are read through their own layouts: missing columns keep defaults.
+  if (io::exists(f.get(), "/sweep_units/units")) {
+    v.has_units = true;
+    v.units_done = static_cast<std::int64_t>(
+        io::read_all(f.get(), "/sweep_units/units", io::SweepUnitTables().units()).size());
+  }
   if (io::exists(f.get(), "/sweep/tasks")) {
     v.has_sweep = true;
     v.sweep = io::read_all(f.get(), "/sweep/tasks", io::SweepTables().tasks());
@@ -269,11 +276,23 @@ std::string inspect_text(const std::string& path, int best) {
   os << "  shard      " << v.int_attrs["shard_index"] << "/" << v.int_attrs["shard_count"]
      << " (" << v.int_attrs["tasks_in_file"] << " of " << v.int_attrs["tasks_total"]
      << " tasks)\n";
+  if (v.has_units) {
+    const std::int64_t total = v.int_attrs["tasks_in_file"];
+    os << "  progress   " << v.units_done << "/" << total << " work units done";
+    if (v.units_done < total) os << " (incomplete: re-run the same command to resume)";
+    else if (!v.has_sweep && total < v.int_attrs["tasks_total"])
+      os << " (shard complete: `covfit merge` the shards for the summary)";
+    else if (!v.has_sweep)
+      os << " (summary not written yet: re-run the same command to write it)";
+    os << "\n";
+  }
   if (v.has_sweep) {
     std::int64_t total = v.int_attrs["tasks_in_file"];
     std::int64_t done = static_cast<std::int64_t>(v.sweep.size());
-    os << "  progress   " << done << "/" << total << " done"
-       << (done < total ? " (incomplete: re-run the same command to resume)" : "") << "\n\n"
+    if (!v.has_units)  // format 2: one row per task
+      os << "  progress   " << done << "/" << total << " done"
+         << (done < total ? " (incomplete: re-run the same command to resume)" : "") << "\n";
+    os << "\n"
        << "Sweeps (best lambda: largest mean over folds of the `best by` column; one-SE lambda: "
           "largest lambda within one standard error, sd with ddof=1):\n"
        << sweep_table(v.sweep);
@@ -303,6 +322,7 @@ std::string inspect_json(const std::string& path, int best) {
   j["path"] = path;
   for (const auto& [k, s] : v.text_attrs) j[k] = s;
   for (const auto& [k, n] : v.int_attrs) j[k] = n;
+  if (v.has_units) j["units_done"] = v.units_done;
   if (v.has_sweep) {
     j["tasks_done"] = v.sweep.size();
     nlohmann::json sweeps = nlohmann::json::array();

@@ -1,9 +1,14 @@
 #include "kinds.hpp"
 
+#include <omp.h>
+
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <mutex>
 
+#include "covfit/core/error.hpp"
 #include "covfit/core/limits.hpp"
 #include "covfit/cov/sweep.hpp"
 #include "covfit/data/cov_data.hpp"
@@ -125,18 +130,20 @@ class FitKind : public Kind {
 
 class SweepKind : public Kind {
  public:
-  SweepKind(const job::Job& job, bool progress) : job_(job), progress_(progress) {}
+  SweepKind(const job::Job& job, bool progress, const std::atomic<bool>* stop)
+      : job_(job), progress_(progress), stop_(stop) {}
   void load_data() override {
     for (const auto& spec : job_.cov_data) data_.push_back(data::load_cov(spec));
     // Folds depend only on m: validate them now, before any file is touched.
     for (const auto& d : data_) folds_.push_back(make_folds(d.problem.X.cols));
-    // One task holds its stored matrices (n x n each) and a few n x n, m x m and n x m
-    // work matrices: refuse a problem that cannot fit before any file exists.
+    // A process holds, per data set, the full reduction and a few folds' (n x r each), a
+    // unit's stored matrices (n x n each) and work matrices: refuse a problem that cannot
+    // fit before any file exists.
     for (const auto& d : data_)
       for (job::CovModel m : job_.sweep.models) {
         const double n = d.problem.X.rows, mm = d.problem.X.cols;
         check_memory(cov::sweep_store_bytes(sweep_config(m), d.problem.X.rows, d.problem.X.cols) +
-                         8.0 * (4 * n * n + 4 * mm * mm + 4 * n * mm),
+                         8.0 * (4 * n * n + 8 * mm * mm + 8 * n * mm),
                      "data '" + d.name + "'", "a sweep task on X (" + std::to_string(d.problem.X.rows) +
                          " x " + std::to_string(d.problem.X.cols) + ")");
       }
@@ -166,8 +173,9 @@ class SweepKind : public Kind {
     for (std::size_t di = 0; di < data_.size(); ++di)
       for (job::CovModel m : job_.sweep.models) {
         const auto& X = data_[di].problem.X;
-        bytes += cov::sweep_store_bytes(sweep_config(m), X.rows, X.cols);
-        bytes += static_cast<double>(L) * (250.0 + 60.0 * static_cast<double>(folds_[di].size()));
+        // Matrices are stored by units (store_all) and again in the summary.
+        bytes += 2.0 * cov::sweep_store_bytes(sweep_config(m), X.rows, X.cols);
+        bytes += 2.0 * static_cast<double>(L) * (250.0 + 60.0 * static_cast<double>(folds_[di].size()));
       }
     return bytes;
   }
@@ -187,62 +195,83 @@ class SweepKind : public Kind {
     return s;
   }
   void create_data(hid_t f) override { write_sweep_data(f, data_); }
-  void create_tables(hid_t f) override { io::SweepTables().create(f); }
-  void finalize(hid_t f) override { io::SweepTables::write_matrix_datasets(f); }
-  void open_tables(hid_t f) override { tables_.open(f); }
-  io::TaskStore& store() override { return tables_.store(); }
+  void create_tables(hid_t f) override { io::SweepUnitTables().create(f); }
+  void open_tables(hid_t f) override {
+    tables_ = std::make_unique<io::SweepUnitTables>();
+    tables_->open(f);
+  }
+  void close_tables() override { tables_.reset(); }
+  io::TaskStore& store() override { return tables_->store(); }
+  bool finalize_needs_data() const override { return true; }
+  // Every unit is committed: assemble each task's summary from its units (recomputing
+  // what depends on the best lambda) and write /sweep.
+  void finalize(hid_t f) override {
+    if (io::exists(f, io::SweepTables::kGroup)) return;
+    std::map<std::int64_t, std::vector<cov::SweepUnitResult>> units = read_sweep_units(f);
+    io::SweepTables summary;
+    summary.create(f);
+    for (std::int64_t id = 0; id < job_.sweep_task_count(); ++id) {
+      const job::SweepTask task = job_.sweep_task(id);
+      const auto di = static_cast<std::size_t>(task.data);
+      cov::SweepConfig cfg = sweep_config(task.model);
+      cfg.folds = folds_[di];
+      if (progress_)
+        std::fprintf(stderr, "covfit: assembling task %lld (%s/%s) from %zu units\n", static_cast<long long>(id),
+                     data_[di].name.c_str(), job::cov_model_name(task.model).c_str(), units[id].size());
+      cov::SweepResult r = cov::assemble_sweep(shared_data(task.data), cfg, std::move(units[id]), stop_);
+      if (stop_ && stop_->load()) throw Interrupted();
+      append_sweep(summary, id, data_[di].name, job::cov_model_name(task.model), data_[di].centred_by_us,
+                   job_.sweep.base.lambda_relative, r);
+    }
+    summary.flush();
+    io::SweepTables::write_matrix_datasets(f);
+  }
   std::vector<std::int64_t> copy_tasks(hid_t old_file, hid_t new_file,
                                       const std::function<bool(std::int64_t)>& accept) override {
-    return copy_between<io::SweepTables>(old_file, new_file, accept);
+    return copy_between<io::SweepUnitTables>(old_file, new_file, accept);
   }
   Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) override {
-    job::SweepTask task = job_.sweep_task(id);
-    const auto di = static_cast<std::size_t>(task.data);
-    cov::SweepConfig cfg = sweep_config(task.model);
+    const job::SweepUnit unit = job_.sweep_unit(id);
+    const auto di = static_cast<std::size_t>(unit.task.data);
+    cov::SweepConfig cfg = sweep_config(unit.task.model);
     cfg.folds = folds_[di];
     cfg.threads = inner_threads;
+    const std::string label = data_[di].name + "/" + job::cov_model_name(unit.task.model) + " " +
+                              (unit.part < 0 ? std::string("full data") : "fold " + std::to_string(unit.part)) +
+                              ", lambda block " + std::to_string(unit.block + 1) + "/" + std::to_string(unit.blocks);
     if (progress_) {
-      // A sweep can run for minutes: after 5 s, report progress every 5 s and at the end
-      // of each part (exact lambda solves done, budget-limited ones, parts done).
+      // A unit can run for minutes: after 5 s, report its exact solves every 5 s.
       auto t0 = std::chrono::steady_clock::now();
       auto last = std::make_shared<double>(-1.0);
-      std::string label = data_[di].name + "/" + job::cov_model_name(task.model);
       cfg.on_progress = [t0, last, label, id](const cov::SweepProgress& p) {
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const bool part_end = p.part_just_done;
-        if (s < 5.0 || (s - *last < 5.0 && !part_end)) return;
+        if (s < 5.0 || s - *last < 5.0 || p.lambdas_total == 0) return;
         *last = s;
-        if (p.lambdas_total > 0)
-          std::fprintf(stderr,
-                       "covfit: task %lld (%s): exact lambda %lld/%lld solved (%d budget, %d not "
-                       "converged), %d/%d parts done, %.1f s\n",
-                       static_cast<long long>(id), label.c_str(), p.lambdas_done, p.lambdas_total,
-                       p.budget, p.not_converged, p.parts_done, p.parts_total, s);
-        else
-          std::fprintf(stderr, "covfit: task %lld (%s): %d/%d parts (folds + full data) done, %.1f s\n",
-                       static_cast<long long>(id), label.c_str(), p.parts_done, p.parts_total, s);
+        std::fprintf(stderr,
+                     "covfit: unit %lld (%s): exact lambda %lld/%lld solved (%d budget, %d not converged), %.1f s\n",
+                     static_cast<long long>(id), label.c_str(), p.lambdas_done, p.lambdas_total, p.budget,
+                     p.not_converged, s);
       };
     }
-    cov::SweepResult r = cov::run_sweep(data_[di].problem, cfg, stop);
+    cov::SweepUnitResult r = cov::run_sweep_unit(shared_data(unit.task.data), cfg, unit.part, unit.block, stop);
     if (stop && stop->load()) return {};
-    Done done{r.ok ? "ok" : "failed", r.headline_r2(), nullptr};
-    done.write = [this, id, name = data_[di].name, model = job::cov_model_name(task.model),
-                  centred = data_[di].centred_by_us, res = std::move(r)] {
-      append_sweep(tables_, id, name, model, centred, job_.sweep.base.lambda_relative, res);
-    };
+    Done done{r.ok ? "ok" : "failed", std::nan(""), nullptr};
+    done.write = [this, unit, name = data_[di].name, model = job::cov_model_name(unit.task.model),
+                  res = std::move(r)] { append_sweep_unit(*tables_, unit, name, model, run_id_, res); };
     return done;
   }
   std::string score_name() const override { return "val R2"; }
   bool higher_is_better() const override { return true; }
   bool parallel_inside_task() const override { return true; }
-  // blas_threads > 1 sets OpenBLAS's process-wide thread count for each task's SVD: run
-  // tasks one at a time so every task gets it (same bits whatever -t or the schedule).
+  void set_run_id(const std::string& id) override { run_id_ = id; }
+  // blas_threads > 1 sets OpenBLAS's process-wide thread count for each full-data SVD:
+  // run units one at a time so every SVD gets it (same bits whatever -t or the schedule).
   bool one_task_at_a_time() const override { return job_.sweep.base.blas_threads > 1; }
 
  private:
   cov::SweepConfig sweep_config(job::CovModel model) const {
     cov::SweepConfig cfg = job_.sweep.base;
-    cfg.model = model;
+    cfg.model = model == job::CovModel::free ? cov::SweepModel::free : cov::SweepModel::free_diag;
     return cfg;
   }
   std::vector<cov::Fold> make_folds(int m) const {
@@ -250,17 +279,38 @@ class SweepKind : public Kind {
     if (!s.val.empty()) return {cov::explicit_split(m, s.val, job_.path + ": sweep.val")};
     return cov::kfold_split(m, s.folds, s.fold_seed, job_.path + ": sweep.folds");
   }
+  // The reductions of a data set, shared by its units in this process; the last two data
+  // sets' are kept (units run in id order: data set by data set).
+  cov::SweepData& shared_data(int d) {
+    std::lock_guard lock(data_mu_);
+    auto it = shared_.find(d);
+    if (it == shared_.end()) {
+      const int threads = std::max(1, omp_get_max_threads());
+      it = shared_.emplace(d, std::make_unique<cov::SweepData>(data_[static_cast<std::size_t>(d)].problem,
+                                                               folds_[static_cast<std::size_t>(d)],
+                                                               job_.sweep.base.blas_threads, threads + 1))
+               .first;
+      // Drop data sets more than one behind (no unit of them is still queued here).
+      for (auto j = shared_.begin(); j != shared_.end();)
+        j = j->first < d - 1 ? shared_.erase(j) : std::next(j);
+    }
+    return *it->second;
+  }
   const job::Job& job_;
   bool progress_;
+  const std::atomic<bool>* stop_;
   std::vector<data::CovData> data_;
   std::vector<std::vector<cov::Fold>> folds_;
-  io::SweepTables tables_;
+  std::unique_ptr<io::SweepUnitTables> tables_;
+  std::string run_id_;
+  std::mutex data_mu_;
+  std::map<int, std::unique_ptr<cov::SweepData>> shared_;
 };
 
 }  // namespace
 
-std::unique_ptr<Kind> make_kind(const job::Job& job, bool progress) {
-  if (job.kind == "sweep") return std::make_unique<SweepKind>(job, progress);
+std::unique_ptr<Kind> make_kind(const job::Job& job, bool progress, const std::atomic<bool>* stop) {
+  if (job.kind == "sweep") return std::make_unique<SweepKind>(job, progress, stop);
   return std::make_unique<FitKind>(job);
 }
 

@@ -30,10 +30,16 @@ class Kind {
   virtual void create_data(hid_t file) = 0;
   virtual void create_tables(hid_t file) = 0;
   virtual void open_tables(hid_t file) = 0;             // the live tables
+  // Releases the live tables' datasets (they would keep the file open past its close)
+  // while keeping the data, for a finalize that needs them.
+  virtual void close_tables() {}
   virtual io::TaskStore& store() = 0;
   // A complete file, reopened read-write without SWMR: datasets that cannot be created
-  // while SWMR readers follow the run (sweeps: every stored matrix as its own dataset).
+  // while SWMR readers follow the run (sweeps: the tasks' summaries assembled from their
+  // work units, and every stored matrix as its own dataset). Throws Interrupted on a stop.
   virtual void finalize(hid_t /*file*/) {}
+  // finalize needs load_data (sweeps recompute what depends on the best lambda).
+  virtual bool finalize_needs_data() const { return false; }
   // Copy finished tasks of another file of this job into `new_file`; returns their ids.
   virtual std::vector<std::int64_t> copy_tasks(hid_t from_file, hid_t new_file,
                                                const std::function<bool(std::int64_t)>& accept) = 0;
@@ -46,13 +52,17 @@ class Kind {
   // fewer tasks than threads remain; then tasks run one at a time.
   virtual Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) = 0;
   virtual bool parallel_inside_task() const = 0;
+  // Names this run in what it writes (sweep units record which run computed them).
+  virtual void set_run_id(const std::string& /*id*/) {}
   // Tasks must not run side by side (e.g. they change the process-wide BLAS thread count).
   virtual bool one_task_at_a_time() const { return false; }
   virtual std::string score_name() const = 0;  // "loss", "R2"
   virtual bool higher_is_better() const = 0;
 };
 
-// `progress`: a long task may print its own progress lines on stderr.
-std::unique_ptr<Kind> make_kind(const job::Job& job, bool progress = false);
+// `progress`: a long task may print its own progress lines on stderr. `stop` is polled
+// by finalize.
+std::unique_ptr<Kind> make_kind(const job::Job& job, bool progress = false,
+                                const std::atomic<bool>* stop = nullptr);
 
 }  // namespace covfit::run

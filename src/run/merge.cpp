@@ -48,7 +48,12 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
     throw InputError("merge", "shards " + missing + " of " + std::to_string(first.shard_count) +
                                   " are missing");
 
-  job::Job job = job::parse_job(first.job_toml, inputs.front() + ":/job_toml");
+  // The job as the shards resolved it (input paths resolved where they ran, so a sweep's
+  // summary can reload its inputs here); the stored text for files that predate it.
+  const bool resolved = io::has_attr(files.front().get(), "job_resolved_toml");
+  job::Job job = job::parse_job(resolved ? io::read_attr_string(files.front().get(), "job_resolved_toml")
+                                         : first.job_toml,
+                                inputs.front() + (resolved ? ":/job_resolved_toml" : ":/job_toml"));
   std::unique_ptr<Kind> kind = make_kind(job);
   // Completeness: every shard must hold all its tasks.
   for (std::size_t f = 0; f < files.size(); ++f) {
@@ -94,6 +99,9 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
     }
     out.flush();
     out.close();
+    kind->close_tables();
+    // A sweep's summary recomputes what depends on the best lambda: it needs the inputs.
+    if (kind->finalize_needs_data()) kind->load_data();
     io::ResultsFile::finalize(tmp, [&](hid_t f) { kind->finalize(f); });
   } catch (...) {
     std::error_code ec;

@@ -1,6 +1,9 @@
 #include "rows.hpp"
 
 #include <cmath>
+#include <map>
+
+#include "covfit/core/error.hpp"
 
 namespace covfit::run {
 namespace {
@@ -88,57 +91,192 @@ void write_sweep_data(hid_t file, const std::vector<data::CovData>& data) {
   }
 }
 
+namespace {
+
+io::SweepLambdaRow lambda_row(std::int64_t id, const std::string& data_name, const std::string& model,
+                              double unit, const cov::SweepRow& x) {
+  io::SweepLambdaRow row;
+  row.task_id = id;
+  row.data = data_name;
+  row.model = model;
+  row.lambda_index = x.lambda_index;
+  row.lambda_d_index = x.lambda_d_index;
+  row.lambda = x.lambda;
+  row.lambda_d = x.lambda_d;
+  row.lambda_job = x.lambda / unit;
+  row.lambda_d_job = x.lambda_d / unit;
+  row.r2_val = x.r2_val;
+  row.r2_val_sd = x.r2_val_sd;
+  row.r2_val_fwd = x.r2_val_fwd;
+  row.r2_val_fwd_sd = x.r2_val_fwd_sd;
+  row.r2_val_exact = x.r2_val_exact;
+  row.r2_val_exact_sd = x.r2_val_exact_sd;
+  row.r2_train = x.r2_train;
+  row.loss_lin = x.loss_lin;
+  row.loss_linearized = x.loss_linearized;
+  row.loss_exact = x.loss_exact;
+  row.exact_status = x.exact_status;
+  row.rel_grad = x.rel_grad;
+  row.gap_bound = x.gap_bound;
+  row.newton_iters = x.newton_iters;
+  row.cg_iters = x.cg_iters;
+  row.exact_seconds = x.exact_seconds;
+  row.eq1_residual = x.diag.eq1_residual_exact;
+  row.dW = x.diag.dW;
+  row.kappa = x.diag.kappa;
+  row.g_proxy = x.diag.g_proxy;
+  row.q_proxy = x.diag.q_proxy;
+  row.rms_diag_lin = x.diag.lin.rms_diag;
+  row.rms_offdiag_lin = x.diag.lin.rms_offdiag;
+  row.rms_diag_exact = x.diag.exact.rms_diag;
+  row.rms_offdiag_exact = x.diag.exact.rms_offdiag;
+  return row;
+}
+
+// The inverse of lambda_row (a unit's row read back for assembly).
+cov::SweepRow sweep_row(const io::SweepLambdaRow& r) {
+  cov::SweepRow x;
+  x.lambda_index = r.lambda_index;
+  x.lambda_d_index = r.lambda_d_index;
+  x.lambda = r.lambda;
+  x.lambda_d = r.lambda_d;
+  x.r2_val = r.r2_val;
+  x.r2_val_sd = r.r2_val_sd;
+  x.r2_val_fwd = r.r2_val_fwd;
+  x.r2_val_fwd_sd = r.r2_val_fwd_sd;
+  x.r2_val_exact = r.r2_val_exact;
+  x.r2_val_exact_sd = r.r2_val_exact_sd;
+  x.r2_train = r.r2_train;
+  x.loss_lin = r.loss_lin;
+  x.loss_linearized = r.loss_linearized;
+  x.loss_exact = r.loss_exact;
+  x.exact_status = r.exact_status;
+  x.rel_grad = r.rel_grad;
+  x.gap_bound = r.gap_bound;
+  x.newton_iters = r.newton_iters;
+  x.cg_iters = r.cg_iters;
+  x.exact_seconds = r.exact_seconds;
+  x.diag.lambda = r.lambda;
+  x.diag.eq1_residual_exact = r.eq1_residual;
+  x.diag.dW = r.dW;
+  x.diag.kappa = r.kappa;
+  x.diag.g_proxy = r.g_proxy;
+  x.diag.q_proxy = r.q_proxy;
+  x.diag.lin = {r.rms_diag_lin, r.rms_offdiag_lin};
+  x.diag.exact = {r.rms_diag_exact, r.rms_offdiag_exact};
+  return x;
+}
+
+io::SweepFoldRow fold_row(std::int64_t id, const cov::SweepFoldRow& f) {
+  return {id, f.fold, f.lambda_index, f.lambda_d_index, f.lambda, f.lambda_d, f.r2_val, f.r2_val_fwd,
+          f.r2_val_exact, f.r2_train};
+}
+
+void matrices_rows(std::int64_t id, const std::vector<cov::StoredMatrix>& stored,
+                   std::vector<io::SweepMatrixRow>& matrices, std::vector<double>& values) {
+  for (const auto& m : stored) {
+    matrices.push_back({id, m.name, m.lambda, m.lambda_d, static_cast<std::int64_t>(m.rows),
+                        static_cast<std::int64_t>(m.cols), static_cast<std::int64_t>(values.size())});
+    values.insert(values.end(), m.data.begin(), m.data.end());
+  }
+}
+
+}  // namespace
+
+void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, const std::string& data_name,
+                       const std::string& model, const std::string& run, const cov::SweepUnitResult& r) {
+  io::SweepUnitRow u;
+  u.id = unit.id;
+  u.run = run;
+  u.task_id = unit.task.id;
+  u.data = data_name;
+  u.model = model;
+  u.status = r.ok ? "ok" : "failed";
+  u.message = r.message;
+  u.part = r.part;
+  u.block = r.block;
+  u.blocks = unit.blocks;
+  u.n = r.n;
+  u.m = r.m;
+  u.r = r.r;
+  u.s_max = r.s_max;
+  u.loss_zero = r.loss_zero;
+  u.full_svd_seconds = r.full_svd_seconds;
+  u.fold_svd_seconds = r.fold_svd_seconds;
+  u.seconds = r.seconds;
+  u.exact_converged = r.exact_counts[static_cast<int>(cov::ExactStatus::converged)];
+  u.exact_not_converged = r.exact_counts[static_cast<int>(cov::ExactStatus::not_converged)];
+  u.exact_budget = r.exact_counts[static_cast<int>(cov::ExactStatus::budget)];
+  u.exact_interrupted = r.exact_counts[static_cast<int>(cov::ExactStatus::interrupted)];
+  std::vector<io::SweepLambdaRow> lambdas;
+  // Unit rows hold absolute lambdas; lambda_job is filled in when the task is assembled.
+  for (const auto& x : r.rows) lambdas.push_back(lambda_row(unit.id, data_name, model, 1.0, x));
+  for (auto& x : lambdas) x.lambda_job = x.lambda_d_job = std::nan("");
+  std::vector<io::SweepFoldRow> folds;
+  for (const auto& f : r.fold_rows) folds.push_back(fold_row(unit.id, f));
+  std::vector<io::SweepMatrixRow> matrices;
+  std::vector<double> values;
+  matrices_rows(unit.id, r.stored, matrices, values);
+  tables.append(u, lambdas, folds, matrices, values);
+}
+
+std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file) {
+  const io::SweepUnitTables::Contents c = io::SweepUnitTables::read(file);
+  std::map<std::int64_t, std::vector<cov::SweepUnitResult>> out;
+  const auto slice = [](std::int64_t off, std::int64_t len, std::size_t size, const std::string& what) {
+    if (off < 0 || len < 0 || static_cast<std::size_t>(off + len) > size)
+      throw RuntimeError("sweep unit rows out of range in " + what);
+  };
+  for (const io::SweepUnitRow& u : c.units) {
+    cov::SweepUnitResult r;
+    r.part = u.part;
+    r.block = u.block;
+    r.ok = u.status == "ok";
+    r.message = u.message;
+    r.n = u.n;
+    r.m = u.m;
+    r.r = u.r;
+    r.s_max = u.s_max;
+    r.loss_zero = u.loss_zero;
+    r.full_svd_seconds = u.full_svd_seconds;
+    r.fold_svd_seconds = u.fold_svd_seconds;
+    r.seconds = u.seconds;
+    r.exact_counts[static_cast<int>(cov::ExactStatus::converged)] = u.exact_converged;
+    r.exact_counts[static_cast<int>(cov::ExactStatus::not_converged)] = u.exact_not_converged;
+    r.exact_counts[static_cast<int>(cov::ExactStatus::budget)] = u.exact_budget;
+    r.exact_counts[static_cast<int>(cov::ExactStatus::interrupted)] = u.exact_interrupted;
+    slice(u.lambda_offset, u.lambda_len, c.lambdas.size(), "/sweep_units/lambda");
+    for (std::int64_t i = u.lambda_offset; i < u.lambda_offset + u.lambda_len; ++i)
+      r.rows.push_back(sweep_row(c.lambdas[static_cast<std::size_t>(i)]));
+    slice(u.fold_offset, u.fold_len, c.folds.size(), "/sweep_units/folds");
+    for (std::int64_t i = u.fold_offset; i < u.fold_offset + u.fold_len; ++i) {
+      const io::SweepFoldRow& f = c.folds[static_cast<std::size_t>(i)];
+      r.fold_rows.push_back({f.fold, f.lambda_index, f.lambda_d_index, f.lambda, f.lambda_d, f.r2_val,
+                             f.r2_val_fwd, f.r2_val_exact, f.r2_train});
+    }
+    slice(u.matrix_offset, u.matrix_len, c.matrices.size(), "/sweep_units/matrix_index");
+    for (std::int64_t i = u.matrix_offset; i < u.matrix_offset + u.matrix_len; ++i) {
+      const io::SweepMatrixRow& m = c.matrices[static_cast<std::size_t>(i)];
+      cov::StoredMatrix sm{m.name, m.lambda, m.lambda_d, static_cast<int>(m.rows), static_cast<int>(m.cols), {}};
+      sm.data = io::SweepUnitTables::read_values(file, u.values_offset + m.offset, m.rows * m.cols);
+      r.stored.push_back(std::move(sm));
+    }
+    out[u.task_id].push_back(std::move(r));
+  }
+  return out;
+}
+
 void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& data_name,
                   const std::string& model, bool centred, bool lambda_relative,
                   const cov::SweepResult& r) {
   const double unit = lambda_relative ? r.s_max * r.s_max : 1.0;
   std::vector<io::SweepLambdaRow> lambdas;
-  for (const auto& x : r.rows) {
-    io::SweepLambdaRow row;
-    row.task_id = id;
-    row.data = data_name;
-    row.model = model;
-    row.lambda = x.lambda;
-    row.lambda_d = x.lambda_d;
-    row.lambda_job = x.lambda / unit;
-    row.lambda_d_job = x.lambda_d / unit;
-    row.r2_val = x.r2_val;
-    row.r2_val_sd = x.r2_val_sd;
-    row.r2_val_fwd = x.r2_val_fwd;
-    row.r2_val_fwd_sd = x.r2_val_fwd_sd;
-    row.r2_val_exact = x.r2_val_exact;
-    row.r2_val_exact_sd = x.r2_val_exact_sd;
-    row.r2_train = x.r2_train;
-    row.loss_lin = x.loss_lin;
-    row.loss_linearized = x.loss_linearized;
-    row.loss_exact = x.loss_exact;
-    row.exact_status = x.exact_status;
-    row.rel_grad = x.rel_grad;
-    row.gap_bound = x.gap_bound;
-    row.newton_iters = x.newton_iters;
-    row.cg_iters = x.cg_iters;
-    row.exact_seconds = x.exact_seconds;
-    row.eq1_residual = x.diag.eq1_residual_exact;
-    row.dW = x.diag.dW;
-    row.kappa = x.diag.kappa;
-    row.g_proxy = x.diag.g_proxy;
-    row.q_proxy = x.diag.q_proxy;
-    row.rms_diag_lin = x.diag.lin.rms_diag;
-    row.rms_offdiag_lin = x.diag.lin.rms_offdiag;
-    row.rms_diag_exact = x.diag.exact.rms_diag;
-    row.rms_offdiag_exact = x.diag.exact.rms_offdiag;
-    lambdas.push_back(row);
-  }
+  for (const auto& x : r.rows) lambdas.push_back(lambda_row(id, data_name, model, unit, x));
   std::vector<io::SweepFoldRow> folds;
-  for (const auto& f : r.fold_rows)
-    folds.push_back({id, f.fold, f.lambda, f.lambda_d, f.r2_val, f.r2_val_fwd, f.r2_val_exact, f.r2_train});
+  for (const auto& f : r.fold_rows) folds.push_back(fold_row(id, f));
   std::vector<io::SweepMatrixRow> matrices;
   std::vector<double> values;
-  for (const auto& m : r.stored) {
-    matrices.push_back({id, m.name, m.lambda, m.lambda_d, static_cast<std::int64_t>(m.rows),
-                        static_cast<std::int64_t>(m.cols), static_cast<std::int64_t>(values.size())});
-    values.insert(values.end(), m.data.begin(), m.data.end());
-  }
+  matrices_rows(id, r.stored, matrices, values);
   io::SweepTaskRow t;
   t.id = id;
   t.data = data_name;
@@ -164,6 +302,8 @@ void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& d
   t.best_exact_lambda = at_or_nan(r.rows, r.best_exact, &cov::SweepRow::lambda);
   t.best_r2_val_exact = at_or_nan(r.rows, r.best_exact, &cov::SweepRow::r2_val_exact);
   t.svd_seconds = r.svd_seconds;
+  t.fold_svd_seconds = r.fold_svd_seconds;
+  t.units = r.units;
   t.folds_seconds = r.folds_seconds;
   t.rows_seconds = r.rows_seconds;
   t.seconds = r.seconds;

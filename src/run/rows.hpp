@@ -2,6 +2,7 @@
 // SweepResult -> /sweep rows, input data -> /data groups. Internal to run/.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,11 @@ void append_fit(io::FitTables& tables, const job::TaskCoord& task, const std::st
 
 void write_sweep_data(hid_t file, const std::vector<data::CovData>& data);
 void write_matrix(hid_t loc, const std::string& name, const cov::Matrix& A);  // row-major (numpy)
+// A work unit's rows into /sweep_units, and every committed unit read back, by task id.
+void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, const std::string& data_name,
+                       const std::string& model, const std::string& run, const cov::SweepUnitResult& result);
+std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file);
+// A task's assembled result into the /sweep summary tables.
 void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& data_name,
                   const std::string& model, bool centred, bool lambda_relative,
                   const cov::SweepResult& result);

@@ -121,7 +121,7 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   if (opt.threads == 0)  // the default comes from OpenMP, i.e. OMP_NUM_THREADS if set
     check_threads(omp_get_max_threads(), "OMP_NUM_THREADS=" + std::to_string(omp_get_max_threads()));
   // Everything that can be wrong with the input is checked before the file is touched.
-  std::unique_ptr<Kind> kind = make_kind(job, opt.progress);
+  std::unique_ptr<Kind> kind = make_kind(job, opt.progress, stop);
   kind->load_data();
   {
     std::error_code ec;
@@ -166,6 +166,7 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
       });
   lock.hold_inode();  // the file now at opt.output (new, or the resumed copy)
   kind->open_tables(file.id());
+  kind->set_run_id(io::host_name() + ":" + std::to_string(::getpid()) + ":" + io::utc_now_iso());
   std::unordered_set<std::int64_t> done(done_list.begin(), done_list.end());
   file.flush();
   file.start_swmr();
@@ -222,18 +223,30 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
     throw RuntimeError(opt.output + ": " + e.what());
   }
   progress.finish();
-  kind.reset();  // its open datasets would keep the file open (SWMR flags set) past close
+  // Its open datasets would keep the file open (SWMR flags set) past close; a kind whose
+  // finalize needs the data keeps them.
+  const bool keep_kind = kind->finalize_needs_data();
+  if (keep_kind) kind->close_tables();
+  else kind.reset();
   file.close();
   summary.interrupted = stop && stop->load();
   if (!summary.interrupted && summary.already_done + summary.computed == summary.tasks_in_shard) {
-    // Complete: add what SWMR did not allow (matrices as datasets). The results are safe
-    // either way; re-running the same command retries this.
+    // Complete: add what SWMR did not allow (sweeps: the summary assembled from the work
+    // units; matrices as datasets), on a copy renamed over the file. A failure leaves the
+    // units as they are; re-running the same command retries this.
     try {
-      io::ResultsFile::finalize(opt.output, [&](hid_t f) { make_kind(job)->finalize(f); });
+      if (summary.tasks_in_shard == job.task_count() || !keep_kind)
+        io::ResultsFile::finalize(opt.output, [&](hid_t f) {
+          if (keep_kind) kind->finalize(f);
+          else make_kind(job)->finalize(f);
+        });
+    } catch (const Interrupted&) {
+      summary.interrupted = true;
+    } catch (const InputError&) {
+      throw;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "covfit: warning: %s; /sweep/matrices datasets not written (the "
-                           "reader still finds every matrix; re-run the same command to retry)\n",
-                   e.what());
+      throw RuntimeError(opt.output + ": every task is done but finalizing the file failed (" + e.what() +
+                         "); the results are safe: re-run the same command to retry");
     }
   }
   summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -18,7 +18,7 @@ expect_rc 0 "covfit [0-9]" "$bin" --version
 expect_rc 2 "" "$bin" frobnicate
 expect_rc 2 "" "$bin" run
 expect_rc 0 "ok: job 'demo' \(fit\), 20 tasks" "$bin" validate "$src/jobs/demo.toml"
-expect_rc 0 "ok: job 'sweep_planted' \(sweep\), 1 tasks" "$bin" validate "$src/jobs/sweep_planted.toml"
+expect_rc 0 "ok: job 'sweep_planted' \(sweep\), 1 tasks in 120 work units" "$bin" validate "$src/jobs/sweep_planted.toml"
 expect_rc 2 "no/such.toml: cannot open job file" "$bin" validate no/such.toml
 printf 'name = "x"\n[data]\nsource = "franke"\n[fit]\nmax_step = 3\n' > "$tmp/typo.toml"
 expect_rc 2 "typo.toml:5: unknown key 'fit.max_step'" "$bin" validate "$tmp/typo.toml"

@@ -43,4 +43,11 @@ class RuntimeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A stop signal arrived during a step that cannot leave partial results (e.g. assembling
+// a finished sweep's summary); the caller reports the run as interrupted.
+class Interrupted : public std::runtime_error {
+ public:
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
 }  // namespace covfit

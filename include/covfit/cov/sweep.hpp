@@ -2,9 +2,17 @@
 // cross-validation, exact solutions, diagnostics and the matrices worth keeping.
 // Pure computation (no I/O); io/sweep_tables.hpp writes the result.
 //
+// A task is cut into work units that can run anywhere and commit separately: one part
+// (the full data, or one fold) over one block of the lambda grid (sweep_blocks: blocks
+// of lambda_block grid points, largest lambda first). Every block's exact path starts
+// cold at its largest lambda, so a unit's result does not depend on which process, shard
+// or resume computed it. assemble_sweep turns a task's units into its SweepResult (means
+// over folds, best and one-SE lambda, matrices at the best lambda); run_sweep does both
+// in one process.
+//
 // free:      per fold, the linearised closed form at every lambda (R^2 of its own
 //            prediction, of the exact forward map, and of the exact solution); on all
-//            stimuli, exact solutions (warm-started path), losses and diagnostics.
+//            stimuli, exact solutions (warm-started path per block), losses and diagnostics.
 // free_diag: W = diag(d) + F, linearised over the lambda x lambda_d grid (one
 //            factorisation per lambda, see diagonal.hpp), R^2 per fold of its linear
 //            prediction (r2_val, scored as free is) and of the exact forward map
@@ -12,6 +20,11 @@
 #pragma once
 #include <atomic>
 #include <functional>
+#include <future>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -54,9 +67,21 @@ struct SweepConfig {
                                       // X but results then depend on it at ~1e-13. The
                                       // OpenBLAS count is process-wide: with > 1, run no
                                       // other sweep at the same time.
+  int lambda_block = 0;               // lambda grid points per work unit; 0: automatic
+                                      // (sweep_lambda_block)
 };
 
+// Lambda grid points per work unit: lambda_block if set; else, for free with exact
+// solutions, kDefaultExactBlock (each block is a checkpoint and a cold start); else the
+// whole grid (linearised parts are cheap, and one unit per part computes its SVD once).
+inline constexpr int kDefaultExactBlock = 10;
+int sweep_lambda_block(const SweepConfig& cfg);
+// The lambda blocks of every part: indices into cfg.lambdas, largest lambda first
+// (ties in grid order), cut into blocks of sweep_lambda_block.
+std::vector<std::vector<int>> sweep_blocks(const SweepConfig& cfg);
+
 struct SweepRow {
+  int lambda_index = -1, lambda_d_index = -1;  // grid indices (lambda_d: -1 for free)
   double lambda = 0, lambda_d = 0;      // absolute; lambda_d NaN for free
   double r2_val = 0, r2_val_sd = 0;     // the model's own (linearised) prediction, mean/sd over folds
   double r2_val_fwd = 0, r2_val_fwd_sd = 0;      // exact forward map of the linearised W
@@ -75,6 +100,7 @@ struct SweepRow {
 
 struct SweepFoldRow {
   int fold = 0;
+  int lambda_index = -1, lambda_d_index = -1;
   double lambda = 0, lambda_d = 0;
   double r2_val = 0, r2_val_fwd = 0, r2_val_exact = 0, r2_train = 0;
 };
@@ -92,10 +118,13 @@ struct SweepResult {
   int n = 0, m = 0, r = 0, folds = 0;
   double s_max = 0;
   double loss_zero = 0;                  // L(0)
-  double svd_seconds = 0;               // the one full-data SVD
-  double folds_seconds = 0;             // folds (their SVDs, R^2 per lambda, exact paths)
-  double rows_seconds = 0;              // losses / diagnostics per lambda on all stimuli
-  double seconds = 0;                   // everything
+  // Sums over the task's units (thread seconds, wherever they ran):
+  double svd_seconds = 0;               // the full-data SVD (once per process that needed it)
+  double fold_svd_seconds = 0;          // the folds' SVDs (once per process and fold)
+  double folds_seconds = 0;             // fold units (R^2 per lambda, exact paths), without SVDs
+  double rows_seconds = 0;              // full-data units (losses, exact path, diagnostics)
+  double seconds = 0;                   // all units, plus assembling the result
+  int units = 0;                        // work units the result was assembled from
   std::vector<SweepRow> rows;            // lambda-major, then lambda_d
   std::vector<SweepFoldRow> fold_rows;
   int best = -1, one_se = -1;            // indices into rows (by the headline R^2)
@@ -111,12 +140,64 @@ struct SweepResult {
   double headline_r2() const;
 };
 
+// What one work unit computed. Rows carry their grid indices, so units can arrive in any
+// order.
+struct SweepUnitResult {
+  int part = -1, block = 0;            // part -1: the full data; else the fold
+  bool ok = true;                      // false: the part's X has rank 0 (message says so)
+  std::string message;
+  int n = 0, m = 0, r = 0;             // r: rank of this part's X
+  double s_max = 0, loss_zero = 0;     // of the full data (loss_zero: full part only)
+  double full_svd_seconds = 0;         // the full-data SVD, if this unit computed it
+  double fold_svd_seconds = 0;         // this fold's SVD, if this unit computed it
+  double seconds = 0;                  // the whole unit
+  std::vector<SweepRow> rows;          // full part: losses, exact solution, diagnostics
+  std::vector<SweepFoldRow> fold_rows; // fold part: R^2 of this fold
+  std::vector<StoredMatrix> stored;    // full part: store_all / store_lambdas in this block
+  int exact_counts[4] = {0, 0, 0, 0};  // exact solves of this unit per ExactStatus
+};
+
+// The reductions a process shares between the units of one data set: the full-data SVD
+// (kept; every unit needs s_max for lambda units) and the folds' (the last few used).
+// Thread-safe; a reduction is computed once even when two units ask at the same time.
+class SweepData {
+ public:
+  SweepData(const Problem& p, std::vector<Fold> folds, int blas_threads, int fold_capacity = 3);
+  const Problem& problem() const { return p_; }
+  const std::vector<Fold>& folds() const { return folds_; }
+  // `seconds` gets the time spent computing it here (0 if cached or computed elsewhere).
+  std::shared_ptr<const Reduced> full(double* seconds = nullptr);
+  std::shared_ptr<const FoldData> fold(int f, double* seconds = nullptr);
+
+ private:
+  const Problem& p_;
+  std::vector<Fold> folds_;
+  int blas_threads_, capacity_;
+  std::mutex mu_;
+  std::shared_future<std::shared_ptr<const Reduced>> full_;
+  std::map<int, std::shared_future<std::shared_ptr<const FoldData>>> folds_cache_;
+  std::list<int> recent_;  // fold ids, most recent first
+};
+
+// One work unit of a task whose folds are data.folds(). Throws InputError for bad lambdas.
+// Returns with partial rows if `stop` was raised (the caller discards it).
+SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part, int block,
+                               const std::atomic<bool>* stop);
+
+// The task's result from all of its units (any order). Recomputes what depends on the
+// best lambda: the matrices stored there (the exact path of the best lambda's block, from
+// the same cold start, so the same bits) and free_diag's exact solution at the best pair.
+// Throws RuntimeError if a unit is missing or duplicated.
+SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg,
+                           std::vector<SweepUnitResult> units, const std::atomic<bool>* stop);
+
 // "exact path: 39 certified, 2 budget; folds: 3 uncertified solves" (the task's message).
 std::string exact_summary(const SweepResult& res);
 
 // Bytes the stored matrices will take (printed before a store = "all" run).
 double sweep_store_bytes(const SweepConfig& cfg, int n, int m);
 
+// Every unit in this process (cfg.threads side by side), then assemble_sweep.
 // p must have passed check_and_centre. Throws InputError for bad lambdas or folds;
 // numerical trouble is reported in the rows (exact_status) or in ok/message.
 SweepResult run_sweep(const Problem& p, const SweepConfig& cfg, const std::atomic<bool>* stop);

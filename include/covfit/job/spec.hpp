@@ -101,6 +101,16 @@ struct SweepTask {
   CovModel model = CovModel::free;
 };
 
+// One work unit of a sweep task: one part (the full data, or one fold) over one block of
+// the lambda grid (cov::sweep_blocks). Units commit separately; the task's summary is
+// assembled from them when the file is complete.
+struct SweepUnit {
+  std::int64_t id = 0;
+  SweepTask task;
+  int part = -1;   // -1: the full data; 0..folds-1: that fold
+  int block = 0, blocks = 1;
+};
+
 struct Job {
   std::string path;              // job file as given (for messages)
   std::string name;
@@ -118,7 +128,14 @@ struct Job {
 
   std::int64_t task_count() const;
   TaskCoord task(std::int64_t id) const;          // kind = fit
-  SweepTask sweep_task(std::int64_t id) const;    // kind = sweep: data slowest, model fastest
+  // kind = sweep: task_count() counts work units (what the runner, shards and resume
+  // handle); a task is a (data set, model) pair, ids data slowest, model fastest.
+  SweepTask sweep_task(std::int64_t id) const;
+  std::int64_t sweep_task_count() const;
+  SweepUnit sweep_unit(std::int64_t id) const;
+  int sweep_folds() const;                         // folds per task (1 with explicit val)
+  int sweep_blocks(CovModel model) const;          // lambda blocks per part
+  std::int64_t sweep_units_per_data() const;
 };
 
 // Parse and validate. `overrides` are "dotted.key=value" strings (--set); the value is
