@@ -261,6 +261,7 @@ class SweepKind : public Kind {
     return done;
   }
   std::string score_name() const override { return "val R2"; }
+  std::string item_name() const override { return "work units"; }
   bool higher_is_better() const override { return true; }
   bool parallel_inside_task() const override { return true; }
   void set_run_id(const std::string& id) override { run_id_ = id; }

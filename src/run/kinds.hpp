@@ -57,6 +57,7 @@ class Kind {
   // Tasks must not run side by side (e.g. they change the process-wide BLAS thread count).
   virtual bool one_task_at_a_time() const { return false; }
   virtual std::string score_name() const = 0;  // "loss", "R2"
+  virtual std::string item_name() const { return "tasks"; }  // what progress lines count
   virtual bool higher_is_better() const = 0;
 };
 

@@ -33,9 +33,9 @@ using Clock = std::chrono::steady_clock;
 class Progress {
  public:
   Progress(bool enabled, std::int64_t total, std::int64_t done, std::string score_name,
-           bool higher_is_better)
+           bool higher_is_better, std::string items)
       : enabled_(enabled), tty_(isatty(2)), total_(total), done_(done), start_done_(done),
-        score_name_(std::move(score_name)), sign_(higher_is_better ? -1.0 : 1.0) {}
+        score_name_(std::move(score_name)), items_(std::move(items)), sign_(higher_is_better ? -1.0 : 1.0) {}
   // `score`: the task's headline number (fits: final loss; sweeps: best R2); NaN: none.
   void task_done(double score) {
     ++done_;
@@ -55,8 +55,9 @@ class Progress {
     double el = std::chrono::duration<double>(now - t0_).count();
     double rate = el > 0 ? static_cast<double>(done_ - start_done_) / el : 0;
     double eta = rate > 0 ? static_cast<double>(total_ - done_) / rate : 0;
-    std::fprintf(stderr, "%scovfit: %lld/%lld tasks (%.0f%%)  %.2f tasks/s  ETA %.0fs",
+    std::fprintf(stderr, "%scovfit: %lld/%lld %s (%.0f%%)  %.2f/s  ETA %.0fs",
                  tty_ ? "\r" : "", static_cast<long long>(done_), static_cast<long long>(total_),
+                 items_.c_str(),
                  total_ ? 100.0 * static_cast<double>(done_) / static_cast<double>(total_) : 100.0,
                  rate, eta);
     if (std::isfinite(best_)) std::fprintf(stderr, "  best %s %.4g", score_name_.c_str(), sign_ * best_);
@@ -66,7 +67,7 @@ class Progress {
   }
   bool enabled_, tty_, printed_ = false;
   std::int64_t total_, done_, start_done_;
-  std::string score_name_;
+  std::string score_name_, items_;
   double sign_;  // -1: higher is better (best_ holds the negated score)
   double best_ = std::numeric_limits<double>::infinity();
   Clock::time_point t0_ = Clock::now(), last_ = Clock::now();
@@ -180,12 +181,12 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
   if (opt.max_tasks >= 0 && static_cast<std::int64_t>(todo.size()) > opt.max_tasks)
     todo.resize(static_cast<std::size_t>(opt.max_tasks));
   if (opt.progress && summary.already_done > 0)
-    std::fprintf(stderr, "covfit: resuming %s: %lld of %lld tasks already done\n",
+    std::fprintf(stderr, "covfit: resuming %s: %lld of %lld %s already done\n",
                  opt.output.c_str(), static_cast<long long>(summary.already_done),
-                 static_cast<long long>(summary.tasks_in_shard));
+                 static_cast<long long>(summary.tasks_in_shard), kind->item_name().c_str());
 
   Progress progress(opt.progress, summary.tasks_in_shard, summary.already_done,
-                    kind->score_name(), kind->higher_is_better());
+                    kind->score_name(), kind->higher_is_better(), kind->item_name());
   // Many tasks: side by side, one thread each. Fewer tasks than threads, and a kind that
   // can use threads inside a task (sweeps: folds; large fits: points): the threads are
   // shared out among the remaining tasks. Some kinds need one task at a time.
