@@ -24,7 +24,7 @@
 namespace covfit::io {
 
 inline constexpr const char* kFormatName = "covfit-results";
-inline constexpr std::int64_t kFormatVersion = 2;
+inline constexpr std::int64_t kFormatVersion = 3;
 
 struct FileMeta {
   std::string job_name, job_kind, job_toml, job_hash;
