@@ -7,6 +7,7 @@ the complete file (/fit/summary); Python reads it and never computes its own.
 - on a file still being written Python refuses with one line pointing at `covfit inspect`;
 - a format 2 file (analysis/tests/data/format2_fit.h5, written by covfit before format 3)
   is explained, and `covfit finalize` stores its summary;
+- `covfit merge` stores the merged file's summary;
 - re-running the same `covfit run` command on a complete file re-finalises it.
 """
 
@@ -159,6 +160,25 @@ class StoredSummaryTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("median_final_rel_loss", r.stdout)
         self.assertIn("optimizer", r.stdout)  # two optimizers: a key column
+
+    def test_merge_stores_the_summary_of_all_shards(self):
+        shards = [covfit_run(COMPARE_JOB, os.path.join(self.dir, f"s{i}.h5"), COMPARE_SETS,
+                             extra=["--shard", f"{i}/2"]) for i in range(2)]
+        for p in shards:  # each complete shard has its own groups' summary
+            self.assertEqual(int(covfit.summary_table(p)["tasks"].sum()), 10)
+        merged = os.path.join(self.dir, "merged.h5")
+        r = subprocess.run([COVFIT_BIN, "merge", "-o", merged, *shards], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        a, b = covfit.summary_table(merged), covfit.summary_table(self.path)
+        self.assertEqual(len(a), 10)
+        self.assertEqual(len(a), len(b))
+        # The same tasks (numbers depend only on job and task id): equal but for timings.
+        for c in COLUMNS:
+            if c in ("median_wall_seconds", "median_seconds_to_level"):
+                continue
+            for x, y in zip(a[c], b[c]):
+                self.assertTrue(same_bits(x, y), (c, x, y))
 
     def test_rerun_of_a_complete_file_refinalises(self):
         # A complete file whose finalize step did not run (here: removed) gets its summary
