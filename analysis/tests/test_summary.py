@@ -268,10 +268,35 @@ class FormatTwoTest(unittest.TestCase):
         for (_, r), js in zip(py.iterrows(), live["summary"]):
             for c in COLUMNS:
                 self.assertTrue(same_bits(r[c], js[c]), (c, r[c], js[c]))
+        # a second finalize is a no-op for the numbers
+        r = subprocess.run([COVFIT_BIN, "finalize", p], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("->", r.stdout)
+        self.assertEqual(covfit.summary_table(p)["reached"].tolist(), py["reached"].tolist())
         # the tasks are untouched
         with h5py.File(FORMAT2_FIT, "r") as a, h5py.File(p, "r") as b:
             self.assertEqual(a["fit/tasks"][()].tobytes(), b["fit/tasks"][()].tobytes())
             self.assertEqual(a["fit/curves"][()].tobytes(), b["fit/curves"][()].tobytes())
+
+
+    def test_finalize_refuses_what_it_cannot_bring_forward(self):
+        fmt1 = os.path.join(HERE, "data", "format1_fit.h5")
+        p = os.path.join(self.dir, "v1.h5")
+        shutil.copyfile(fmt1, p)
+        with open(p, "rb") as fh:
+            before = fh.read()
+        r = subprocess.run([COVFIT_BIN, "finalize", p], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("format version 1", r.stderr)
+        with open(p, "rb") as fh:
+            self.assertEqual(fh.read(), before)
+        with self.assertRaisesRegex(covfit.SummaryUnavailable, "format 1.*re-run the job"):
+            covfit.summary_table(p)
+        r = subprocess.run([COVFIT_BIN, "finalize", os.path.join(self.dir, "missing.h5")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ FinalizeSummary finalize_file(const std::string& path) {
   io::OutputLock lock(path);  // refuses while another covfit writes the file
   FinalizeSummary out;
   io::FileMeta meta;
-  {
+  try {
     io::Handle f = io::open_for_reading(path);
     if (!io::has_attr(f.get(), "format") || io::read_attr_string(f.get(), "format") != io::kFormatName)
       throw InputError(path, "not a covfit results file");
@@ -38,6 +38,8 @@ FinalizeSummary finalize_file(const std::string& path) {
       throw InputError(path, "is incomplete: " + std::to_string(out.tasks) + " of " +
                                  std::to_string(meta.tasks_in_file) +
                                  " tasks (resume it with the same `covfit run` command; that finalizes it)");
+  } catch (const RuntimeError& e) {  // HDF5 could not read it: bad input, named
+    throw InputError(path, std::string("cannot be read (damaged file?): ") + e.what());
   }  // kind's open datasets and the file close here, before the copy
   out.job_kind = meta.job_kind;
   const job::Job job = job::parse_job(meta.job_toml, path + ":/job_toml");
