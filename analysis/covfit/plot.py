@@ -197,7 +197,9 @@ def _plot_summary(summary, keycols, path, job):
     Ks = sorted(summary["K"].unique())
     width = 0.8 / max(len(Ks), 1)
     xs = np.arange(len(names))
-    fig, axes = plt.subplots(1, 2, figsize=(max(9, 1.6 * len(names) + 4), 4.8))
+    # wide enough for the per-bar labels ("2/2 <= 1e-02") not to overlap
+    fig, axes = plt.subplots(1, 2, figsize=(max(9, 1.6 * len(names) + 4,
+                                                1.1 * len(names) * len(Ks) + 4), 4.8))
     cmap = plt.get_cmap("viridis")
     for j, K in enumerate(Ks):
         sub = summary[summary["K"] == K]
@@ -207,7 +209,7 @@ def _plot_summary(summary, keycols, path, job):
         axes[0].bar(off, sub["median_final_rel_loss"], width, color=color, label=f"K = {K}")
         axes[1].bar(off, sub["frac_reached"].fillna(0), width, color=color, label=f"K = {K}")
         for o, (_, r) in zip(off, sub.iterrows()):
-            text = (f"{r['reached']}/{r['tasks']}\n<= {r['level']:.0e}" if np.isfinite(r["level"])
+            text = (f"{r['reached']}/{r['tasks']}\n≤{r['level']:.0e}" if np.isfinite(r["level"])
                     else "no level")
             if r["on_target"]:
                 text += f"\n({r['on_target']} on\ntarget)"

@@ -190,6 +190,72 @@ class StoredSummaryTest(unittest.TestCase):
         self.assert_rows_equal(covfit.summary_table(p), inspect_json(self.path)["summary"])
 
 
+TWO_DATA_JOB = """
+name = "two_data"
+seed = 3
+
+[[data]]
+name = "franke"
+source = "franke"
+grid = 20
+
+[[data]]
+name = "planted"
+source = "planted"
+points = 400
+kernels = 4
+seed = 2
+
+[fit]
+max_steps = 300
+log_every = 20
+target_losses = [1e-2, 1e-3]
+target_rel_variance = 0.02
+
+[grid]
+param = ["full", "isotropic"]
+K = [4]
+optimizer = ["adam"]
+restarts = 2
+"""
+
+
+class TwoDataSetsTest(unittest.TestCase):
+    """Groups are per data set: each data set's stop target picks its own level (covfit
+    inspect used to pool the data sets of a (param, K, optimizer), so one data set's stop
+    target set the other's level, while the Python summary split them)."""
+
+    def setUp(self):
+        self.dir = make_tmpdir("covfit_two_")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_level_per_data_set(self):
+        job = os.path.join(self.dir, "two.toml")
+        with open(job, "w") as fh:
+            fh.write(TWO_DATA_JOB)
+        p = covfit_run(job, os.path.join(self.dir, "two.h5"), [])
+        py = covfit.summary_table(p)
+        self.assertEqual(list(zip(py["param"], py["data"])),
+                         [("full", "franke"), ("full", "planted"), ("isotropic", "franke"),
+                          ("isotropic", "planted")])
+        tasks = covfit.read_tasks(p)
+        levels = tasks.attrs["target_losses"]
+        for _, r in py.iterrows():
+            stop = tasks.loc[tasks["data"] == r["data"], "stop_loss"].max()
+            self.assertEqual(r["level"], min(v for v in levels if v >= stop))
+        self.assertEqual(set(py["level"]), {1e-2, 1e-3})  # franke's stop is above 1e-3
+        live = inspect_json(strip_summary(p, os.path.join(self.dir, "live.h5")))
+        self.assertEqual(len(live["summary"]), len(py))
+        for (_, r), js in zip(py.iterrows(), live["summary"]):
+            for c in COLUMNS:
+                self.assertTrue(same_bits(r[c], js[c]), (c, r[c], js[c]))
+        text = subprocess.run([COVFIT_BIN, "inspect", p], stdout=subprocess.PIPE, text=True,
+                              timeout=60).stdout
+        self.assertIn("data", text.split("By parameterisation:")[1].splitlines()[1])
+
+
 class IncompleteFileTest(unittest.TestCase):
     def setUp(self):
         self.dir = make_tmpdir("covfit_incomplete_")
