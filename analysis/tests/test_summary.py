@@ -328,7 +328,10 @@ class FormatTwoTest(unittest.TestCase):
                            stderr=subprocess.PIPE, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("format 2 -> 3", r.stdout)
-        self.assertEqual(covfit.read_attrs(p)["format_version"], 3)
+        attrs = covfit.read_attrs(p)
+        self.assertEqual(attrs["format_version"], 3)
+        self.assertEqual(len(attrs["writers"]), len(covfit.read_attrs(FORMAT2_FIT)["writers"]) + 1)
+        self.assertIn("covfit finalize", attrs["writers"][-1])
         py = covfit.summary_table(p)
         self.assertEqual(len(py), len(live["summary"]))
         for (_, r), js in zip(py.iterrows(), live["summary"]):

@@ -5,6 +5,7 @@
 #include "covfit/core/error.hpp"
 #include "covfit/io/results_file.hpp"
 #include "kinds.hpp"
+#include "provenance.hpp"
 
 namespace covfit::run {
 
@@ -43,8 +44,15 @@ FinalizeSummary finalize_file(const std::string& path) {
   }  // kind's open datasets and the file close here, before the copy
   out.job_kind = meta.job_kind;
   const job::Job job = job::parse_job(meta.job_toml, path + ":/job_toml");
+  // The file says which covfit wrote its summary: one more `writers` line (the other
+  // provenance attributes stay those of the run that computed the tasks).
+  const std::string line = writer_line(provenance(job, 1, "covfit finalize " + path));
   io::ResultsFile::finalize(path, [&](hid_t f) {
     make_kind(job)->finalize(f);
+    std::vector<std::string> writers;
+    if (io::has_attr(f, "writers")) writers = io::read_attr_strings(f, "writers");
+    writers.push_back(line);
+    io::write_attr(f, "writers", writers);
     if (out.from_version != io::kFormatVersion) io::write_attr(f, "format_version", io::kFormatVersion);
   });
   return out;
