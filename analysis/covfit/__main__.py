@@ -1,5 +1,6 @@
-"""python3 -m covfit RESULTS.h5 : print the job, progress and a summary (per (param, K,
-optimizer) for fits; best lambda per (data set, model) for sweeps)."""
+"""python3 -m covfit RESULTS.h5 : print the job, progress and a summary (for fits, the
+summary covfit stored in the complete file, per (param[, optimizer][, data], K); best
+lambda per (data set, model) for sweeps)."""
 
 import sys
 
@@ -35,13 +36,21 @@ def main(argv=None):
             print(tasks[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         return 0
     if len(tasks):
-        from .summary import summary_table  # the same rule and counts as covfit inspect
-        summary = summary_table(tasks)
-        cols = [c for c in ("param", "optimizer", "data", "K", "tasks", "median_final_rel_loss",
-                            "level", "reached", "on_target") if c in summary]
-        print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        print("level: the tightest target level not below the loss the tasks stop at; reached: "
-              "tasks that got there; on_target: status reached_target")
+        from .summary import SummaryUnavailable, summary_table  # covfit's stored summary
+        try:
+            summary = summary_table(path)
+        except SummaryUnavailable as e:  # a run in progress, or an older file: say so
+            print(f"summary: {e}")
+        else:
+            cols = ["param", "optimizer", "data", "K", "tasks", "median_final_rel_loss", "level",
+                    "reached", "on_target"]
+            for extra in ("optimizer", "data"):  # only when the file has several
+                if summary[extra].nunique() < 2:
+                    cols.remove(extra)
+            print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+            print("level: the tightest target level not below the loss the tasks stop at; "
+                  "reached: tasks that got there; on_target: status reached_target "
+                  "(stored in the file by covfit: /fit/summary, as covfit inspect prints it)")
         print("status:", dict(tasks["status"].value_counts()))
     return 0
 

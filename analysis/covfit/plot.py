@@ -3,7 +3,8 @@
     python3 -m covfit.plot OUT.h5 -o DIR
 
 writes loss_vs_steps.png, loss_vs_seconds.png, best_fit.png, time_to_target.png (when the
-job has target levels), summary.png (and, for sweeps, sweep_r2.png, sweep_linearisation.png,
+job has target levels), summary.png (from the file's stored /fit/summary: complete fit
+files only) (and, for sweeps, sweep_r2.png, sweep_linearisation.png,
 sweep_w_hist.png, sweep_diag.png for free_diag) into DIR and prints their paths.  From Python,
 ``plot_all(path, outdir, data=d)`` returns the paths and fills the optional dict ``d``
 with the numbers that were plotted (see ``plot_all``).
@@ -196,7 +197,9 @@ def _plot_summary(summary, keycols, path, job):
     Ks = sorted(summary["K"].unique())
     width = 0.8 / max(len(Ks), 1)
     xs = np.arange(len(names))
-    fig, axes = plt.subplots(1, 2, figsize=(max(9, 1.6 * len(names) + 4), 4.8))
+    # wide enough for the per-bar labels ("2/2 <= 1e-02") not to overlap
+    fig, axes = plt.subplots(1, 2, figsize=(max(9, 1.6 * len(names) + 4,
+                                                1.1 * len(names) * len(Ks) + 4), 4.8))
     cmap = plt.get_cmap("viridis")
     for j, K in enumerate(Ks):
         sub = summary[summary["K"] == K]
@@ -206,7 +209,7 @@ def _plot_summary(summary, keycols, path, job):
         axes[0].bar(off, sub["median_final_rel_loss"], width, color=color, label=f"K = {K}")
         axes[1].bar(off, sub["frac_reached"].fillna(0), width, color=color, label=f"K = {K}")
         for o, (_, r) in zip(off, sub.iterrows()):
-            text = (f"{r['reached']}/{r['tasks']}\n<= {r['level']:.0e}" if np.isfinite(r["level"])
+            text = (f"{r['reached']}/{r['tasks']}\n≤{r['level']:.0e}" if np.isfinite(r["level"])
                     else "no level")
             if r["on_target"]:
                 text += f"\n({r['on_target']} on\ntarget)"
@@ -218,7 +221,7 @@ def _plot_summary(summary, keycols, path, job):
     axes[1].set_ylim(0, 1.35)
     axes[1].set_ylabel("fraction of tasks")
     axes[1].set_title("reached its level: tightest target level not below\nthe stop target "
-                      "(as covfit inspect's 'reached level')", fontsize=9)
+                      "(the file's /fit/summary, as covfit inspect prints it)", fontsize=9)
     for ax in axes:
         ax.set_xticks(xs)
         ax.set_xticklabels(names, rotation=20, ha="right")
@@ -482,7 +485,9 @@ def plot_all(path, outdir, data=None):
     If ``data`` is a dict it receives what was plotted: ``tasks``, ``curves`` (DataFrames),
     ``loss_vs_steps`` / ``loss_vs_seconds`` (output of :func:`loss_bands`, keyed by
     (param[, optimizer][, data], K)), ``best_fit`` (task_id, mse, final_loss), ``summary``
-    (DataFrame) and ``sweep`` (when present).
+    (DataFrame: the file's stored /fit/summary) and ``sweep`` (when present). A fit file
+    without a stored summary (a run in progress, or older than format 3) gets no
+    summary.png; ``data["summary_unavailable"]`` then says why.
     """
     os.makedirs(outdir, exist_ok=True)
     written = []
@@ -513,11 +518,15 @@ def plot_all(path, outdir, data=None):
             data["time_to_target"] = _plot_time_to_target(tasks, keycols, out, job)
             if data["time_to_target"] is not None:
                 written.append(out)
-            summary = summary_table(tasks)
-            out = os.path.join(outdir, "summary.png")
-            _plot_summary(summary, keycols, out, job)
-            data["summary"] = summary
-            written.append(out)
+            try:  # the summary covfit stored when the file was complete (never recomputed)
+                summary = summary_table(f)
+            except reader.SummaryUnavailable as e:
+                data["summary_unavailable"] = str(e)
+            else:
+                out = os.path.join(outdir, "summary.png")
+                _plot_summary(summary, keycols, out, job)
+                data["summary"] = summary
+                written.append(out)
         if "sweep" in f:
             sweep = reader.read_sweep(f)
             out = os.path.join(outdir, "sweep_r2.png")
@@ -551,7 +560,11 @@ def main(argv=None):
     except (OSError, ValueError) as e:
         print(f"covfit.plot: error: {e}", file=sys.stderr)
         return 2
-    paths = plot_all(args.results, args.outdir)
+    data = {}
+    paths = plot_all(args.results, args.outdir, data=data)
+    if "summary_unavailable" in data:
+        print(f"covfit.plot: summary.png not written: {data['summary_unavailable']}",
+              file=sys.stderr)
     if not paths:
         print(f"covfit.plot: {args.results}: no finished tasks and no sweep yet; nothing "
               f"plotted", file=sys.stderr)

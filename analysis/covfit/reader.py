@@ -27,12 +27,13 @@ except ModuleNotFoundError as _e:  # one line, not a traceback into h5py's absen
 
 FORMAT_NAME = "covfit-results"
 FORMAT_VERSION = 3             # newest version this reader understands
-READABLE_VERSIONS = (1, 2, 3)  # format 1 and 2 files stay readable
+READABLE_VERSIONS = (1, 2, 3)  # older files stay readable
+SUMMARY_SINCE = 3              # first format version with a stored /fit/summary
 # sha256 of the table/column structure (paths, names, dtypes, string sizes) per format
 # version: a column change without a version bump fails analysis/tests/test_schema.py.
 SCHEMA_DIGESTS = {
     2: "f56b2a1b61d88ee8925c50299dde48572ef05883df0119b7e6fc9481eb437af9",
-    3: "4661de2f2bace4428eebd1a0cb3cc68692bdb8154a97d218ba9c9b4f9856a37e",
+    3: "ed65ff0b860bd8bfc6a69fc749e77c931312d017704689be67518f0e26e42fd5",
 }
 STATUSES = ("converged", "reached_target", "max_steps", "diverged", "failed")
 
@@ -40,7 +41,8 @@ __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "STATUSES", "open_results", "table", "read_attrs",
     "read_tasks", "read_curves", "read_kernels", "read_data", "predict", "read_sweep", "read_sweep_units",
     "read_sweep_tasks", "read_folds", "read_matrices", "read_matrix", "best", "units",
-    "level_label", "target_levels", "success_level", "schema", "schema_digest",
+    "level_label", "target_levels", "schema", "schema_digest",
+    "read_summary", "SummaryUnavailable",
 ]
 
 
@@ -189,14 +191,6 @@ def level_label(level):
     return repr(float(level))
 
 
-def success_level(levels, stop_loss):
-    """The level a group of fits is scored against: the tightest target level not below
-    the loss its tasks stop at (``stop_loss``; 0: no stop). None if no level qualifies.
-    ``covfit inspect`` applies the same rule."""
-    ok = [float(v) for v in levels if float(v) >= float(stop_loss)]
-    return min(ok) if ok else None
-
-
 def target_levels(source):
     """The target_losses levels of /fit/tasks (float array, possibly empty)."""
     with _opened(source) as f:
@@ -262,6 +256,54 @@ def read_tasks(source):
     """
     with _opened(source) as f:
         return _tasks_frame(f, _task_array(f))
+
+
+class SummaryUnavailable(ValueError):
+    """The file has no stored summary (/fit/summary) to read: a run in progress, a run
+    that ended before it was finalised, or a file written before format 3. The message
+    (one line) says which and what to do; the reader never computes a summary itself."""
+
+
+def read_summary(source):
+    """The per-group summary covfit stored in ``/fit/summary`` when the file was complete:
+    one row per (data, param, optimizer, K), columns as in docs/FORMAT.md (``tasks``,
+    ``failed``, ``on_target``, ``level``, ``reached``, ``frac_reached``, ``best_loss``,
+    ``median_final_rel_loss``, ...). These are the numbers ``covfit inspect`` prints: C++
+    computes them (one implementation); this only reads them. ``df.attrs["target_losses"]``
+    holds the job's levels.
+
+    Raises :class:`SummaryUnavailable` (a ValueError with a one-line explanation) when the
+    file has none: incomplete (``covfit inspect FILE`` shows the live summary), not
+    finalised, or older than format 3."""
+    with _opened(source) as f:
+        path = f.filename
+        if "fit/tasks" not in f:
+            raise ValueError(f"{path}: no /fit/tasks table (not a fit job's results)")
+        levels = [float(v) for v in np.atleast_1d(np.asarray(
+            f["fit/tasks"].attrs.get("target_losses", []), dtype=float))]
+        complete = int(_decode(f.attrs.get("complete", 0)) or 0) == 1
+        if complete and "fit/summary" in f:
+            df = table(f["fit/summary"])
+            df.attrs["target_losses"] = levels
+            return df
+        version = int(f.attrs["format_version"])
+        if version < SUMMARY_SINCE:
+            store = (f"`covfit finalize {path}` stores it in the file" if version == 2 else
+                     "re-run the job to get a file that stores it")
+            raise SummaryUnavailable(
+                f"{path}: the file predates the stored summary (format {version}; covfit "
+                f"stores /fit/summary from format {SUMMARY_SINCE} on): `covfit inspect {path}` "
+                f"prints it; {store}")
+        done = len(_task_array(f))
+        total = int(_decode(f.attrs.get("tasks_in_file", 0)))
+        if done < total:
+            raise SummaryUnavailable(
+                f"{path}: file incomplete: {done} of {total} tasks; the summary is written "
+                f"when the run completes - `covfit inspect {path}` shows the live one")
+        raise SummaryUnavailable(
+            f"{path}: all {done} tasks are in, but the file was not finalised (no "
+            f"/fit/summary): `covfit finalize {path}` (or the same `covfit run` command "
+            f"again) writes it; `covfit inspect {path}` shows the summary")
 
 
 def _ranges(offsets, lengths):

@@ -1,19 +1,24 @@
-"""The per-group summary of a fit file: the Python side of `covfit inspect`'s table.
+"""The per-group summary of a fit file, as covfit stored it (``/fit/summary``).
 
-One rule for "success" (docs/FORMAT.md, "Success level"): per (param[, optimizer][, data],
-K), the tightest target level not below the loss the group's tasks stop at. covfit inspect
-(src/report/report.cpp) applies the same rule; analysis/tests/test_plot.py checks that
-both count the same tasks. Used by ``python3 -m covfit`` and the figures.
+One implementation: C++ (``io::summarise_fit``) computes the summary and writes it into
+the results file when the file is complete; ``covfit inspect`` prints the same rows, and
+this module only reads them (docs/FORMAT.md, "/fit/summary"). Per (data, param,
+optimizer, K): tasks, failures, median final_rel_loss, the success level (the tightest
+target level not below the loss the tasks stop at), how many tasks reached it, and how
+many stopped on target. Used by ``python3 -m covfit`` and the figures.
+
+A file still being written (or older than format 3) has no stored summary:
+``summary_table`` raises :class:`reader.SummaryUnavailable` with a one-line explanation;
+``covfit inspect FILE`` shows the live summary.
 """
 
-import numpy as np
-import pandas as pd
-
 from . import reader
+from .reader import SummaryUnavailable  # noqa: F401 (re-exported)
 
 
 def _group_key_columns(tasks):
-    """Columns naming a line: param, plus optimizer / data when the file has several."""
+    """Columns naming a line in the figures: param, plus optimizer / data when the file
+    has several."""
     cols = ["param"]
     for extra in ("optimizer", "data"):
         if extra in tasks and tasks[extra].nunique() > 1:
@@ -21,36 +26,20 @@ def _group_key_columns(tasks):
     return cols
 
 
-def summary_table(tasks):
-    """Per (line key, K): median final_rel_loss, and how many tasks reached the group's
-    success level: the tightest target level not below the loss the tasks stop at
-    (``reader.success_level``; ``covfit inspect`` uses the same rule and counts).
+def summary_table(source):
+    """The stored summary of results file ``source`` (a path or an open file): one row per
+    (data, param, optimizer, K), ordered by (param, optimizer, data, K), with the columns
+    of ``/fit/summary`` (``tasks``, ``median_final_rel_loss``, ``level`` (NaN if none),
+    ``reached``, ``frac_reached``, ``on_target``, ...). ``df.attrs["tightest_level"]`` is
+    the tightest target level of the job (None without levels).
 
-    Columns ``level`` (NaN if none), ``reached`` (count), ``frac_reached`` and
-    ``on_target`` (tasks with status reached_target: stopped on target_loss /
-    target_rel_variance).
+    Raises :class:`SummaryUnavailable` for a file without a stored summary (a run in
+    progress, or a file older than format 3): it is never recomputed here.
     """
-    levels = tasks.attrs.get("target_losses", [])
-    keys = _group_key_columns(tasks) + ["K"]
-    rows = []
-    for key, g in tasks.groupby(keys, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(keys, key))
-        row["tasks"] = len(g)
-        row["median_final_rel_loss"] = float(np.median(g["final_rel_loss"]))
-        stop = float(g["stop_loss"].max()) if "stop_loss" in g else 0.0
-        level = reader.success_level(levels, stop)
-        row["level"] = level if level is not None else np.nan
-        if level is not None:
-            reached = int((g[f"steps_to_{reader.level_label(level)}"] >= 0).sum())
-        else:
-            reached = 0
-        row["reached"] = reached
-        row["frac_reached"] = reached / len(g) if level is not None else np.nan
-        row["on_target"] = int((g["status"] == "reached_target").sum())
-        rows.append(row)
-    df = pd.DataFrame(rows)
+    if hasattr(source, "iterrows"):  # the old signature took the tasks DataFrame
+        raise TypeError("summary_table reads the summary covfit stored in the file: pass the "
+                        "results file's path (or the open file), not a tasks DataFrame")
+    df = reader.read_summary(source)
+    levels = df.attrs.get("target_losses", [])
     df.attrs["tightest_level"] = min(levels) if len(levels) else None
     return df
-
-

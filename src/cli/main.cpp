@@ -9,9 +9,11 @@
 
 #include "covfit/core/error.hpp"
 #include "covfit/core/limits.hpp"
+#include "covfit/io/results_file.hpp"
 #include "covfit/io/schema.hpp"
 #include "covfit/job/spec.hpp"
 #include "covfit/report/report.hpp"
+#include "covfit/run/finalize.hpp"
 #include "covfit/run/merge.hpp"
 #include "covfit/run/runner.hpp"
 
@@ -135,6 +137,7 @@ int main(int argc, char** argv) {
       "  covfit run job.toml --shard 3/8              one shard of a cluster array\n"
       "  covfit merge -o all.h5 job.shard*of8.h5        merge a finished array\n"
       "  covfit inspect demo.h5                        progress, best tasks, summary\n"
+      "  covfit finalize old.h5                        store the summary in a complete file\n"
       "Exit codes: 0 ok, 1 runtime failure, 2 bad input, 128+N interrupted by signal N."};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("covfit ") + COVFIT_VERSION);
@@ -180,6 +183,11 @@ int main(int argc, char** argv) {
   merge->add_option("shards", shard_files, "shard files (every shard 0..N-1 exactly once)")->required();
   merge->add_flag("--overwrite", overwrite, "replace an existing output file");
 
+  CLI::App* finalize = app.add_subcommand(
+      "finalize", "write what a complete file gets when its run ends (the fit summary /fit/summary); "
+                  "brings a complete format-2 file to the current format");
+  finalize->add_option("file", file, "results file (.h5)")->required();
+
   CLI::App* gen = app.add_subcommand("gen", "write a generated data set to HDF5");
   gen->require_subcommand(1);
   CLI::App* gen_planted = gen->add_subcommand(
@@ -213,6 +221,16 @@ int main(int argc, char** argv) {
     if (*merge) {
       auto m = covfit::run::merge_shards(shard_files, output, overwrite);
       std::cout << output << ": merged " << m.tasks << " tasks from " << m.shards << " shards\n";
+      return 0;
+    }
+    if (*finalize) {
+      auto r = covfit::run::finalize_file(file);
+      std::cout << file << ": finalized (" << r.job_kind << ", " << r.tasks << " tasks"
+                << (r.from_version != covfit::io::kFormatVersion
+                        ? ", format " + std::to_string(r.from_version) + " -> " +
+                              std::to_string(covfit::io::kFormatVersion)
+                        : std::string())
+                << ")\n";
       return 0;
     }
     if (*inspect) {

@@ -32,6 +32,7 @@ std::string schema_json() {
   tables.push_back(table_json(FitTables::kGroup, fit.tasks(), "commit"));
   tables.push_back(table_json(FitTables::kGroup, fit.curves(), "dependent"));
   tables.push_back(table_json(FitTables::kGroup, fit.kernels(), "dependent"));
+  tables.push_back(table_json(FitTables::kGroup, fit.summary(), "summary"));
   tables.push_back(table_json(SweepTables::kGroup, sweep.tasks(), "commit"));
   tables.push_back(table_json(SweepTables::kGroup, sweep.lambdas(), "dependent"));
   tables.push_back(table_json(SweepTables::kGroup, sweep.folds(), "dependent"));

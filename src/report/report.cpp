@@ -30,6 +30,9 @@ struct FileView {
   std::vector<io::SweepTaskRow> sweep;
   bool has_units = false;           // a sweep's work units (/sweep_units)
   std::int64_t units_done = 0;
+  bool complete = false;                  // root attribute complete = 1 (finalised)
+  std::vector<io::FitSummaryRow> summary;  // stored (complete file) or computed live
+  bool summary_stored = false;
 };
 
 FileView read_view_unchecked(const std::string& path);
@@ -71,19 +74,16 @@ FileView read_view_unchecked(const std::string& path) {
     v.fit = io::read_all(f.get(), "/fit/tasks", io::FitTables(0).tasks());
     io::Handle ds = io::open_dataset(f.get(), "/fit/tasks");
     if (io::has_attr(ds.get(), "target_losses")) v.targets = io::read_attr_doubles(ds.get(), "target_losses");
+    v.complete = io::has_attr(f.get(), "complete") && io::read_attr_int(f.get(), "complete") == 1;
+    if (v.complete && io::exists(f.get(), "/fit/summary")) {
+      v.summary = io::FitTables::read_summary(f.get());
+      v.summary_stored = true;
+    } else {
+      v.summary = io::summarise_fit(v.fit, v.targets);
+    }
   }
   return v;
 }
-
-double median(std::vector<double> v) {
-  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return !std::isfinite(x); }), v.end());
-  if (v.empty()) return std::nan("");
-  std::sort(v.begin(), v.end());
-  std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-bool failed(const std::string& status) { return status == "diverged" || status == "failed"; }
 
 std::string fmt(const char* f, double v) {
   if (!std::isfinite(v)) return "-";
@@ -93,7 +93,7 @@ std::string fmt(const char* f, double v) {
 }
 
 // A plain text table with right-aligned columns.
-std::string render(const std::vector<std::vector<std::string>>& rows) {
+std::string render(const std::vector<std::vector<std::string>>& rows, std::size_t left = 3) {
   std::vector<std::size_t> w;
   for (const auto& r : rows)
     for (std::size_t i = 0; i < r.size(); ++i) {
@@ -105,7 +105,7 @@ std::string render(const std::vector<std::vector<std::string>>& rows) {
     for (std::size_t i = 0; i < rows[ri].size(); ++i) {
       const std::string& c = rows[ri][i];
       if (i) os << "  ";
-      if (i < 3) os << c << std::string(w[i] - c.size(), ' ');
+      if (i < left) os << c << std::string(w[i] - c.size(), ' ');
       else os << std::string(w[i] - c.size(), ' ') << c;
     }
     os << '\n';
@@ -118,76 +118,22 @@ std::string render(const std::vector<std::vector<std::string>>& rows) {
   return os.str();
 }
 
-// The success level of a group: the tightest target level its tasks could reach, i.e.
-// not below the loss they stop at (a task stops on target_loss / target_rel_variance, so
-// a tighter level would count 0 of them however well they did). Without a stop: the
-// tightest level. Index into `targets`, -1 if no level qualifies. The Python summary
-// (analysis/covfit/plot.py: summary_table) applies the same rule; a test compares them.
-int success_level(const std::vector<double>& targets, double stop) {
-  int best = -1;
-  for (std::size_t i = 0; i < targets.size(); ++i)
-    if (targets[i] >= stop && (best < 0 || targets[i] < targets[static_cast<std::size_t>(best)]))
-      best = static_cast<int>(i);
-  return best;
-}
-
-struct SummaryRow {
-  std::string param, optimizer;
-  std::int64_t K = 0, tasks = 0, failed = 0, reached = 0, on_target = 0;
-  double best_loss = NAN, median_loss = NAN, median_rel = NAN, median_steps = NAN, median_s = NAN;
-  double level = NAN, median_s_to_level = NAN;
-};
-
-std::vector<SummaryRow> summarise(const FileView& v) {
-  using Key = std::tuple<std::string, std::int64_t, std::string>;
-  std::map<Key, std::vector<const io::FitTaskRow*>> groups;
-  for (const auto& t : v.fit) groups[{t.param, t.K, t.optimizer}].push_back(&t);
-  std::vector<SummaryRow> out;
-  for (const auto& [key, ts] : groups) {
-    SummaryRow r;
-    r.param = std::get<0>(key);
-    r.K = std::get<1>(key);
-    r.optimizer = std::get<2>(key);
-    r.tasks = static_cast<std::int64_t>(ts.size());
-    double stop = 0;
-    for (const auto* t : ts) stop = std::max(stop, t->stop_loss);
-    const int lvl = success_level(v.targets, stop);
-    if (lvl >= 0) r.level = v.targets[static_cast<std::size_t>(lvl)];
-    std::vector<double> loss, rel, steps, secs, to_level;
-    double best = INFINITY;
-    for (const auto* t : ts) {
-      if (failed(t->status)) ++r.failed;
-      if (t->status == "reached_target") ++r.on_target;
-      loss.push_back(t->final_loss);
-      rel.push_back(t->final_rel_loss);
-      steps.push_back(t->steps);
-      secs.push_back(t->wall_seconds);
-      if (std::isfinite(t->final_loss)) best = std::min(best, t->final_loss);
-      if (lvl >= 0 && static_cast<std::size_t>(lvl) < t->seconds_to_target.size() &&
-          std::isfinite(t->seconds_to_target[static_cast<std::size_t>(lvl)])) {
-        ++r.reached;
-        to_level.push_back(t->seconds_to_target[static_cast<std::size_t>(lvl)]);
-      }
-    }
-    r.best_loss = std::isfinite(best) ? best : NAN;
-    r.median_loss = median(loss);
-    r.median_rel = median(rel);
-    r.median_steps = median(steps);
-    r.median_s = median(secs);
-    r.median_s_to_level = median(to_level);
-    out.push_back(r);
-  }
-  return out;
-}
-
+// The per-group summary is io::summarise_fit, the one implementation: read back from
+// /fit/summary when the file is complete (what the Python reader shows), computed live
+// from the task rows otherwise (a run in progress, or a file written before format 3).
 std::string summary_table(const FileView& v) {
-  const std::vector<SummaryRow> rows_in = summarise(v);
-  bool any_level = false, any_stop = false;
-  for (const auto& r : rows_in) any_level |= std::isfinite(r.level);
+  const std::vector<io::FitSummaryRow>& rows_in = v.summary;
+  bool any_level = false, any_stop = false, several_data = false;
+  for (const auto& r : rows_in) {
+    any_level |= std::isfinite(r.level);
+    several_data |= r.data != rows_in.front().data;
+  }
   for (const auto& t : v.fit) any_stop |= t.stop_loss > 0;
   std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> head = {"param", "K", "optimizer", "tasks", "failed", "best loss",
-                                   "median loss", "median rel", "median steps", "median s"};
+  std::vector<std::string> head = {"param", "K", "optimizer"};
+  if (several_data) head.push_back("data");
+  for (const char* h : {"tasks", "failed", "best loss", "median loss", "median rel", "median steps", "median s"})
+    head.push_back(h);
   if (any_stop) head.push_back("on target");
   if (any_level) {
     head.push_back("reached level");
@@ -195,16 +141,18 @@ std::string summary_table(const FileView& v) {
   }
   rows.push_back(head);
   for (const auto& r : rows_in) {
-    std::vector<std::string> row = {r.param, std::to_string(r.K), r.optimizer, std::to_string(r.tasks),
-                                    std::to_string(r.failed), fmt("%.3e", r.best_loss),
-                                    fmt("%.3e", r.median_loss), fmt("%.2e", r.median_rel),
-                                    fmt("%.0f", r.median_steps), fmt("%.3f", r.median_s)};
+    std::vector<std::string> row = {r.param, std::to_string(r.K), r.optimizer};
+    if (several_data) row.push_back(r.data);
+    for (std::string c : {std::to_string(r.tasks), std::to_string(r.failed), fmt("%.3e", r.best_loss),
+                          fmt("%.3e", r.median_final_loss), fmt("%.2e", r.median_final_rel_loss),
+                          fmt("%.0f", r.median_steps), fmt("%.3f", r.median_wall_seconds)})
+      row.push_back(c);
     if (any_stop) row.push_back(std::to_string(r.on_target) + "/" + std::to_string(r.tasks));
     if (any_level) {
       row.push_back(std::isfinite(r.level) ? std::to_string(r.reached) + "/" + std::to_string(r.tasks) +
                                                  " <= " + fmt("%.0e", r.level)
                                            : "-");
-      row.push_back(fmt("%.3f", r.median_s_to_level));
+      row.push_back(fmt("%.3f", r.median_seconds_to_level));
     }
     rows.push_back(row);
   }
@@ -215,7 +163,10 @@ std::string summary_table(const FileView& v) {
   if (any_stop) note += std::string(note.empty() ? "" : ";\n") +
                         "\"on target\": tasks that stopped on target_loss / target_rel_variance "
                         "(status reached_target)";
-  return render(rows) + (note.empty() ? "" : note + "\n");
+  note += std::string(note.empty() ? "" : "\n") +
+          (v.summary_stored ? "(stored in the file: /fit/summary)"
+                            : "(computed from the task rows; stored in /fit/summary when the run completes)");
+  return render(rows, several_data ? 4 : 3) + note + "\n";
 }
 
 std::string sweep_table(const std::vector<io::SweepTaskRow>& t) {
@@ -343,13 +294,18 @@ std::string inspect_json(const std::string& path, int best) {
       b.push_back({{"id", t->id}, {"param", t->param}, {"optimizer", t->optimizer}, {"K", t->K},
                    {"status", t->status}, {"final_loss", num(t->final_loss)}});
     j["best"] = b;
+    // The rows of /fit/summary, named as its columns (NaN as null).
     nlohmann::json sum = nlohmann::json::array();
-    for (const auto& r : summarise(v))
-      sum.push_back({{"param", r.param}, {"K", r.K}, {"optimizer", r.optimizer}, {"tasks", r.tasks},
-                     {"failed", r.failed}, {"on_target", r.on_target}, {"level", num(r.level)},
-                     {"reached", r.reached}, {"best_loss", num(r.best_loss)},
-                     {"median_rel_loss", num(r.median_rel)}});
+    for (const auto& r : v.summary)
+      sum.push_back({{"data", r.data}, {"param", r.param}, {"optimizer", r.optimizer}, {"K", r.K},
+                     {"tasks", r.tasks}, {"failed", r.failed}, {"on_target", r.on_target},
+                     {"level", num(r.level)}, {"reached", r.reached}, {"frac_reached", num(r.frac_reached)},
+                     {"best_loss", num(r.best_loss)}, {"median_final_loss", num(r.median_final_loss)},
+                     {"median_final_rel_loss", num(r.median_final_rel_loss)},
+                     {"median_steps", num(r.median_steps)}, {"median_wall_seconds", num(r.median_wall_seconds)},
+                     {"median_seconds_to_level", num(r.median_seconds_to_level)}});
     j["summary"] = sum;
+    j["summary_source"] = v.summary_stored ? "stored" : "computed";
   }
   return j.dump(1) + "\n";
 }

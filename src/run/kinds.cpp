@@ -91,6 +91,8 @@ class FitKind : public Kind {
   void create_data(hid_t f) override { write_fit_data(f, data_); }
   void create_tables(hid_t f) override { io::FitTables(n_targets_).create(f, job_.fit.base.target_losses); }
   void open_tables(hid_t f) override { tables_.open(f); }
+  // The per-group summary (/fit/summary), once every task is in the file.
+  void finalize(hid_t f) override { io::FitTables::write_summary(f); }
   io::TaskStore& store() override { return tables_.store(); }
   std::vector<std::int64_t> copy_tasks(hid_t old_file, hid_t new_file,
                                       const std::function<bool(std::int64_t)>& accept) override {

@@ -6,8 +6,9 @@
 
 namespace covfit::report {
 
-// Per (param, K, optimizer): tasks, failures, best/median loss, steps, seconds, and how
-// reliably / how fast the tightest target loss was reached. The answer to "which
+// Per (param, optimizer, data, K): tasks, failures, best/median loss, steps, seconds, and
+// how reliably / how fast the success level was reached (io::summarise_fit: read from
+// /fit/summary on a complete file, computed live otherwise). The answer to "which
 // parameterisation converges fastest, to what loss, how reliably".
 std::string fit_summary_table(const std::string& path);
 
