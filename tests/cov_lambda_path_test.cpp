@@ -148,7 +148,9 @@ TEST_P(CovLambdaPath, R2AndLossesEqualPerLambdaFormulaAtEveryLambda) {
                                     loss_linearized_quad(red, lam[l]));
   }
   EXPECT_LE(worst, tol) << sh.name;
-  EXPECT_LE(worst, std::max(sl.err_bound, 1e-15)) << sh.name << " evals " << sl.evaluations;
+  // The path's bound covers its interpolation; L_lin + B and loss_reduced also differ by
+  // loss_reduced's own rounding (R against Σ(I+M)²Σ: up to ~1e-14 relative here).
+  EXPECT_LE(worst, sl.err_bound + 1e-13) << sh.name << " evals " << sl.evaluations;
   EXPECT_LE(worst_l, tol) << sh.name;
 }
 
@@ -224,7 +226,7 @@ TEST(CovLambdaPathEdge, EngineErrorBoundHoldsOnKnownFunctions) {
     for (int i = 0; i < 1500; ++i) lam[i] = std::pow(10.0, -7.0 + 10.0 * rng.uniform());
     cc::PathStats st;
     const double tol = 1e-13;
-    const auto abs_tol = [&](int, const std::vector<double>& v) {
+    const auto abs_tol = [&](int, const std::vector<double>&, const std::vector<double>& v) {
       double mx = 0;
       for (double x : v) mx = std::max(mx, std::abs(x));
       return tol * mx;

@@ -22,18 +22,18 @@ constexpr int kMinLambdas = 16;
 constexpr int kMaxDegree = 512;
 constexpr int kMaxDepth = 8;
 // Internal target = stated tolerance x kSafety.
-constexpr double kSafety = 0.1;
+constexpr double kSafety = 0.5;
 
 class Engine {
  public:
   Engine(const std::vector<double>& lam, int nf, const PathEval& eval, const PathTol& abs_tol,
-         double unit, PathStats& st, std::vector<double>& out)
-      : lam_(lam), nf_(nf), eval_(eval), abs_tol_(abs_tol), unit_(unit), st_(st), out_(out),
+         double unit, double ulps, PathStats& st, std::vector<double>& out)
+      : lam_(lam), nf_(nf), eval_(eval), abs_tol_(abs_tol), unit_(unit), ulps_(ulps), st_(st), out_(out),
         done_(lam.size(), 0), undone_(static_cast<int>(lam.size())),
-        budget_(static_cast<int>(lam.size()) + static_cast<int>(lam.size()) / 2) {}
+        budget_(2 * static_cast<int>(lam.size())) {}
 
   // Work cap: an attempt that costs `extra` evaluations is made only if, should it fail and
-  // every λ not yet done fall back to the per-λ formula, the total stays <= 1.5 L.
+  // every λ not yet done fall back to the per-λ formula, the total stays <= 2 L.
   bool affordable(int extra) const { return st_.evaluations + extra + undone_ <= budget_; }
 
   void exact(int i) {
@@ -66,24 +66,25 @@ class Engine {
     if (n <= kMinLambdas || !(ub > ua)) return exact_all(idx);
     const double mid = 0.5 * (ua + ub), half = 0.5 * (ub - ua);
     // Chebyshev coefficients of a function analytic in |Im u| < π decay like ρ^-k,
-    // ρ = a + sqrt(a² + 1), a = π / half: start where ρ^-N ~ e^-30.
-    const double rho = std::exp(std::asinh(kPi / half));
-    int N = static_cast<int>(std::ceil(32.0 / std::log(rho)));
-    N = std::max(N, 8);
-    // If one doubling would pass the λ count, per λ at once (a failed first attempt would
-    // cost N + n).
-    if (2 * N + 3 >= n || !affordable(N + 3)) return exact_all(idx);
+    // ρ = a + sqrt(a² + 1), a = π / half. A coarse first pass (ρ^-Nc ~ e^-7) measures the
+    // tail; the degree is then the multiple of Nc predicted to pass (nested nodes: the
+    // Lobatto nodes of N are every k-th node of kN), then doubled if it does not.
+    const double rho = std::exp(std::asinh(kPi / half)), lrho = std::log(rho);
+    const int Nc = std::max(8, static_cast<int>(std::ceil(7.0 / lrho)));
+    int N = Nc, Nprev = 0;
+    double prev_tail = kInf;
+    // A piece that would likely need more nodes than it has λ: per λ at once.
+    if (4 * Nc + 3 >= n || !affordable(Nc + 1)) return exact_all(idx);
     const int evals0 = st_.evaluations;
     std::vector<double> F;  // (N + 1) x nf node values, node j at x_j = cos(π j / N)
     for (;;) {
       if (N + 3 >= n) return exact_all(idx);
-      // Node values (the even nodes of 2N are the nodes of N).
       std::vector<double> G(static_cast<std::size_t>(N + 1) * nf_);
-      const bool reuse = !F.empty();
+      const int k = Nprev > 0 ? N / Nprev : 0;
       for (int j = 0; j <= N; ++j) {
         double* g = &G[static_cast<std::size_t>(j) * nf_];
-        if (reuse && j % 2 == 0) {
-          std::copy_n(&F[static_cast<std::size_t>(j / 2) * nf_], nf_, g);
+        if (k > 0 && j % k == 0) {
+          std::copy_n(&F[static_cast<std::size_t>(j / k) * nf_], nf_, g);
         } else {
           eval_(std::exp(mid + half * node(j, N)), g);
           ++st_.evaluations;
@@ -93,10 +94,11 @@ class Engine {
       // Chebyshev coefficients (DCT-I) and the error estimate per function, in units of
       // its tolerance: the tail part (shrinks like ρ^-N) and the rounding part (does not).
       double tail_ratio = 0.0, round_ratio = 0.0;
-      std::vector<double> tol(nf_), vals(N + 1);
+      std::vector<double> tol(nf_), vals(N + 1), node_lam(N + 1);
+      for (int j = 0; j <= N; ++j) node_lam[j] = std::exp(mid + half * node(j, N));
       for (int f = 0; f < nf_; ++f) {
         for (int j = 0; j <= N; ++j) vals[j] = F[static_cast<std::size_t>(j) * nf_ + f];
-        tol[f] = abs_tol_(f, vals);
+        tol[f] = abs_tol_(f, node_lam, vals);
         bool finite = std::isfinite(tol[f]) && tol[f] > 0.0;
         for (int j = 0; j <= N; ++j) finite = finite && std::isfinite(vals[j]);
         if (!finite) {
@@ -122,7 +124,7 @@ class Engine {
         for (int j = 0; j <= N; ++j) vmax = std::max(vmax, std::abs(vals[j]));
         const double lebesgue = 2.0 / kPi * std::log(N + 1.0) + 1.0;
         tail_ratio = std::max(tail_ratio, 2.0 * tail / (1.0 - 1.0 / rho) / tol[f]);
-        round_ratio = std::max(round_ratio, 16.0 * (lebesgue + 1.0) * kEps * vmax / tol[f]);
+        round_ratio = std::max(round_ratio, ulps_ * (lebesgue + 1.0) * kEps * vmax / tol[f]);
       }
       double ratio = tail_ratio + round_ratio;
       if (std::getenv("COVFIT_PATH_DEBUG"))
@@ -164,12 +166,25 @@ class Engine {
       // Not yet. Double the degree (nested nodes) if the tail, shrunk by ρ^-N, would then
       // pass and the doubling still costs less than per λ; split the interval where rounding
       // dominates (large values in part of it) or the tail does not decay as predicted;
-      // else per λ. Work: at most 1.5 L evaluations in all (affordable()).
+      // else per λ. Work: at most 2 L evaluations in all (affordable()).
       const int spent = st_.evaluations - evals0;
       if (!std::isfinite(ratio)) return exact_all(idx);  // NaN/Inf values or tolerance 0
-      const bool doubling_passes = tail_ratio * std::pow(rho, -N) + 1.2 * round_ratio < 0.5;
-      if (doubling_passes && 2 * N <= kMaxDegree && spent + N + 3 < n && affordable(N + 2)) {
-        N *= 2;
+      // Next degree: after the coarse pass the predicted multiple of Nc, else 2N.
+      int mult = 2;
+      if (N == Nc && tail_ratio > 0.25)
+        mult = std::max(2, static_cast<int>(std::ceil(
+                               (N + std::log(tail_ratio / 0.25) / lrho) / static_cast<double>(N))));
+      const int Nnext = mult * N;
+      // A tail that did not shrink 10x since the last degree is rounding noise (a plateau):
+      // more nodes do not help there.
+      const bool plateau = Nprev > 0 && tail_ratio > 0.1 * prev_tail;
+      prev_tail = tail_ratio;
+      const bool next_passes =
+          !plateau &&
+          tail_ratio * std::pow(rho, -static_cast<double>(Nnext - N)) + 1.2 * round_ratio < 0.5;
+      if (next_passes && Nnext <= kMaxDegree && Nnext + 3 < n && affordable(Nnext - N + 2)) {
+        Nprev = N;
+        N = Nnext;
         continue;
       }
       if (depth >= kMaxDepth || 2 * spent > n) return exact_all(idx);
@@ -210,6 +225,7 @@ class Engine {
   const PathEval& eval_;
   const PathTol& abs_tol_;
   double unit_;
+  double ulps_;
   PathStats& st_;
   std::vector<double>& out_;
   std::vector<char> done_;
@@ -221,7 +237,7 @@ class Engine {
 // to max(SS_tot, SS_res): where the model is far worse than the mean, the per-λ formula
 // itself has no more digits); the smallest |R^2| at the nodes, halved, sets the piece's tol.
 PathTol r2_tol(double tol) {
-  return [tol](int, const std::vector<double>& v) {
+  return [tol](int, const std::vector<double>&, const std::vector<double>& v) {
     double mn = kInf;
     for (double x : v) mn = std::min(mn, std::abs(x));
     return tol * std::max(1.0, 0.5 * mn);
@@ -232,12 +248,13 @@ PathTol r2_tol(double tol) {
 
 std::vector<double> chebyshev_log_path(const std::vector<double>& lambdas, int nf,
                                        const PathEval& eval, const PathTol& abs_tol,
-                                       double unit, bool force_exact, PathStats* stats) {
+                                       double unit, bool force_exact, PathStats* stats,
+                                       double rounding_ulps) {
   PathStats local;
   PathStats& st = stats ? *stats : local;
   st = PathStats{};
   std::vector<double> out(lambdas.size() * static_cast<std::size_t>(nf), kNaN);
-  Engine eng(lambdas, nf, eval, abs_tol, unit, st, out);
+  Engine eng(lambdas, nf, eval, abs_tol, unit, rounding_ulps, st, out);
   std::vector<int> pos, rest;
   for (int i = 0; i < static_cast<int>(lambdas.size()); ++i)
     (lambdas[i] > 0.0 && std::isfinite(lambdas[i]) && !force_exact ? pos : rest).push_back(i);
@@ -283,49 +300,90 @@ std::vector<R2Pair> r2_train_path(const FoldData& fd, const std::vector<double>&
   return out;
 }
 
+namespace {
+// The closed form of the linearised loss at one λ from the packed upper triangle.
+struct LinLoss {
+  std::vector<double> w, d;
+  double c = 0.0;
+  explicit LinLoss(const Reduced& red) : c(red.loss_const()) {
+    const int r = red.r;
+    w.reserve(static_cast<std::size_t>(r) * (r + 1) / 2);
+    d.reserve(w.capacity());
+    for (int j = 0; j < r; ++j)
+      for (int i = 0; i <= j; ++i) {
+        const double t = red.R(i, j) - (i == j ? red.s[i] : 0.0);
+        w.push_back((i == j ? 0.5 : 1.0) * t * t);
+        d.push_back(4.0 * red.s[i] * red.s[j]);
+      }
+  }
+  double operator()(double lam) const {
+    const double* wp = w.data();
+    const double* dp = d.data();
+    const long K = static_cast<long>(w.size());
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (long k = 0; k < K; ++k) acc += wp[k] * lam / (dp[k] + lam);
+    return acc + c;
+  }
+};
+}  // namespace
+
 std::vector<double> loss_lin_path(const Reduced& red, const std::vector<double>& lambdas,
                                   const PathOptions& opt, PathStats* stats) {
-  const double tol = kSafety * opt.tol;
+  // B's node values carry GEMM rounding (M² from |M|², ~1e-13 of L at r = 500) close to a
+  // 5e-13 target: use the stated tolerance itself.
+  const double tol = opt.tol;
+  const int r = red.r;
+  const LinLoss lin(red);
+  if (opt.force_exact) {
+    std::vector<double> out(lambdas.size());
+    Matrix M;
+    for (std::size_t l = 0; l < lambdas.size(); ++l) {
+      linearized_M(red, lambdas[l], M);
+      out[l] = loss_reduced(red, M, lambdas[l]);
+    }
+    if (stats) *stats = PathStats{static_cast<int>(lambdas.size()), 0, 0, 0, 0.0};
+    return out;
+  }
+  // L(W_lin) = L_lin(W_lin) + B with B = -<N, F> + 1/2 ||F||^2 (R - Σ(I+M)²Σ = N - F):
+  // only B is interpolated, and it is computed at the nodes without the cancellation of
+  // R against Σ(I+M)²Σ that limits loss_reduced to ~1e-13 relative.
   Matrix M;
   const PathEval eval = [&](double l, double* out) {
     linearized_M(red, l, M);
-    out[0] = loss_reduced(red, M, l);
+    const Matrix M2 = gram(M);  // M^T M = M² (M symmetric)
+    double b = 0.0;
+    for (int j = 0; j < r; ++j)
+      for (int i = 0; i < r; ++i) {
+        const double dij = 4.0 * red.s[i] * red.s[j];
+        const double t = red.R(i, j) - (i == j ? red.s[i] : 0.0);
+        const double n = t * (l / (dij + l));
+        const double f = red.sigma[i] * red.sigma[j] * M2(i, j);
+        b += f * (0.5 * f - n);
+      }
+    out[0] = b;
   };
-  // Relative: the smallest |value| at the nodes sets the absolute tolerance (halved, for
-  // the minimum between nodes).
-  const PathTol abs_tol = [&](int, const std::vector<double>& v) {
+  // Relative to L: the smallest L = L_lin + B at the nodes (x 0.8, for the minimum between
+  // nodes) sets the absolute tolerance of B.
+  const PathTol abs_tol = [&](int, const std::vector<double>& nl, const std::vector<double>& v) {
     double mn = kInf;
-    for (double x : v) mn = std::min(mn, std::abs(x));
-    return 0.5 * tol * mn;
+    for (std::size_t j = 0; j < v.size(); ++j) mn = std::min(mn, std::abs(lin(nl[j]) + v[j]));
+    return 0.8 * tol * mn;
   };
-  return chebyshev_log_path(lambdas, 1, eval, abs_tol, tol, opt.force_exact, stats);
+  // Per-λ fallbacks and check points evaluate B exactly too, so every λ gets L_lin + B.
+  // B is a sum without cancellation against R: a few ulps of its largest value.
+  std::vector<double> out = chebyshev_log_path(lambdas, 1, eval, abs_tol, tol, false, stats, 2.0);
+  for (std::size_t l = 0; l < lambdas.size(); ++l) out[l] += lin(lambdas[l]);
+  return out;
 }
 
 std::vector<double> loss_linearized_path(const Reduced& red, const std::vector<double>& lambdas) {
   // L_lin(W_lin(λ)) = 1/2 Σ_ij T_ij² λ / (d_ij + λ) + const, T = R - diag(s), d = 4 s_i s_j
   // (MATH.md): the residual entry is T λ/(d+λ) and the penalty adds λ d T²/(d+λ)².
   // Upper triangle with weight 2 off the diagonal.
-  const int r = red.r;
-  std::vector<double> w, d;
-  w.reserve(static_cast<std::size_t>(r) * (r + 1) / 2);
-  d.reserve(w.capacity());
-  for (int j = 0; j < r; ++j)
-    for (int i = 0; i <= j; ++i) {
-      const double t = red.R(i, j) - (i == j ? red.s[i] : 0.0);
-      w.push_back((i == j ? 0.5 : 1.0) * t * t);
-      d.push_back(4.0 * red.s[i] * red.s[j]);
-    }
-  const double* wp = w.data();
-  const double* dp = d.data();
-  const long K = static_cast<long>(w.size());
+  const LinLoss lin(red);
   std::vector<double> out(lambdas.size());
-  for (std::size_t l = 0; l < lambdas.size(); ++l) {
-    const double lam = lambdas[l];
-    double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-    for (long k = 0; k < K; ++k) acc += wp[k] * lam / (dp[k] + lam);
-    out[l] = acc + red.loss_const();
-  }
+  for (std::size_t l = 0; l < lambdas.size(); ++l) out[l] = lin(lambdas[l]);
   return out;
 }
 

@@ -49,7 +49,8 @@ std::vector<R2Pair> r2_val_path(const FoldData& fd, const std::vector<double>& l
 std::vector<R2Pair> r2_train_path(const FoldData& fd, const std::vector<double>& lambdas,
                                   const PathOptions& opt = {}, PathStats* stats = nullptr);
 // Exact loss of the linearised solution, loss_reduced(red, linearized_M(red, λ), λ), within
-// opt.tol relative.
+// opt.tol relative: L_lin(W_lin) from its closed form plus the interpolated quartic part
+// L - L_lin = -<N, F> + 1/2 ||F||^2, F = Σ M² Σ, N = T λ/(4 s_i s_j + λ) (MATH.md).
 std::vector<double> loss_lin_path(const Reduced& red, const std::vector<double>& lambdas,
                                   const PathOptions& opt = {}, PathStats* stats = nullptr);
 // Linearised loss of the linearised solution, loss_linearized_reduced(red, linearized_M(red,
@@ -57,14 +58,17 @@ std::vector<double> loss_lin_path(const Reduced& red, const std::vector<double>&
 std::vector<double> loss_linearized_path(const Reduced& red, const std::vector<double>& lambdas);
 
 // The engine, exposed for tests: values[l * nf + f] of nf scalar functions at every λ.
-// eval(λ, out) writes the nf exact values at λ; abs_tol(f, node_values) gives function f's
-// absolute tolerance from its values at the nodes of a piece. stats->err_bound is then the
-// largest (error estimate / abs_tol) times `unit`.
+// eval(λ, out) writes the nf exact values at λ; abs_tol(f, node_lambdas, node_values) gives
+// function f's absolute tolerance on a piece from its nodes and its values there.
+// stats->err_bound is then the largest (error estimate / abs_tol) times `unit`. The error
+// estimate adds rounding_ulps x (Lebesgue constant + 1) x eps x the largest node value for
+// the rounding of the node values (and of the per-λ formula compared against).
 using PathEval = std::function<void(double lambda, double* out)>;
-using PathTol = std::function<double(int f, const std::vector<double>& node_values)>;
+using PathTol = std::function<double(int f, const std::vector<double>& node_lambdas,
+                                     const std::vector<double>& node_values)>;
 std::vector<double> chebyshev_log_path(const std::vector<double>& lambdas, int nf,
                                        const PathEval& eval, const PathTol& abs_tol,
                                        double unit, bool force_exact = false,
-                                       PathStats* stats = nullptr);
+                                       PathStats* stats = nullptr, double rounding_ulps = 8.0);
 
 }  // namespace covfit::cov
