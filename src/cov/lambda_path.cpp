@@ -4,8 +4,6 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <cstdio>
-#include <cstdlib>
 
 #include "covfit/cov/linearized.hpp"
 
@@ -127,8 +125,6 @@ class Engine {
         round_ratio = std::max(round_ratio, ulps_ * (lebesgue + 1.0) * kEps * vmax / tol[f]);
       }
       double ratio = tail_ratio + round_ratio;
-      if (std::getenv("COVFIT_PATH_DEBUG"))
-        std::fprintf(stderr, "piece n=%d u=[%g,%g] N=%d tail/tol %g round/tol %g\n", n, ua, ub, N, tail_ratio, round_ratio);
       if (ratio <= 1.0) {
         // Two exact check points: the λ farthest (in the angle θ = acos x) from any node.
         std::vector<std::pair<double, int>> far;

@@ -5,15 +5,16 @@
 // Method: every one of these scalars is a real-analytic function of u = log λ in the strip
 // |Im u| < π (its only singularities are the poles λ = -4 s_i s_j), so it is interpolated in
 // u at Chebyshev-Lobatto nodes on [log λ_min, log λ_max]; the node values are the per-λ
-// formulas themselves (r2_val, r2_train, loss_reduced). The degree comes from the strip
-// width, is doubled (nested nodes) until the Chebyshev tail and two exact check points agree
-// to the tolerance, and where that fails (rounding floor, too few λ) the interval is split
-// or the per-λ formula is used. The linearised loss has the closed form
-// 1/2 Σ_ij T_ij² λ/(4 s_i s_j + λ) + const (T = R - diag(s)) and is evaluated exactly.
+// formulas themselves (r2_val, r2_train; for L(W_lin) its quartic part). The degree comes
+// from the strip width and a coarse pass, grows on nested nodes until the Chebyshev tail
+// and two exact check points agree to the tolerance, and where that fails (rounding floor,
+// too few λ) the interval is split or the per-λ formula is used (at most 2 L evaluations).
+// The linearised loss has the closed form 1/2 Σ_ij T_ij² λ/(4 s_i s_j + λ) + const
+// (T = R - diag(s)) and is evaluated exactly.
 //
-// Tolerances (PathOptions::tol, default 1e-12): R^2 absolute (= SS_res error relative to
-// SS_tot), losses relative to the value. Each function's achieved bound is reported in
-// PathStats::err_bound (in those units); results equal the per-λ formula within it.
+// Tolerances (PathOptions::tol, default 1e-12): R^2 absolute where |R^2| <= 1, else relative
+// to |R^2| (= SS_res error relative to max(SS_tot, SS_res)); losses relative to the value.
+// Each call's error estimate is reported in PathStats::err_bound (in those units).
 // Lambdas: any order, duplicates allowed, > 0 (λ = 0 is evaluated by the per-λ formula;
 // it needs all s_i > 0 like linearized_M). Single-threaded and deterministic.
 #pragma once
@@ -36,9 +37,10 @@ struct PathStats {
   int pieces = 0;         // interpolation intervals used
   int max_degree = 0;     // largest Chebyshev degree used
   // Largest error estimate over pieces and functions, in the units of PathOptions::tol
-  // (R^2 absolute, losses relative): 8 x the largest of the last four Chebyshev
-  // coefficients, or the deviation at the exact check points if larger. 0 when nothing
-  // was interpolated.
+  // (R^2: absolute, relative to |R^2| where |R^2| > 1; losses relative): the Chebyshev
+  // tail (last coefficients extrapolated at the strip's rate, summed geometrically) plus a
+  // rounding term, or the deviation at the two exact check points if larger (MATH.md).
+  // 0 when nothing was interpolated (every value is then the per-λ formula's).
   double err_bound = 0.0;
 };
 
