@@ -131,8 +131,9 @@ TEST_P(CovLambdaPath, R2AndLossesEqualPerLambdaFormulaAtEveryLambda) {
     EXPECT_LE(worst_v, std::max(sv.err_bound, 1e-15)) << sh.name << " evals " << sv.evaluations;
     EXPECT_LE(worst_t, std::max(st.err_bound, 1e-15)) << sh.name << " evals " << st.evaluations;
   }
-  if (sh.expect_interp)
+  if (sh.expect_interp) {
     EXPECT_GT(interpolated, 0) << sh.name << ": the path never interpolated (test is vacuous)";
+  }
 
   // Exact loss of W_lin and the linearised loss on all the data.
   cc::PathStats sl;
