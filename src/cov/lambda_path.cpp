@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <complex>
 #include <limits>
 #include <numeric>
 
@@ -21,6 +22,66 @@ constexpr int kMaxDegree = 512;
 constexpr int kMaxDepth = 8;
 // Internal target = stated tolerance x kSafety.
 constexpr double kSafety = 0.5;
+
+// The Kosloff–Tal-Ezer map u = mid + half · asin(α x) / asin(α) from the Chebyshev variable
+// x to u = log λ: it spreads the Lobatto nodes (Chebyshev clustering at the ends wastes
+// them on a function analytic in a strip) and shrinks the ellipse less than the strip
+// allows. ρ(α): the largest Bernstein ellipse E_ρ in x whose image stays in |Im u| < π
+// (and inside the map's branch points ±1/α); α maximises it (golden section). On a strip
+// of half-width π around an interval of half-length 10.4 this is ρ = e^0.385 against
+// e^0.298 for plain Chebyshev in u: 23% fewer nodes for the same tail.
+struct LogMap {
+  double mid = 0.0, half = 1.0, alpha = 0.5, asa = std::asin(0.5);
+  double u(double x) const { return mid + half * std::asin(alpha * x) / asa; }
+  double x(double u) const {
+    const double t = std::clamp((u - mid) / half, -1.0, 1.0);
+    return std::clamp(std::sin(asa * t) / alpha, -1.0, 1.0);
+  }
+};
+
+// log ρ for map parameter alpha on a strip of half-width beta (in units of half).
+double map_log_rho(double alpha, double beta) {
+  const double asa = std::asin(alpha);
+  const double rb = 1.0 / alpha + std::sqrt(1.0 / (alpha * alpha) - 1.0);
+  double lo = 1.0, hi = std::min(rb, 50.0);
+  for (int it = 0; it < 40; ++it) {
+    const double r = 0.5 * (lo + hi);
+    double im = 0.0;
+    for (int k = 0; k <= 48; ++k) {
+      const double th = 0.5 * kPi * k / 48;
+      const std::complex<double> e(std::cos(th), std::sin(th));
+      const std::complex<double> z = 0.5 * (r * e + std::conj(e) / r);
+      im = std::max(im, std::abs(std::asin(alpha * z).imag()) / asa);
+    }
+    (im < beta ? lo : hi) = r;
+  }
+  return std::log(lo);
+}
+
+LogMap best_map(double mid, double half) {
+  const double beta = kPi / half;
+  double a = 0.3, b = 0.999;
+  const double g = 0.5 * (std::sqrt(5.0) - 1.0);
+  double c = b - g * (b - a), d = a + g * (b - a);
+  double fc = map_log_rho(c, beta), fd = map_log_rho(d, beta);
+  for (int it = 0; it < 24; ++it) {
+    if (fc > fd) {
+      b = d, d = c, fd = fc;
+      c = b - g * (b - a);
+      fc = map_log_rho(c, beta);
+    } else {
+      a = c, c = d, fc = fd;
+      d = a + g * (b - a);
+      fd = map_log_rho(d, beta);
+    }
+  }
+  LogMap m;
+  m.mid = mid;
+  m.half = half;
+  m.alpha = 0.5 * (a + b);
+  m.asa = std::asin(m.alpha);
+  return m;
+}
 
 class Engine {
  public:
@@ -67,7 +128,9 @@ class Engine {
     // ρ = a + sqrt(a² + 1), a = π / half. A coarse first pass (ρ^-Nc ~ e^-7) measures the
     // tail; the degree is then the multiple of Nc predicted to pass (nested nodes: the
     // Lobatto nodes of N are every k-th node of kN), then doubled if it does not.
-    const double rho = std::exp(std::asinh(kPi / half)), lrho = std::log(rho);
+    const LogMap map = best_map(mid, half);
+    const double lrho = map_log_rho(map.alpha, kPi / half);
+    const double rho = std::exp(lrho);
     const int Nc = std::max(8, static_cast<int>(std::ceil(7.0 / lrho)));
     int N = Nc, Nprev = 0;
     double prev_tail = kInf;
@@ -84,7 +147,7 @@ class Engine {
         if (k > 0 && j % k == 0) {
           std::copy_n(&F[static_cast<std::size_t>(j / k) * nf_], nf_, g);
         } else {
-          eval_(std::exp(mid + half * node(j, N)), g);
+          eval_(std::exp(map.u(node(j, N))), g);
           ++st_.evaluations;
         }
       }
@@ -93,7 +156,7 @@ class Engine {
       // its tolerance: the tail part (shrinks like ρ^-N) and the rounding part (does not).
       double tail_ratio = 0.0, round_ratio = 0.0;
       std::vector<double> tol(nf_), vals(N + 1), node_lam(N + 1);
-      for (int j = 0; j <= N; ++j) node_lam[j] = std::exp(mid + half * node(j, N));
+      for (int j = 0; j <= N; ++j) node_lam[j] = std::exp(map.u(node(j, N)));
       for (int f = 0; f < nf_; ++f) {
         for (int j = 0; j <= N; ++j) vals[j] = F[static_cast<std::size_t>(j) * nf_ + f];
         tol[f] = abs_tol_(f, node_lam, vals);
@@ -129,8 +192,7 @@ class Engine {
         // Two exact check points: the λ farthest (in the angle θ = acos x) from any node.
         std::vector<std::pair<double, int>> far;
         for (int i : idx) {
-          const double x = std::clamp((std::log(lam_[i]) - mid) / half, -1.0, 1.0);
-          const double t = std::acos(x) * N / kPi;
+          const double t = std::acos(map.x(std::log(lam_[i]))) * N / kPi;
           far.push_back({std::abs(t - std::round(t)), i});
         }
         std::partial_sort(far.begin(), far.begin() + 2, far.end(),
@@ -139,7 +201,7 @@ class Engine {
         for (int c = 0; c < 2; ++c) {
           const int i = far[c].second;
           exact(i);
-          interpolate(lam_[i], mid, half, N, F, interp.data());
+          interpolate(lam_[i], map, N, F, interp.data());
           for (int f = 0; f < nf_; ++f) {
             const double dev = std::abs(interp[f] - out_[static_cast<std::size_t>(i) * nf_ + f]);
             ratio = std::max(ratio, std::isfinite(dev) ? dev / tol[f] : kInf);
@@ -149,7 +211,7 @@ class Engine {
       if (ratio <= 1.0) {
         for (int i : idx) {
           if (done_[i]) continue;
-          interpolate(lam_[i], mid, half, N, F, &out_[static_cast<std::size_t>(i) * nf_]);
+          interpolate(lam_[i], map, N, F, &out_[static_cast<std::size_t>(i) * nf_]);
           done_[i] = 1;
           --undone_;
           ++st_.interpolated;
@@ -197,9 +259,9 @@ class Engine {
   static double node(int j, int N) { return std::sin(kPi * (N - 2.0 * j) / (2.0 * N)); }
 
   // Barycentric formula (second kind) at Chebyshev-Lobatto nodes.
-  void interpolate(double lambda, double mid, double half, int N, const std::vector<double>& F,
+  void interpolate(double lambda, const LogMap& map, int N, const std::vector<double>& F,
                    double* out) const {
-    const double x = std::clamp((std::log(lambda) - mid) / half, -1.0, 1.0);
+    const double x = map.x(std::log(lambda));
     std::fill_n(out, nf_, 0.0);
     double den = 0.0;
     for (int j = 0; j <= N; ++j) {
