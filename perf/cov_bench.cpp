@@ -160,10 +160,18 @@ void BM_FoldR2Val_1000lambda_Path(benchmark::State& st) {
   const cc::FoldData& fd = fold0();
   const auto& lam = cv_case().lambdas;
   cc::PathStats ps;
+  std::vector<cc::R2Pair> v;
   for (auto _ : st) {
-    auto v = cc::r2_val_path(fd, lam, {}, &ps);
+    v = cc::r2_val_path(fd, lam, {}, &ps);
     benchmark::DoNotOptimize(v.data());
   }
+  // Untimed: the largest deviation from the per-λ formula over all 1000 λ (R^2 units).
+  double dev = 0;
+  for (std::size_t l = 0; l < lam.size(); ++l) {
+    const cc::R2Pair r = cc::r2_val(fd, cc::linearized_M(fd.red, lam[l]));
+    dev = std::max({dev, std::abs(v[l].linear - r.linear), std::abs(v[l].exact - r.exact)});
+  }
+  st.counters["mlog10_max_dev"] = -std::log10(std::max(dev, 1e-300));
   st.counters["r"] = fd.red.r;
   st.counters["evaluations"] = ps.evaluations;
   st.counters["degree"] = ps.max_degree;
@@ -171,6 +179,31 @@ void BM_FoldR2Val_1000lambda_Path(benchmark::State& st) {
   st.counters["us_per_lambda"] = benchmark::Counter(1e6 / lam.size(), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_FoldR2Val_1000lambda_Path)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// L(W_lin) on all stimuli (n = 2000, m = 500, r = 500), 1000 λ: loss_lin_path, and
+// untimed its largest relative deviation from loss_reduced(linearized_M) per λ.
+void BM_FullLossLin_1000lambda_Path(benchmark::State& st) {
+  cc::BlasThreads one(1);
+  static const cc::Reduced red = cc::reduce(big().problem.X, big().problem.S);
+  const auto& lam = cv_case().lambdas;
+  cc::PathStats ps;
+  std::vector<double> v;
+  for (auto _ : st) {
+    v = cc::loss_lin_path(red, lam, {}, &ps);
+    benchmark::DoNotOptimize(v.data());
+  }
+  double dev = 0;
+  for (std::size_t l = 0; l < lam.size(); ++l) {
+    const double ref = cc::loss_reduced(red, cc::linearized_M(red, lam[l]), lam[l]);
+    dev = std::max(dev, std::abs(v[l] - ref) / std::abs(ref));
+  }
+  st.counters["r"] = red.r;
+  st.counters["evaluations"] = ps.evaluations;
+  st.counters["degree"] = ps.max_degree;
+  st.counters["mlog10_err_bound"] = -std::log10(ps.err_bound);
+  st.counters["mlog10_max_rel_dev"] = -std::log10(std::max(dev, 1e-300));
+}
+BENCHMARK(BM_FullLossLin_1000lambda_Path)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 // The whole linearised CV of run_free (sweep.cpp) with default settings (losses on, train
 // R^2 off), one BLAS thread: full-data reduce, per fold prepare_fold + both validation R^2
