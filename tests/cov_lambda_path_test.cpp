@@ -206,6 +206,19 @@ TEST(CovLambdaPathEdge, SingleDuplicateZeroAndForcedExact) {
   }
 }
 
+// A one-stimulus validation block has SS_tot = 0: R^2 is NaN at every λ, as per λ.
+TEST(CovLambdaPathEdge, ZeroTotalSumOfSquaresGivesNaN) {
+  const cc::Problem p = make_problem(20, 12, 0, 4);
+  const cc::FoldData fd = cc::prepare_fold(p, cc::explicit_split(12, {3}, "test"));
+  const double s2 = fd.red.s_max() * fd.red.s_max();
+  const auto v = cc::r2_val_path(fd, shuffled_grid(s2, 1e-4, 1e2, 50, 1));
+  for (const auto& x : v) {
+    EXPECT_TRUE(std::isnan(x.linear));
+    EXPECT_TRUE(std::isnan(x.exact));
+  }
+  EXPECT_TRUE(std::isnan(cc::r2_val(fd, cc::linearized_M(fd.red, s2)).linear));
+}
+
 // The engine's reported bound on functions with a known closed form: Stieltjes sums
 // Σ w_k / (d_k + λ) (the shape of every path scalar) with poles spread over 12 decades,
 // and one with a pole just left of the interval (slow decay: forces doubling/splitting).

@@ -324,6 +324,10 @@ std::vector<double> chebyshev_log_path(const std::vector<double>& lambdas, int n
 
 std::vector<R2Pair> r2_val_path(const FoldData& fd, const std::vector<double>& lambdas,
                                 const PathOptions& opt, PathStats* stats) {
+  if (!(fd.ss_tot_va > 0.0)) {  // r2_val is NaN at every λ
+    if (stats) *stats = PathStats{};
+    return std::vector<R2Pair>(lambdas.size(), R2Pair{kNaN, kNaN});
+  }
   const double tol = kSafety * opt.tol;
   Matrix M;
   const PathEval eval = [&](double l, double* out) {
@@ -342,6 +346,10 @@ std::vector<R2Pair> r2_val_path(const FoldData& fd, const std::vector<double>& l
 
 std::vector<R2Pair> r2_train_path(const FoldData& fd, const std::vector<double>& lambdas,
                                   const PathOptions& opt, PathStats* stats) {
+  if (!(fd.ss_tot_tr > 0.0)) {  // r2_train is NaN at every λ
+    if (stats) *stats = PathStats{};
+    return std::vector<R2Pair>(lambdas.size(), R2Pair{kNaN, kNaN});
+  }
   const double tol = kSafety * opt.tol;
   Matrix M;
   const PathEval eval = [&](double l, double* out) {
