@@ -4,9 +4,13 @@
 // otherwise; the library itself is single-threaded.
 #include <benchmark/benchmark.h>
 
+#include <time.h>
+
+#include <chrono>
 #include <cmath>
 
 #include "covfit/cov/exact.hpp"
+#include "covfit/cov/lambda_path.hpp"
 #include "covfit/cov/linearized.hpp"
 #include "covfit/cov/problem.hpp"
 #include "covfit/cov/svd.hpp"
@@ -109,6 +113,185 @@ void BM_ExactPath41_n150_m150(benchmark::State& st) {
   st.counters["mlog10_worst_gap_over_f"] = -std::log10(worst_gap);
 }
 BENCHMARK(BM_ExactPath41_n150_m150)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// ---- The per-λ floor (issue 11 item 3): lambda_path.hpp vs the per-λ formulas. ----
+// 1000 λ log-spaced over 1e-6..1e3 s_max^2, 5 folds (seed 7), n = 2000, m = 500.
+struct CvCase {
+  std::vector<double> lambdas;
+  std::vector<cc::Fold> folds;
+};
+const CvCase& cv_case() {
+  static const CvCase c = [] {
+    const auto& p = big().problem;
+    CvCase k;
+    const double s2 = std::pow(cc::reduce(p.X, p.S).s_max(), 2);
+    for (int i = 0; i < 1000; ++i) k.lambdas.push_back(s2 * std::pow(10.0, -6.0 + 9.0 * i / 999.0));
+    k.folds = cc::kfold_split(p.X.cols, 5, 7, "bench");
+    return k;
+  }();
+  return c;
+}
+const cc::FoldData& fold0() {
+  static const cc::FoldData fd = cc::prepare_fold(big().problem, cv_case().folds[0]);
+  return fd;
+}
+
+// One fold, both validation R^2, 1000 λ: the per-λ formula (old) vs r2_val_path (new).
+void BM_FoldR2Val_1000lambda_PerLambda(benchmark::State& st) {
+  cc::BlasThreads one(1);
+  const cc::FoldData& fd = fold0();
+  const auto& lam = cv_case().lambdas;
+  cc::Matrix M;
+  for (auto _ : st) {
+    double acc = 0;
+    for (double l : lam) {
+      cc::linearized_M(fd.red, l, M);
+      acc += cc::r2_val(fd, M).exact;
+    }
+    benchmark::DoNotOptimize(acc);
+  }
+  st.counters["r"] = fd.red.r;
+  st.counters["us_per_lambda"] = benchmark::Counter(1e6 / lam.size(), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_FoldR2Val_1000lambda_PerLambda)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+void BM_FoldR2Val_1000lambda_Path(benchmark::State& st) {
+  cc::BlasThreads one(1);
+  const cc::FoldData& fd = fold0();
+  const auto& lam = cv_case().lambdas;
+  cc::PathStats ps;
+  std::vector<cc::R2Pair> v;
+  for (auto _ : st) {
+    v = cc::r2_val_path(fd, lam, {}, &ps);
+    benchmark::DoNotOptimize(v.data());
+  }
+  // Untimed: the largest deviation from the per-λ formula over all 1000 λ (R^2 units).
+  double dev = 0;
+  for (std::size_t l = 0; l < lam.size(); ++l) {
+    const cc::R2Pair r = cc::r2_val(fd, cc::linearized_M(fd.red, lam[l]));
+    dev = std::max({dev, std::abs(v[l].linear - r.linear), std::abs(v[l].exact - r.exact)});
+  }
+  st.counters["mlog10_max_dev"] = -std::log10(std::max(dev, 1e-300));
+  st.counters["r"] = fd.red.r;
+  st.counters["evaluations"] = ps.evaluations;
+  st.counters["degree"] = ps.max_degree;
+  st.counters["mlog10_err_bound"] = -std::log10(ps.err_bound);
+  st.counters["us_per_lambda"] = benchmark::Counter(1e6 / lam.size(), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_FoldR2Val_1000lambda_Path)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// L(W_lin) on all stimuli (n = 2000, m = 500, r = 500), 1000 λ: loss_lin_path, and
+// untimed its largest relative deviation from loss_reduced(linearized_M) per λ.
+void BM_FullLossLin_1000lambda_Path(benchmark::State& st) {
+  cc::BlasThreads one(1);
+  static const cc::Reduced red = cc::reduce(big().problem.X, big().problem.S);
+  const auto& lam = cv_case().lambdas;
+  cc::PathStats ps;
+  std::vector<double> v;
+  for (auto _ : st) {
+    v = cc::loss_lin_path(red, lam, {}, &ps);
+    benchmark::DoNotOptimize(v.data());
+  }
+  double dev = 0;
+  for (std::size_t l = 0; l < lam.size(); ++l) {
+    const double ref = cc::loss_reduced(red, cc::linearized_M(red, lam[l]), lam[l]);
+    dev = std::max(dev, std::abs(v[l] - ref) / std::abs(ref));
+  }
+  st.counters["r"] = red.r;
+  st.counters["evaluations"] = ps.evaluations;
+  st.counters["degree"] = ps.max_degree;
+  st.counters["mlog10_err_bound"] = -std::log10(ps.err_bound);
+  st.counters["mlog10_max_rel_dev"] = -std::log10(std::max(dev, 1e-300));
+}
+BENCHMARK(BM_FullLossLin_1000lambda_Path)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// The whole linearised CV of run_free (sweep.cpp) with default settings (losses on, train
+// R^2 off), one BLAS thread: full-data reduce, per fold prepare_fold + both validation R^2
+// at every λ, then L(W_lin) and L_lin(W_lin) on all stimuli at every λ. Arg 0: the per-λ
+// loops of run_free; Arg 1: lambda_path; Arg 2: lambda_path with losses = false (no
+// L(W_lin), SweepConfig::losses). In the same iteration the six reductions alone
+// (full data + the five train blocks) are timed: ratio = sweep / SVDs.
+void BM_LinearisedCvWhole_n2000_m500_1000lambda_5fold(benchmark::State& st) {
+  using Clock = std::chrono::steady_clock;
+  const auto secs = [](Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); };
+  cc::BlasThreads one(1);
+  const cc::Problem& p = big().problem;
+  const CvCase& cv = cv_case();
+  const bool path = st.range(0) != 0, losses = st.range(0) != 2;
+  // This thread's CPU time (BLAS runs on it alone): robust to other users' load, which
+  // inflates wall time on the shared machine.
+  const auto cpu = [] {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+  };
+  double sweep_s = 0, svd_s = 0, checksum = 0, r2_s = 0, loss_s = 0, sweep_cpu = 0, svd_cpu = 0;
+  int evals = 0;
+  for (auto _ : st) {
+    auto t0 = Clock::now();
+    double c0 = cpu();
+    const cc::Reduced red = cc::reduce(p.X, p.S);
+    for (const cc::Fold& fold : cv.folds) {
+      const cc::FoldData fd = cc::prepare_fold(p, fold);
+      const auto t_r2 = Clock::now();
+      if (path) {
+        cc::PathStats ps;
+        const auto v = cc::r2_val_path(fd, cv.lambdas, {}, &ps);
+        evals += ps.evaluations;
+        checksum += v.back().exact;
+      } else {
+        cc::Matrix M;
+        for (double l : cv.lambdas) {
+          cc::linearized_M(fd.red, l, M);
+          checksum += cc::r2_val(fd, M).exact;
+        }
+      }
+      r2_s += secs(t_r2);
+    }
+    const auto t_loss = Clock::now();
+    if (path) {
+      cc::PathStats ps;
+      const auto b = cc::loss_linearized_path(red, cv.lambdas);
+      checksum += b.back();
+      if (losses) {
+        const auto a = cc::loss_lin_path(red, cv.lambdas, {}, &ps);
+        evals += ps.evaluations;
+        checksum += a.back();
+      }
+    } else {
+      cc::Matrix M;
+      for (double l : cv.lambdas) {
+        cc::linearized_M(red, l, M);
+        checksum += cc::loss_reduced(red, M, l) + cc::loss_linearized_reduced(red, M, l);
+      }
+    }
+    loss_s = secs(t_loss);
+    sweep_s = secs(t0);
+    sweep_cpu = cpu() - c0;
+    t0 = Clock::now();
+    c0 = cpu();
+    const cc::Reduced red2 = cc::reduce(p.X, p.S);
+    for (const cc::Fold& fold : cv.folds) {
+      const cc::Reduced rf = cc::reduce(cc::select_cols(p.X, fold.train),
+                                        cc::select_block(p.S, fold.train, fold.train));
+      checksum += rf.r;
+    }
+    svd_s = secs(t0);
+    svd_cpu = cpu() - c0;
+    checksum += red2.r;
+  }
+  benchmark::DoNotOptimize(checksum);
+  st.counters["sweep_s"] = sweep_s;
+  st.counters["svds_s"] = svd_s;
+  st.counters["ratio"] = sweep_s / svd_s;
+  st.counters["sweep_cpu_s"] = sweep_cpu;
+  st.counters["svds_cpu_s"] = svd_cpu;
+  st.counters["ratio_cpu"] = sweep_cpu / svd_cpu;
+  st.counters["evaluations"] = evals;
+  st.counters["fold_r2_s"] = r2_s;
+  st.counters["full_losses_s"] = loss_s;
+}
+BENCHMARK(BM_LinearisedCvWhole_n2000_m500_1000lambda_5fold)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace
 
