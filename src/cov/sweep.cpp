@@ -14,6 +14,7 @@
 
 #include "covfit/cov/diagonal.hpp"
 #include "covfit/cov/exact.hpp"
+#include "covfit/cov/lambda_path.hpp"
 #include "covfit/cov/linearized.hpp"
 #include "covfit/cov/matrix.hpp"
 #include "covfit/cov/svd.hpp"
@@ -226,17 +227,20 @@ void free_full_unit(const SweepConfig& cfg, const Reduced& red, const std::vecto
   if (stop && stop->load()) return;
   const int B = static_cast<int>(block.size());
   u.rows.assign(static_cast<std::size_t>(B), SweepRow{});
-  // Independent per lambda, so in parallel (each single-threaded). The diagnostics need
-  // the exact solution (O(n r^2 + r^3) per lambda); a linearised-only unit computes the
-  // losses alone.
+  // The losses of W_lin along the block from a few dozen per-lambda evaluations
+  // (lambda_path.hpp: within 1e-12 relative); the exact loss L(W_lin) is quartic in M,
+  // O(r^3) per evaluation, so it is skipped when neither asked for nor needed.
+  const std::vector<double> lin_loss = loss_linearized_path(red, bl);
+  const std::vector<double> exact_loss = cfg.losses || exact ? loss_lin_path(red, bl) : std::vector<double>{};
+  if (stop && stop->load()) return;
+  // The diagnostics need the exact solution (O(n r^2 + r^3) per lambda): independent per
+  // lambda, so in parallel (each single-threaded).
 #pragma omp parallel for schedule(dynamic, 8) num_threads(std::max(1, cfg.threads))
   for (int k = 0; k < B; ++k) {
     SweepRow& row = u.rows[static_cast<std::size_t>(k)];
     row = empty_row(block[static_cast<std::size_t>(k)], -1, bl[static_cast<std::size_t>(k)], kNaN);
-    Matrix Ml;
-    linearized_M(red, row.lambda, Ml);
-    row.loss_lin = cfg.losses || exact ? loss_reduced(red, Ml, row.lambda) : kNaN;
-    row.loss_linearized = loss_linearized_reduced(red, Ml, row.lambda);
+    row.loss_lin = exact_loss.empty() ? kNaN : exact_loss[static_cast<std::size_t>(k)];
+    row.loss_linearized = lin_loss[static_cast<std::size_t>(k)];
     if (!exact) continue;
     const ExactResult& e = ex[static_cast<std::size_t>(k)];
     row.loss_exact = e.loss;
@@ -266,14 +270,16 @@ void free_fold_unit(const SweepConfig& cfg, const FoldData& fd, int fold, const 
   std::vector<ExactResult> fe;
   if (exact) fe = exact_path(fd.red, bl, cfg, stop, &progress);
   for (const ExactResult& e : fe) ++u.exact_counts[static_cast<int>(e.status)];
-  Matrix M;
+  if (stop && stop->load()) return;
+  // R^2 of W_lin's two predictions along the block (lambda_path.hpp: within 1e-12), of the
+  // exact solutions per lambda.
+  const std::vector<R2Pair> r2 = r2_val_path(fd, bl);
+  const std::vector<R2Pair> r2t = cfg.train_r2 ? r2_train_path(fd, bl) : std::vector<R2Pair>{};
   for (std::size_t k = 0; k < bl.size(); ++k) {
     if (stop && k % 64 == 0 && stop->load()) return;  // interrupted: results discarded
-    linearized_M(fd.red, bl[k], M);
-    const R2Pair r = r2_val(fd, M);
-    SweepFoldRow row{fold, block[k], -1, bl[k], kNaN, r.linear, r.exact, kNaN, kNaN};
+    SweepFoldRow row{fold, block[k], -1, bl[k], kNaN, r2[k].linear, r2[k].exact, kNaN, kNaN};
     if (exact) row.r2_val_exact = r2_val(fd, fe[k].M).exact;
-    if (cfg.train_r2) row.r2_train = r2_train(fd, M).linear;
+    if (cfg.train_r2) row.r2_train = r2t[k].linear;
     u.fold_rows.push_back(row);
   }
 }
