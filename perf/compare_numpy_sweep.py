@@ -178,11 +178,11 @@ def best_index(lams, mean):
 
 
 # ------------------------------------------------------------------------- covfit
-def write_job(path, case, lam_from, lam_to, count, folds=None, val=None, name="perf_sweep"):
+def write_job(path, case, lam_from, lam_to, count, folds=None, val=None, name="perf_sweep", losses=True):
     lines = [f'name = "{name}"', 'kind = "sweep"', "seed = 7", "", "[data]", 'name = "case"',
              'source = "hdf5"', f'file = "{case}"', "", "[sweep]", 'models = ["free"]',
              f"lambda_from = {lam_from!r}", f"lambda_to = {lam_to!r}", f"lambda_count = {count}",
-             'lambda_units = "s_max2"', "exact = false"]
+             'lambda_units = "s_max2"', "exact = false", f"losses = {'true' if losses else 'false'}"]
     if val is not None:
         lines.append("val = [" + ", ".join(str(int(v)) for v in val) + "]")
     else:
@@ -221,6 +221,8 @@ def main():
     ap.add_argument("--case", help="existing planted HDF5 file (X, S) instead of generating one")
     ap.add_argument("--max-load", type=float, default=1.0)
     ap.add_argument("--blas-threads", help="numpy's OpenBLAS threads (default: OpenBLAS default = all cores)")
+    ap.add_argument("--no-losses", action="store_true",
+                    help="covfit with sweep.losses = false (no exact loss L(W_lin) per λ)")
     ap.add_argument("--json")
     args = ap.parse_args()
     n = args.n or (500 if args.quick else 2000)
@@ -289,14 +291,18 @@ def main():
           (f" -> {t_naive_full:.1f} s for {L} λ (extrapolated)" if done < L else ""), flush=True)
     res["naive_vs_smart_max_abs_diff"] = float(np.max(np.abs(lin_n - lin_s[:, :done])))
     jobk = os.path.join(tmp, "sweep_kfold.toml")
-    write_job(jobk, case, args.lambda_from, args.lambda_to, L, folds=args.folds)
+    write_job(jobk, case, args.lambda_from, args.lambda_to, L, folds=args.folds, losses=not args.no_losses)
     cov = {}
     for th in threads:
         el, t, _, cmd = run_covfit(args.covfit, jobk, os.path.join(tmp, f"kfold_t{th}.h5"), th)
+        svds = float(t["svd_seconds"]) + float(t["fold_svd_seconds"]) if "fold_svd_seconds" in t.dtype.names else float("nan")
         cov[th] = {"wall": el, "task_seconds": float(t["seconds"]), "svd_seconds": float(t["svd_seconds"]),
-                   "r": int(t["r"]), "cmd": cmd}
-        print(f"   covfit -t {th}: {el:.2f} s wall (task {t['seconds']:.2f} s, full-data SVD {t['svd_seconds']:.3f} s)",
-              flush=True)
+                   "all_svds_seconds": svds, "r": int(t["r"]), "cmd": cmd}
+        # The per-λ floor (issue 11): all of the sweep's thread seconds (its work units and
+        # the summary) over those of its SVDs (full data + every fold's), from the file.
+        print(f"   covfit -t {th}: {el:.2f} s wall; thread seconds: sweep {t['seconds']:.3f}, its SVDs {svds:.3f} "
+              f"(full data {t['svd_seconds']:.3f}) -> sweep / SVDs = {t['seconds'] / svds:.2f}"
+              f"{'' if not args.no_losses else ' (losses = false)'}", flush=True)
     la1 = loadavg()
     res.update(load_end=la1, numpy_smart_s=t_smart, numpy_naive_s=t_naive, numpy_naive_lambdas_timed=done,
                numpy_naive_s_full=t_naive_full, naive_extrapolated=done < L, covfit=cov)
