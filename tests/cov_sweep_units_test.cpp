@@ -80,9 +80,10 @@ TEST(SweepUnits, BlocksAreLargestLambdaFirstAndCoverTheGridOnce) {
   EXPECT_EQ(cc::sweep_lambda_block(cfg), 13);  // linearised: one unit per part
 }
 
-// Units computed in reverse order in another SweepData (another process), assembled:
-// the same bits as run_sweep with 1 and with 2 threads.
-TEST(SweepUnits, AnyOrderAndThreadCountGiveTheSameBits) {
+// Each part's chain of blocks computed in its own SweepData (as on separate workers),
+// chains in reverse order, one block resumed from a preloaded warm start (as after a
+// kill): the same bits as run_sweep with 1 and with 2 threads.
+TEST(SweepUnits, AnyWorkerOrderAndThreadCountGiveTheSameBits) {
   const cc::Problem p = problem(40, 30, 30, 5);
   cc::SweepConfig cfg = config(p, 4);
   const cc::SweepResult one = cc::run_sweep(p, cfg, nullptr);
@@ -93,9 +94,20 @@ TEST(SweepUnits, AnyOrderAndThreadCountGiveTheSameBits) {
   cfg.threads = 1;
   const int nb = static_cast<int>(cc::sweep_blocks(cfg).size()), F = 3;
   std::vector<cc::SweepUnitResult> units;
-  for (int i = (F + 1) * nb - 1; i >= 0; --i) {
-    cc::SweepData fresh(p, cfg.folds, 1);  // nothing shared: as on separate workers
-    units.push_back(cc::run_sweep_unit(fresh, cfg, i / nb - 1, i % nb, nullptr));
+  for (int part = F - 1; part >= -1; --part) {
+    cc::SweepData worker(p, cfg.folds, 1);
+    for (int b = 0; b < nb; ++b) {
+      if (b == 2) {  // a new process resuming the chain from the committed block 1
+        cc::SweepData resumed(p, cfg.folds, 1);
+        resumed.set_warm(cfg.model, part, 1, units.back().warm_end);
+        units.push_back(cc::run_sweep_unit(resumed, cfg, part, b, nullptr));
+        worker.set_warm(cfg.model, part, b, units.back().warm_end);
+        EXPECT_TRUE(units.back().warm_started);
+        continue;
+      }
+      units.push_back(cc::run_sweep_unit(worker, cfg, part, b, nullptr));
+      EXPECT_EQ(units.back().warm_started, b > 0);
+    }
   }
   cc::SweepData data(p, cfg.folds, 1);
   expect_equal(one, cc::assemble_sweep(data, cfg, units, nullptr));
@@ -107,26 +119,34 @@ TEST(SweepUnits, AnyOrderAndThreadCountGiveTheSameBits) {
   EXPECT_THROW(cc::assemble_sweep(data, cfg, units, nullptr), covfit::RuntimeError);
 }
 
-// Blocks start cold; one block warm-starts the whole path. The exact solutions differ, but
-// only within their certificates: |L_a - L_b| <= gap_a + gap_b at every certified lambda,
-// up to evaluation rounding, and the linearised columns are identical.
-TEST(SweepUnits, BlockSizeChangesExactSolutionsOnlyWithinTheirCertificates) {
+// A chain of blocks is the whole warm-started path cut into pieces: any block size gives
+// the same bits. A block that starts cold (its predecessor's end unavailable, e.g. the
+// API used without chains) differs, but only within the certificates: |L_a - L_b| <=
+// gap_a + gap_b up to evaluation rounding.
+TEST(SweepUnits, ChainsEqualTheWholePathAndColdBlocksDifferOnlyWithinTheirCertificates) {
   const cc::Problem p = problem(40, 30, 30, 9);
   const cc::SweepResult whole = cc::run_sweep(p, config(p, 13), nullptr);
   const cc::SweepResult blocks = cc::run_sweep(p, config(p, 2), nullptr);
-  ASSERT_EQ(whole.rows.size(), blocks.rows.size());
+  expect_equal(whole, blocks);
+
+  cc::SweepConfig cfg = config(p, 2);
+  const auto order = cc::sweep_blocks(cfg);
   int certified = 0;
-  for (std::size_t i = 0; i < whole.rows.size(); ++i) {
-    const cc::SweepRow &a = whole.rows[i], &b = blocks.rows[i];
-    EXPECT_TRUE(same_bits(a.r2_val, b.r2_val));
-    EXPECT_TRUE(same_bits(a.loss_lin, b.loss_lin));
-    if (a.exact_status != "converged" || b.exact_status != "converged") continue;
-    ++certified;
-    // The gap bounds are exact-arithmetic statements; the losses carry evaluation rounding
-    // of a few ulps of their largest terms (L(0) scale).
-    const double rounding = 32 * 2.22e-16 * whole.loss_zero;
-    EXPECT_LE(std::abs(a.loss_exact - b.loss_exact), a.gap_bound + b.gap_bound + rounding)
-        << "lambda " << a.lambda << " L " << a.loss_exact << " L0 " << whole.loss_zero;
+  for (int b = 1; b < static_cast<int>(order.size()); ++b) {
+    cc::SweepData fresh(p, cfg.folds, 1);  // nothing published: the block starts cold
+    const cc::SweepUnitResult cold = cc::run_sweep_unit(fresh, cfg, -1, b, nullptr);
+    EXPECT_FALSE(cold.warm_started);
+    for (std::size_t k = 0; k < cold.rows.size(); ++k) {
+      const cc::SweepRow& a = cold.rows[k];
+      const cc::SweepRow& w = whole.rows[static_cast<std::size_t>(a.lambda_index)];
+      if (a.exact_status != "converged" || w.exact_status != "converged") continue;
+      ++certified;
+      // The gap bounds are exact-arithmetic statements; the losses carry evaluation
+      // rounding of a few ulps of their largest terms (L(0) scale).
+      const double rounding = 32 * 2.22e-16 * whole.loss_zero;
+      EXPECT_LE(std::abs(a.loss_exact - w.loss_exact), a.gap_bound + w.gap_bound + rounding)
+          << "lambda " << a.lambda;
+    }
   }
-  EXPECT_EQ(certified, 13);
+  EXPECT_EQ(certified, 11);  // 13 lambdas, block 0's two start cold in both
 }

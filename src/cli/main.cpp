@@ -73,7 +73,7 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   if (!quiet) std::fprintf(stderr, "covfit: job '%s': %lld %s in shard %d/%d -> %s\n", job.name.c_str(),
-               static_cast<long long>((job.task_count() - opt.shard.index + opt.shard.count - 1) / opt.shard.count),
+               static_cast<long long>(covfit::run::shard_size(job, opt.shard.index, opt.shard.count)),
                job.kind == "sweep" ? "work units" : "tasks",
                opt.shard.index, opt.shard.count, output.c_str());
   covfit::run::RunSummary s = covfit::run::run_job(job, opt, &g_stop);

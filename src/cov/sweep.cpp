@@ -147,15 +147,47 @@ class ProgressTracker {
   SweepProgress p_;
 };
 
-// The exact path over one block: the job's budgets, the stop flag, lambda-level progress.
+// The exact path over one block (lambdas largest first): the job's budgets, the stop flag,
+// lambda-level progress. Each lambda warm-starts from the previous one's solution, the
+// first from `start` (the previous block's end) or, without one, its own continuation.
 std::vector<ExactResult> exact_path(const Reduced& red, const std::vector<double>& lam,
                                     const SweepConfig& cfg, const std::atomic<bool>* stop,
-                                    ProgressTracker* progress) {
+                                    ProgressTracker* progress, const WarmStart* start) {
   ExactOptions o = cfg.exact_options;
   o.stop = stop;
-  return sweep_exact(red, lam, o, [&](const ExactResult& e) {
-    if (progress) progress->lambda_done(e);
-  });
+  check_lambdas(lam, 0.0, false, "exact sweep lambda");
+  std::vector<ExactResult> out(lam.size());
+  Matrix warm;
+  double warm_lambda = 0.0;
+  bool have_warm = false;
+  const auto take = [&](const Matrix& M, double lambda) {
+    warm = M;
+    for (int i = 0; i < warm.rows; ++i) warm(i, i) += 1.0;  // P = I + M
+    warm_lambda = lambda;
+    have_warm = true;
+  };
+  if (start && start->M.rows == red.r) take(start->M, start->lambda);
+  for (std::size_t k = 0; k < lam.size(); ++k) {
+    if (stop && stop->load()) {
+      out[k].lambda = lam[k];
+      out[k].status = ExactStatus::interrupted;
+      out[k].message = "interrupted";
+      continue;
+    }
+    out[k] = solve_exact(red, lam[k], o, have_warm ? &warm : nullptr, warm_lambda);
+    // A budget-limited iterate is still P > 0 and near the path: a good next start.
+    if (out[k].status == ExactStatus::converged || out[k].status == ExactStatus::budget) take(out[k].M, lam[k]);
+    if (progress) progress->lambda_done(out[k]);
+  }
+  return out;
+}
+
+// The last solution of a block's path that can start the next block.
+std::shared_ptr<const WarmStart> end_of(const std::vector<ExactResult>& ex) {
+  for (auto it = ex.rbegin(); it != ex.rend(); ++it)
+    if (it->status == ExactStatus::converged || it->status == ExactStatus::budget)
+      return std::make_shared<const WarmStart>(WarmStart{it->lambda, it->M});
+  return nullptr;
 }
 
 bool exact_for(const SweepConfig& cfg, const Reduced& red) {
@@ -216,14 +248,16 @@ std::vector<int> fixed_store_indices(const SweepConfig& cfg, const std::vector<d
 }
 
 void free_full_unit(const SweepConfig& cfg, const Reduced& red, const std::vector<double>& lam,
-                    const std::vector<int>& block, double unit, SweepUnitResult& u,
-                    const std::atomic<bool>* stop) {
+                    const std::vector<int>& block, double unit, const WarmStart* start,
+                    SweepUnitResult& u, const std::atomic<bool>* stop) {
   const bool exact = exact_for(cfg, red);
   std::vector<double> bl;
   for (int l : block) bl.push_back(lam[static_cast<std::size_t>(l)]);
   ProgressTracker progress(cfg, exact ? static_cast<long long>(bl.size()) : 0);
   std::vector<ExactResult> ex;
-  if (exact) ex = exact_path(red, bl, cfg, stop, &progress);
+  if (exact) ex = exact_path(red, bl, cfg, stop, &progress, start);
+  u.warm_end = end_of(ex);
+  u.warm_started = exact && start;
   if (stop && stop->load()) return;
   const int B = static_cast<int>(block.size());
   u.rows.assign(static_cast<std::size_t>(B), SweepRow{});
@@ -261,14 +295,16 @@ void free_full_unit(const SweepConfig& cfg, const Reduced& red, const std::vecto
 }
 
 void free_fold_unit(const SweepConfig& cfg, const FoldData& fd, int fold, const std::vector<double>& lam,
-                    const std::vector<int>& block, bool full_exact, SweepUnitResult& u,
-                    const std::atomic<bool>* stop) {
+                    const std::vector<int>& block, bool full_exact, const WarmStart* start,
+                    SweepUnitResult& u, const std::atomic<bool>* stop) {
   const bool exact = full_exact && exact_for(cfg, fd.red);
   std::vector<double> bl;
   for (int l : block) bl.push_back(lam[static_cast<std::size_t>(l)]);
   ProgressTracker progress(cfg, exact ? static_cast<long long>(bl.size()) : 0);
   std::vector<ExactResult> fe;
-  if (exact) fe = exact_path(fd.red, bl, cfg, stop, &progress);
+  if (exact) fe = exact_path(fd.red, bl, cfg, stop, &progress, start);
+  u.warm_end = end_of(fe);
+  u.warm_started = exact && start;
   for (const ExactResult& e : fe) ++u.exact_counts[static_cast<int>(e.status)];
   if (stop && stop->load()) return;
   // R^2 of W_lin's two predictions along the block (lambda_path.hpp: within 1e-12), of the
@@ -402,6 +438,30 @@ std::shared_ptr<const FoldData> SweepData::fold(int f, double* seconds) {
   }
 }
 
+void SweepData::expect(SweepModel model, int part, int block) {
+  std::lock_guard lock(mu_);
+  warm_[{static_cast<int>(model), part, block}].expected = true;
+}
+
+void SweepData::set_warm(SweepModel model, int part, int block, std::shared_ptr<const WarmStart> w) {
+  std::lock_guard lock(mu_);
+  Slot& s = warm_[{static_cast<int>(model), part, block}];
+  if (s.set) return;  // published once (a preloaded start is not replaced)
+  s.set = true;
+  s.promise.set_value(std::move(w));
+}
+
+std::shared_ptr<const WarmStart> SweepData::warm(SweepModel model, int part, int block) {
+  std::shared_future<std::shared_ptr<const WarmStart>> f;
+  {
+    std::lock_guard lock(mu_);
+    auto it = warm_.find({static_cast<int>(model), part, block});
+    if (it == warm_.end() || (!it->second.set && !it->second.expected)) return nullptr;
+    f = it->second.future;
+  }
+  return f.get();
+}
+
 SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part, int block,
                                const std::atomic<bool>* stop) {
   const auto t0 = Clock::now();
@@ -411,6 +471,14 @@ SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part
   const std::vector<std::vector<int>> blocks = sweep_blocks(cfg);
   if (block < 0 || block >= static_cast<int>(blocks.size()))
     throw RuntimeError("sweep: block " + std::to_string(block) + " out of range");
+  // Publish this unit's end whatever happens (a successor may be waiting for it).
+  struct Publish {
+    SweepData& data;
+    SweepModel model;
+    SweepUnitResult& u;
+    ~Publish() { data.set_warm(model, u.part, u.block, u.warm_end); }
+  } publish{data, cfg.model, u};
+  const std::shared_ptr<const WarmStart> start = block > 0 ? data.warm(cfg.model, part, block - 1) : nullptr;
   BlasThreads one(1);
   const std::shared_ptr<const Reduced> full = data.full(&u.full_svd_seconds);
   u.n = data.problem().X.rows;
@@ -429,12 +497,12 @@ SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part
   if (part < 0) {
     u.r = full->r;  // (diag_unit sets the same)
     u.loss_zero = loss_reduced(*full, Matrix(full->r, full->r), 1.0);  // lambda irrelevant at W = 0
-    if (cfg.model == SweepModel::free) free_full_unit(cfg, *full, lam, idx, unit, u, stop);
+    if (cfg.model == SweepModel::free) free_full_unit(cfg, *full, lam, idx, unit, start.get(), u, stop);
     else diag_unit(cfg, data, *full, part, lam, lamd.empty() ? lam : lamd, idx, u, stop);
   } else if (cfg.model == SweepModel::free) {
     std::shared_ptr<const FoldData> fd = data.fold(part, &u.fold_svd_seconds);
     u.r = fd->red.r;
-    free_fold_unit(cfg, *fd, part, lam, idx, exact_for(cfg, *full), u, stop);
+    free_fold_unit(cfg, *fd, part, lam, idx, exact_for(cfg, *full), start.get(), u, stop);
   } else {
     diag_unit(cfg, data, *full, part, lam, lamd.empty() ? lam : lamd, idx, u, stop);
   }
@@ -562,17 +630,19 @@ SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg, std::vector<
       const double lb = lam[static_cast<std::size_t>(res.best)];
       std::vector<StoredMatrix> m;
       if (exact) {
-        // The best lambda's block from its cold start down to the best lambda: the
-        // solution its unit found (same start, same steps).
+        // The best lambda's block from its start (the previous block's end, as its unit
+        // had it) down to the best lambda: the solution its unit found (same steps).
         std::vector<double> path;
-        for (const auto& b : blocks) {
-          if (std::find(b.begin(), b.end(), res.best) == b.end()) continue;
-          for (int l : b) {
+        const WarmStart* start = nullptr;
+        for (std::size_t b = 0; b < blocks.size(); ++b) {
+          if (std::find(blocks[b].begin(), blocks[b].end(), res.best) == blocks[b].end()) continue;
+          if (b > 0) start = units[b - 1].warm_end.get();  // units[0..nb): the full data's blocks
+          for (int l : blocks[b]) {
             path.push_back(lam[static_cast<std::size_t>(l)]);
             if (l == res.best) break;
           }
         }
-        const std::vector<ExactResult> e = exact_path(*red, path, cfg, stop, nullptr);
+        const std::vector<ExactResult> e = exact_path(*red, path, cfg, stop, nullptr, start);
         if (stop && stop->load()) {
           finish();
           return res;
@@ -632,15 +702,24 @@ double sweep_store_bytes(const SweepConfig& cfg, int n, int m) {
 }
 
 SweepResult run_sweep(const Problem& p, const SweepConfig& cfg, const std::atomic<bool>* stop) {
-  SweepData data(p, cfg.folds, cfg.blas_threads, std::max(3, cfg.threads + 1));
   const int F = static_cast<int>(cfg.folds.size()), nb = static_cast<int>(sweep_blocks(cfg).size());
+  SweepData data(p, cfg.folds, cfg.blas_threads, std::max(F, cfg.threads + 1));
   std::vector<SweepUnitResult> units(static_cast<std::size_t>((F + 1) * nb));
-  // Units side by side, each on one thread (the full data's first: the longest).
+  for (int i = 0; i < static_cast<int>(units.size()); ++i)
+    data.expect(cfg.model, sweep_unit_part(i, F), sweep_unit_block(i, F));
+  // Units side by side, each on one thread, block-major (units are handed out in order, so
+  // a unit's predecessor in its chain is always under way or done). The OpenBLAS thread
+  // count is process-wide: one thread for the whole run (a unit restoring the count it
+  // found must not hand another unit a multi-threaded BLAS mid-way), and units one at a
+  // time when the full-data SVD gets more (blas_threads).
+  BlasThreads one_blas(1);
   SweepConfig one = cfg;
   one.threads = 1;
-  parallel_items(static_cast<long long>(units.size()), cfg.threads, stop, [&](long long i) {
-    units[static_cast<std::size_t>(i)] = run_sweep_unit(data, one, static_cast<int>(i / nb) - 1,
-                                                        static_cast<int>(i % nb), stop);
+  const int side_by_side = cfg.blas_threads > 1 ? 1 : cfg.threads;
+  parallel_items(static_cast<long long>(units.size()), side_by_side, stop, [&](long long i) {
+    const int k = static_cast<int>(i);
+    units[static_cast<std::size_t>(i)] =
+        run_sweep_unit(data, one, sweep_unit_part(k, F), sweep_unit_block(k, F), stop);
   });
   if (stop && stop->load()) return {};
   return assemble_sweep(data, cfg, std::move(units), stop);

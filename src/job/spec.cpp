@@ -559,8 +559,8 @@ std::int64_t Job::sweep_task_count() const {
   return static_cast<std::int64_t>(cov_data.size() * sweep.models.size());
 }
 
-// Units of one data set: model by model (in job order), each part (the full data, then
-// fold 0, 1, ...) by its lambda blocks.
+// Units of one data set: model by model (in job order), each block-major: block 0 of the
+// full data, of fold 0, 1, ..., then block 1 of each (cov::sweep_unit_part/_block).
 SweepUnit Job::sweep_unit(std::int64_t id) const {
   SweepUnit u;
   u.id = id;
@@ -573,14 +573,20 @@ SweepUnit Job::sweep_unit(std::int64_t id) const {
     if (rest < n) {
       u.task = sweep_task(static_cast<std::int64_t>(data) * static_cast<std::int64_t>(sweep.models.size()) +
                           static_cast<std::int64_t>(mi));
-      u.part = static_cast<int>(rest / blocks) - 1;
-      u.block = static_cast<int>(rest % blocks);
+      u.part = cov::sweep_unit_part(static_cast<int>(rest), sweep_folds());
+      u.block = cov::sweep_unit_block(static_cast<int>(rest), sweep_folds());
       u.blocks = blocks;
       return u;
     }
     rest -= n;
   }
   throw RuntimeError("sweep unit " + std::to_string(id) + " out of range");
+}
+
+std::int64_t Job::shard_key(std::int64_t id) const {
+  if (kind != "sweep") return id;
+  const SweepUnit u = sweep_unit(id);  // its chain: (task, part)
+  return u.task.id * (sweep_folds() + 1) + (u.part + 1);
 }
 
 std::int64_t Job::task_count() const {

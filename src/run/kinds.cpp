@@ -220,7 +220,7 @@ class SweepKind : public Kind {
       if (progress_)
         std::fprintf(stderr, "covfit: assembling task %lld (%s/%s) from %zu units\n", static_cast<long long>(id),
                      data_[di].name.c_str(), job::cov_model_name(task.model).c_str(), units[id].size());
-      cov::SweepResult r = cov::assemble_sweep(shared_data(task.data), cfg, std::move(units[id]), stop_);
+      cov::SweepResult r = cov::assemble_sweep(*shared_data(task.data), cfg, std::move(units[id]), stop_);
       if (stop_ && stop_->load()) throw Interrupted();
       append_sweep(summary, id, data_[di].name, job::cov_model_name(task.model), data_[di].centred_by_us,
                    job_.sweep.base.lambda_relative, r);
@@ -255,7 +255,7 @@ class SweepKind : public Kind {
                      p.not_converged, s);
       };
     }
-    cov::SweepUnitResult r = cov::run_sweep_unit(shared_data(unit.task.data), cfg, unit.part, unit.block, stop);
+    cov::SweepUnitResult r = cov::run_sweep_unit(*shared_data(unit.task.data), cfg, unit.part, unit.block, stop);
     if (stop && stop->load()) return {};
     Done done{r.ok ? "ok" : "failed", std::nan(""), nullptr};
     done.write = [this, unit, name = data_[di].name, model = job::cov_model_name(unit.task.model),
@@ -267,6 +267,20 @@ class SweepKind : public Kind {
   bool higher_is_better() const override { return true; }
   bool parallel_inside_task() const override { return true; }
   void set_run_id(const std::string& id) override { run_id_ = id; }
+  // A part's lambda blocks form a chain: a committed unit's end starts its successor.
+  void resume_from(hid_t f) override {
+    for (auto& [task_id, units] : read_sweep_units(f)) {
+      const job::SweepTask task = job_.sweep_task(task_id);
+      for (const cov::SweepUnitResult& u : units)
+        shared_data(task.data)->set_warm(sweep_config(task.model).model, u.part, u.block, u.warm_end);
+    }
+  }
+  void will_compute(const std::vector<std::int64_t>& ids) override {
+    for (std::int64_t id : ids) {
+      const job::SweepUnit u = job_.sweep_unit(id);
+      shared_data(u.task.data)->expect(sweep_config(u.task.model).model, u.part, u.block);
+    }
+  }
   // blas_threads > 1 sets OpenBLAS's process-wide thread count for each full-data SVD:
   // run units one at a time so every SVD gets it (same bits whatever -t or the schedule).
   bool one_task_at_a_time() const override { return job_.sweep.base.blas_threads > 1; }
@@ -282,22 +296,29 @@ class SweepKind : public Kind {
     if (!s.val.empty()) return {cov::explicit_split(m, s.val, job_.path + ": sweep.val")};
     return cov::kfold_split(m, s.folds, s.fold_seed, job_.path + ": sweep.folds");
   }
-  // The reductions of a data set, shared by its units in this process; the last two data
-  // sets' are kept (units run in id order: data set by data set).
-  cov::SweepData& shared_data(int d) {
+  // The reductions (and warm starts) of a data set, shared by its units in this process.
+  // Units are handed out in id order, data set by data set: once a unit of data set d
+  // starts, every unit of data sets before d - 1 has started (and holds what it uses),
+  // so those are dropped here.
+  std::shared_ptr<cov::SweepData> shared_data(int d) {
     std::lock_guard lock(data_mu_);
     auto it = shared_.find(d);
     if (it == shared_.end()) {
       const int threads = std::max(1, omp_get_max_threads());
-      it = shared_.emplace(d, std::make_unique<cov::SweepData>(data_[static_cast<std::size_t>(d)].problem,
+      // A chain of lambda blocks revisits every fold once per block: keep them all then.
+      const bool chains = job_.sweep.base.lambdas.size() > 1 &&
+                          job_.sweep_blocks(job::CovModel::free) > 1;
+      const int capacity = chains ? std::max(threads + 1, job_.sweep_folds()) : threads + 1;
+      it = shared_.emplace(d, std::make_shared<cov::SweepData>(data_[static_cast<std::size_t>(d)].problem,
                                                                folds_[static_cast<std::size_t>(d)],
-                                                               job_.sweep.base.blas_threads, threads + 1))
+                                                               job_.sweep.base.blas_threads, capacity))
                .first;
-      // Drop data sets more than one behind (no unit of them is still queued here).
-      for (auto j = shared_.begin(); j != shared_.end();)
-        j = j->first < d - 1 ? shared_.erase(j) : std::next(j);
     }
-    return *it->second;
+    if (d > newest_) {
+      newest_ = d;
+      for (auto j = shared_.begin(); j != shared_.end();) j = j->first < d - 1 ? shared_.erase(j) : std::next(j);
+    }
+    return it->second;
   }
   const job::Job& job_;
   bool progress_;
@@ -307,7 +328,8 @@ class SweepKind : public Kind {
   std::unique_ptr<io::SweepUnitTables> tables_;
   std::string run_id_;
   std::mutex data_mu_;
-  std::map<int, std::unique_ptr<cov::SweepData>> shared_;
+  std::map<int, std::shared_ptr<cov::SweepData>> shared_;
+  int newest_ = -1;
 };
 
 }  // namespace

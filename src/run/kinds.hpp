@@ -52,6 +52,10 @@ class Kind {
   // fewer tasks than threads remain; then tasks run one at a time.
   virtual Done compute(std::int64_t id, int inner_threads, const std::atomic<bool>* stop) = 0;
   virtual bool parallel_inside_task() const = 0;
+  // Before computing: what the file already holds (resumed tasks) and the ids this run
+  // will compute, in order (sweeps: warm starts along each part's lambda blocks).
+  virtual void resume_from(hid_t /*file*/) {}
+  virtual void will_compute(const std::vector<std::int64_t>& /*ids*/) {}
   // Names this run in what it writes (sweep units record which run computed them).
   virtual void set_run_id(const std::string& /*id*/) {}
   // Tasks must not run side by side (e.g. they change the process-wide BLAS thread count).

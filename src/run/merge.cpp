@@ -94,7 +94,7 @@ MergeSummary merge_shards(const std::vector<std::string>& inputs, const std::str
       const std::size_t f = by_index[i];
       const std::int64_t n = metas[f].shard_count;
       auto ids = kind->copy_tasks(files[f].get(), out.id(),
-                                  [&](std::int64_t id) { return id % n == i; });
+                                  [&](std::int64_t id) { return job.shard_key(id) % n == i; });
       summary.tasks += static_cast<std::int64_t>(ids.size());
     }
     out.flush();

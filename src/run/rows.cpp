@@ -93,6 +93,9 @@ void write_sweep_data(hid_t file, const std::vector<data::CovData>& data) {
 
 namespace {
 
+// A unit's exact path end, stored with it as the next block's warm start.
+const char* const kWarmEnd = "M_end";
+
 io::SweepLambdaRow lambda_row(std::int64_t id, const std::string& data_name, const std::string& model,
                               double unit, const cov::SweepRow& x) {
   io::SweepLambdaRow row;
@@ -216,7 +219,11 @@ void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, 
   for (const auto& f : r.fold_rows) folds.push_back(fold_row(unit.id, f));
   std::vector<io::SweepMatrixRow> matrices;
   std::vector<double> values;
-  matrices_rows(unit.id, r.stored, matrices, values);
+  std::vector<cov::StoredMatrix> stored = r.stored;
+  if (r.warm_end)  // the next block's start (reduced M, r x r)
+    stored.push_back({kWarmEnd, r.warm_end->lambda, std::nan(""), r.warm_end->M.rows, r.warm_end->M.cols,
+                      r.warm_end->M.data});
+  matrices_rows(unit.id, stored, matrices, values);
   tables.append(u, lambdas, folds, matrices, values);
 }
 
@@ -259,7 +266,13 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
       const io::SweepMatrixRow& m = c.matrices[static_cast<std::size_t>(i)];
       cov::StoredMatrix sm{m.name, m.lambda, m.lambda_d, static_cast<int>(m.rows), static_cast<int>(m.cols), {}};
       sm.data = io::SweepUnitTables::read_values(file, u.values_offset + m.offset, m.rows * m.cols);
-      r.stored.push_back(std::move(sm));
+      if (sm.name == kWarmEnd) {
+        cov::WarmStart w{sm.lambda, cov::Matrix(sm.rows, sm.cols)};
+        w.M.data = std::move(sm.data);
+        r.warm_end = std::make_shared<const cov::WarmStart>(std::move(w));
+      } else {
+        r.stored.push_back(std::move(sm));
+      }
     }
     out[u.task_id].push_back(std::move(r));
   }

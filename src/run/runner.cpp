@@ -105,6 +105,12 @@ void check_output(const job::Job& job, const Kind& kind, const RunOptions& opt, 
 
 }  // namespace
 
+std::int64_t shard_size(const job::Job& job, std::int64_t index, std::int64_t count) {
+  std::int64_t n = 0;
+  for (std::int64_t id = 0; id < job.task_count(); ++id) n += job.shard_key(id) % count == index;
+  return n;
+}
+
 JobPlan plan_job(const job::Job& job) {
   std::unique_ptr<Kind> kind = make_kind(job, false);
   kind->load_data();
@@ -136,7 +142,8 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
 
   const std::int64_t total = job.task_count();
   std::vector<std::int64_t> mine;
-  for (std::int64_t id = opt.shard.index; id < total; id += opt.shard.count) mine.push_back(id);
+  for (std::int64_t id = 0; id < total; ++id)
+    if (job.shard_key(id) % opt.shard.count == opt.shard.index) mine.push_back(id);
 
   io::FileMeta meta;
   meta.job_name = job.name;
@@ -162,13 +169,14 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
       },
       [&](hid_t old_file, hid_t new_file) {
         done_list = kind->copy_tasks(old_file, new_file, [&](std::int64_t id) {
-          return id >= 0 && id < total && id % opt.shard.count == opt.shard.index;
+          return id >= 0 && id < total && job.shard_key(id) % opt.shard.count == opt.shard.index;
         });
       });
   lock.hold_inode();  // the file now at opt.output (new, or the resumed copy)
   kind->open_tables(file.id());
   kind->set_run_id(io::host_name() + ":" + std::to_string(::getpid()) + ":" + io::utc_now_iso());
   std::unordered_set<std::int64_t> done(done_list.begin(), done_list.end());
+  kind->resume_from(file.id());
   file.flush();
   file.start_swmr();
 
@@ -180,6 +188,7 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
     if (!done.count(id)) todo.push_back(id);
   if (opt.max_tasks >= 0 && static_cast<std::int64_t>(todo.size()) > opt.max_tasks)
     todo.resize(static_cast<std::size_t>(opt.max_tasks));
+  kind->will_compute(todo);
   if (opt.progress && summary.already_done > 0)
     std::fprintf(stderr, "covfit: resuming %s: %lld of %lld %s already done\n",
                  opt.output.c_str(), static_cast<long long>(summary.already_done),

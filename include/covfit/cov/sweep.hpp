@@ -4,11 +4,13 @@
 //
 // A task is cut into work units that can run anywhere and commit separately: one part
 // (the full data, or one fold) over one block of the lambda grid (sweep_blocks: blocks
-// of lambda_block grid points, largest lambda first). Every block's exact path starts
-// cold at its largest lambda, so a unit's result does not depend on which process, shard
-// or resume computed it. assemble_sweep turns a task's units into its SweepResult (means
-// over folds, best and one-SE lambda, matrices at the best lambda); run_sweep does both
-// in one process.
+// of lambda_block grid points, largest lambda first). A part's blocks form a chain: block
+// b's exact path starts from the solution block b-1 ended with (WarmStart, stored with
+// that unit, so a resume continues from the last committed block), block 0 from its own
+// continuation. Given its predecessor's warm start a unit's result does not depend on
+// which process computed it; shards therefore take whole chains. assemble_sweep turns a
+// task's units into its SweepResult (means over folds, best and one-SE lambda, matrices
+// at the best lambda); run_sweep does both in one process.
 //
 // free:      per fold, the linearised closed form at every lambda (R^2 of its own
 //            prediction, of the exact forward map, and of the exact solution); on all
@@ -26,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "covfit/cov/diagnostics.hpp"
@@ -79,6 +82,10 @@ int sweep_lambda_block(const SweepConfig& cfg);
 // The lambda blocks of every part: indices into cfg.lambdas, largest lambda first
 // (ties in grid order), cut into blocks of sweep_lambda_block.
 std::vector<std::vector<int>> sweep_blocks(const SweepConfig& cfg);
+// Units are numbered block-major: unit i of a task with F folds is block i / (F + 1) of
+// part i % (F + 1) - 1, so the parts' chains advance side by side.
+inline int sweep_unit_part(int i, int folds) { return i % (folds + 1) - 1; }
+inline int sweep_unit_block(int i, int folds) { return i / (folds + 1); }
 
 struct SweepRow {
   int lambda_index = -1, lambda_d_index = -1;  // grid indices (lambda_d: -1 for free)
@@ -140,6 +147,12 @@ struct SweepResult {
   double headline_r2() const;
 };
 
+// The exact solution a block's path ended with (its smallest lambda): the next block's start.
+struct WarmStart {
+  double lambda = 0;
+  Matrix M;  // (r, r): W = U M U^T
+};
+
 // What one work unit computed. Rows carry their grid indices, so units can arrive in any
 // order.
 struct SweepUnitResult {
@@ -155,6 +168,8 @@ struct SweepUnitResult {
   std::vector<SweepFoldRow> fold_rows; // fold part: R^2 of this fold
   std::vector<StoredMatrix> stored;    // full part: store_all / store_lambdas in this block
   int exact_counts[4] = {0, 0, 0, 0};  // exact solves of this unit per ExactStatus
+  std::shared_ptr<const WarmStart> warm_end;  // exact path's last solution (null: none)
+  bool warm_started = false;           // block > 0 started from its predecessor's warm_end
 };
 
 // The reductions a process shares between the units of one data set: the full-data SVD
@@ -168,6 +183,14 @@ class SweepData {
   // `seconds` gets the time spent computing it here (0 if cached or computed elsewhere).
   std::shared_ptr<const Reduced> full(double* seconds = nullptr);
   std::shared_ptr<const FoldData> fold(int f, double* seconds = nullptr);
+  // Warm starts along a part's chain of blocks (per model: the reductions are shared by
+  // a data set's models). set_warm publishes the end of (part, block) (null: it has none);
+  // warm() returns it, waiting for it when that unit was announced with expect() and is
+  // not published yet (it is being computed here), and null when it is neither published
+  // nor expected (then the block starts cold).
+  void expect(SweepModel model, int part, int block);
+  void set_warm(SweepModel model, int part, int block, std::shared_ptr<const WarmStart> w);
+  std::shared_ptr<const WarmStart> warm(SweepModel model, int part, int block);
 
  private:
   const Problem& p_;
@@ -177,16 +200,24 @@ class SweepData {
   std::shared_future<std::shared_ptr<const Reduced>> full_;
   std::map<int, std::shared_future<std::shared_ptr<const FoldData>>> folds_cache_;
   std::list<int> recent_;  // fold ids, most recent first
+  struct Slot {
+    std::promise<std::shared_ptr<const WarmStart>> promise;
+    std::shared_future<std::shared_ptr<const WarmStart>> future = promise.get_future().share();
+    bool expected = false, set = false;
+  };
+  std::map<std::tuple<int, int, int>, Slot> warm_;
 };
 
-// One work unit of a task whose folds are data.folds(). Throws InputError for bad lambdas.
-// Returns with partial rows if `stop` was raised (the caller discards it).
+// One work unit of a task whose folds are data.folds(): its exact path starts from
+// data.warm(cfg.model, part, block - 1) and it publishes its own end with data.set_warm (always,
+// null when it has none, so no successor waits forever). Throws InputError for bad
+// lambdas. Returns with partial rows if `stop` was raised (the caller discards it).
 SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part, int block,
                                const std::atomic<bool>* stop);
 
 // The task's result from all of its units (any order). Recomputes what depends on the
 // best lambda: the matrices stored there (the exact path of the best lambda's block, from
-// the same cold start, so the same bits) and free_diag's exact solution at the best pair.
+// the same start, so the same bits) and free_diag's exact solution at the best pair.
 // Throws RuntimeError if a unit is missing or duplicated.
 SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg,
                            std::vector<SweepUnitResult> units, const std::atomic<bool>* stop);
@@ -197,7 +228,8 @@ std::string exact_summary(const SweepResult& res);
 // Bytes the stored matrices will take (printed before a store = "all" run).
 double sweep_store_bytes(const SweepConfig& cfg, int n, int m);
 
-// Every unit in this process (cfg.threads side by side), then assemble_sweep.
+// Every unit in this process (cfg.threads side by side, in sweep_unit_order), then
+// assemble_sweep.
 // p must have passed check_and_centre. Throws InputError for bad lambdas or folds;
 // numerical trouble is reported in the rows (exact_status) or in ok/message.
 SweepResult run_sweep(const Problem& p, const SweepConfig& cfg, const std::atomic<bool>* stop);

@@ -127,6 +127,10 @@ struct Job {
   SweepSettings sweep;
 
   std::int64_t task_count() const;
+  // Shards take ids whose key % count == index: the id for fits; for sweeps the unit's
+  // chain (task, part), so a shard computes a part's lambda blocks in order, each from
+  // the end of the one before.
+  std::int64_t shard_key(std::int64_t id) const;
   TaskCoord task(std::int64_t id) const;          // kind = fit
   // kind = sweep: task_count() counts work units (what the runner, shards and resume
   // handle); a task is a (data set, model) pair, ids data slowest, model fastest.

@@ -52,4 +52,7 @@ void write_planted_file(const job::CovDataSpec& spec, const std::string& out, bo
 // are not written (a resume recomputes them).
 RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic<bool>* stop);
 
+// Tasks (sweeps: work units) of shard `index` of `count` (job.shard_key).
+std::int64_t shard_size(const job::Job& job, std::int64_t index, std::int64_t count);
+
 }  // namespace covfit::run
