@@ -77,15 +77,16 @@ int cmd_run(const std::string& job_path, std::string output, const std::vector<s
                job.kind == "sweep" ? "work units" : "tasks",
                opt.shard.index, opt.shard.count, output.c_str());
   covfit::run::RunSummary s = covfit::run::run_job(job, opt, &g_stop);
+  const char* items = job.kind == "sweep" ? "work units" : "tasks";
   if (s.interrupted) {
     std::fprintf(stderr,
-                 "covfit: interrupted by signal %d after %lld new tasks; %s is consistent.\n"
+                 "covfit: interrupted by signal %d after %lld new %s; %s is consistent.\n"
                  "covfit: to resume, run the same command again (without --overwrite).\n",
-                 static_cast<int>(g_signal), static_cast<long long>(s.computed), output.c_str());
+                 static_cast<int>(g_signal), static_cast<long long>(s.computed), items, output.c_str());
     return 128 + static_cast<int>(g_signal);
   }
-  if (!quiet) std::fprintf(stderr, "covfit: %lld tasks computed (%lld were already done) in %.2f s\n",
-               static_cast<long long>(s.computed), static_cast<long long>(s.already_done), s.seconds);
+  if (!quiet) std::fprintf(stderr, "covfit: %lld %s computed (%lld were already done) in %.2f s\n",
+               static_cast<long long>(s.computed), items, static_cast<long long>(s.already_done), s.seconds);
   if (!quiet) std::cout << covfit::report::fit_summary_table(output);
   std::cout << "results: " << output << "\n";
   return 0;
