@@ -414,6 +414,7 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& settin
   f.clip_grad = r.get<double>("clip_grad", f.clip_grad);
   f.width_scale = r.get<double>("width_scale", f.width_scale);
   f.lm_mu0 = r.get<double>("lm_mu0", f.lm_mu0);
+  f.lm_max_steps = r.get<int>("lm_max_steps", f.lm_max_steps);
   f.lr_final_ratio = r.get<double>("lr_final_ratio", f.lr_final_ratio);
   if (r.node("cull_tol")) {
     f.cull_tol = r.get<double>("cull_tol", f.cull_tol);
@@ -434,6 +435,7 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& settin
   if (!(f.eps > 0)) r.fail("eps", "must be > 0");
   if (!(f.clip_grad >= 0)) r.fail("clip_grad", "must be >= 0 (0: no clipping)");
   if (!(f.lm_mu0 > 0)) r.fail("lm_mu0", "must be > 0");
+  if (f.lm_max_steps < 0) r.fail("lm_max_steps", "must be >= 0 (0: max_steps)");
   if (!(f.target_loss >= 0)) r.fail("target_loss", "must be >= 0");
   if (!(settings.target_rel_variance >= 0)) r.fail("target_rel_variance", "must be >= 0");
   if (f.max_steps < 1) r.fail("max_steps", "must be >= 1");
@@ -450,8 +452,8 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& settin
     if (!(v > 0)) r.fail("target_losses", "levels must be > 0");
   r.finish({"precision", "max_steps", "rel_tol", "patience", "target_loss",
             "target_rel_variance", "target_losses", "log_every", "lr_weight", "lr_centre",
-            "lr_shape", "beta1", "beta2", "eps", "clip_grad", "width_scale", "lm_mu0", "lr_final_ratio", "init",
-            "sigma_min", "sigma_max", "cull_tol", "grid_recurrence"});
+            "lr_shape", "beta1", "beta2", "eps", "clip_grad", "width_scale", "lm_mu0", "lm_max_steps", "lr_final_ratio",
+            "init", "sigma_min", "sigma_max", "cull_tol", "grid_recurrence"});
 }
 
 void read_grid(const toml::table& t, const std::string& path, Job& job) {
