@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <cblas.h>
+#include <xsimd/xsimd.hpp>
 
 #include "covfit/data/points.hpp"
 #include "covfit/job/spec.hpp"
@@ -89,8 +90,8 @@ int main(int argc, char** argv) {
   const std::vector<double> raw0 = rbf::initial_raw(base, pts);
   const double init_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_init).count();
-  std::printf("# %s:%s N = %zu, full, K = %d, f64, threads %d, greedy init %.2f s (not counted)\n",
-              argv[1], argv[2], d.values.size(), K, threads, init_s);
+  std::printf("# %s:%s N = %zu, full, K = %d, f64, xsimd arch %s, threads %d, greedy init %.2f s (shared, not counted)\n",
+              argv[1], argv[2], d.values.size(), K, xsimd::default_arch::name(), threads, init_s);
   std::printf("%-12s %10s %7s %9s %-10s", "optimizer", "rel_loss", "steps", "seconds", "status");
   for (double l : levels) std::printf(" %7g", l);
   std::printf("\n");
