@@ -279,10 +279,12 @@ void residual_jacobian(const FitConfig& cfg, const Points& pts, const JacobianMa
 }
 
 // Largest change of one raw parameter in one LM step (a box trust region on top of the
-// damping): centres 10 % of the data extent, shape slots 0.5 (log sigma, the rotation
-// logit; relative, 0.5 |x|, for slots larger than 1: direct_inverse precisions). Without
-// it, a slot the loss barely sees (the rotation of a nearly isotropic kernel, a kernel's
-// width far outside the data) gets a tiny diag(J^T J) and a huge step: the rotation logit
+// damping): centres 10 % of the data extent; a shape slot 0.5 x max(1, |slot|) at the
+// current iterate where shape slots are logarithms or logits (full, isotropic), else
+// 0.5 x max(1, largest |shape slot| of the kernel) (precisions, scales, Cholesky entries:
+// p12 moves on the scale of p11). Without it,
+// a slot the loss barely sees (the rotation of a nearly isotropic kernel, a kernel's width
+// far outside the data) gets a tiny diag(J^T J) and a huge step: the rotation logit
 // saturates (its sigmoid stops responding) or a width lands on its bound, and the kernel
 // stays there for the rest of the fit.
 constexpr double kStepCapCentre = 0.1, kStepCapShape = 0.5;
@@ -386,9 +388,22 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
       w.cols.push_back(k * width + s);
       const Group grp = raw_group(cfg.param, s);
       w.cap.push_back(grp == Group::centre ? kStepCapCentre * std::max(extent, 1e-300)
-                      : grp == Group::shape ? kStepCapShape * std::max(1.0, std::abs(raw[static_cast<std::size_t>(k * width + s)]))
+                      : grp == Group::shape ? kStepCapShape
                                             : std::numeric_limits<double>::infinity());
     }
+  const bool per_slot_cap = cfg.param == Param::full || cfg.param == Param::isotropic;
+  auto update_caps = [&] {  // shape caps at the current iterate
+    for (std::size_t c = 0; c < w.cols.size(); ++c) {
+      const int ri = w.cols[c], k = ri / width;
+      if (raw_group(cfg.param, ri % width) != Group::shape) continue;
+      double scale = std::max(1.0, std::abs(raw[static_cast<std::size_t>(ri)]));
+      if (!per_slot_cap)
+        for (int s = 0; s < width; ++s)
+          if (raw_group(cfg.param, s) == Group::shape)
+            scale = std::max(scale, std::abs(raw[static_cast<std::size_t>(k * width + s)]));
+      w.cap[c] = kStepCapShape * scale;
+    }
+  };
   const int P = static_cast<int>(w.cols.size());
   const std::size_t Ps = static_cast<std::size_t>(P);
   w.D.assign(Ps, 0.0);
@@ -424,6 +439,7 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
       res.message = "variable projection: basis Gram matrix not positive definite";
       break;
     }
+    update_caps();
     double dmax = 0;
     for (std::size_t i = 0; i < Ps; ++i) {
       w.D[i] = std::max(w.D[i], w.A[i * Ps + i]);
