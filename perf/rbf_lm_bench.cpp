@@ -4,7 +4,8 @@
 //
 // Usage: rbf_lm_bench FILE DATASET [--K 25] [--opt adam,varpro,lm] [--adam-steps 20000]
 //                     [--lm-steps 300] [--threads 1] [--rel-tol 1e-4] [--patience 10]
-//                     [--set key=value ...] [--curve]
+//                     [--curve]
+//        rbf_lm_bench FILE DATASET --normal-equations 100,400   (culled vs dense J^T J)
 // The data set is loaded like `[data] source = "hdf5", grid_dataset = DATASET,
 // standardize = true` (so loss = relative loss), `full` parameterisation, greedy
 // initialisation from seed 8 (task 0 of jobs/real_grid_lm.toml), the job's Adam learning
@@ -24,6 +25,7 @@
 #include "covfit/data/points.hpp"
 #include "covfit/job/spec.hpp"
 #include "covfit/rbf/fit.hpp"
+#include "rbf/weights.hpp"
 
 using namespace covfit;
 
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
   int K = 25, adam_steps = 20000, lm_steps = 300, threads = 1, patience = 10;
   double rel_tol = 1e-4;
   bool curve = false;
+  std::vector<int> ne_K;  // --normal-equations K1,K2,...: time one VarPro normal-equations build
   std::vector<std::string> opts = {"adam", "varpro", "lm"};
   for (int i = 3; i < argc; ++i) {
     std::string a = argv[i];
@@ -59,6 +62,8 @@ int main(int argc, char** argv) {
     else if (a == "--rel-tol") rel_tol = std::stod(next());
     else if (a == "--patience") patience = std::stoi(next());
     else if (a == "--curve") curve = true;
+    else if (a == "--normal-equations")
+      for (const auto& k : split(next())) ne_K.push_back(std::stoi(k));
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
   openblas_set_num_threads(1);  // as covfit run inside tasks
@@ -70,6 +75,52 @@ int main(int argc, char** argv) {
   spec.standardize = true;
   const data::PointData d = data::load(spec);
   rbf::Points pts{d.x, d.y, d.values, d.grid ? &*d.grid : nullptr};
+  if (!ne_K.empty()) {
+    // One VarPro normal-equations build (J^T J of the projected Jacobian, P = 5K columns)
+    // at the greedy start, dense row chunks vs culled tiles (cull_tol 1e-10), min of 3.
+    const auto tiles = rbf::TiledPoints<double>::from_grid(*d.grid);
+    std::printf("# %s:%s N = %zu, full, VarPro normal equations at the greedy start, xsimd %s, 1 thread, min of 3\n",
+                argv[1], argv[2], d.values.size(), xsimd::default_arch::name());
+    std::printf("%6s %6s %10s %10s %8s %12s %12s\n", "K", "P", "dense_s", "culled_s", "speedup", "pairs_frac", "max|dA|/|A|");
+    for (int k : ne_K) {
+      rbf::FitConfig c;
+      c.param = rbf::Param::full;
+      c.K = k;
+      c.seed = job::mix_seed(8, 0);
+      c.cull_tol = 1e-10;
+      std::vector<double> raw = rbf::initial_raw(c, pts);
+      std::vector<int> cols;
+      const int width = rbf::raw_width(c.param), ws = rbf::detail::weight_slot(c.param);
+      for (int j = 0; j < k; ++j)
+        for (int s = 0; s < width; ++s)
+          if (s != ws) cols.push_back(j * width + s);
+      std::vector<rbf::Canonical> can(static_cast<std::size_t>(k));
+      rbf::raw_to_canonical(c.param, raw, can);
+      std::vector<std::size_t> begin;
+      std::vector<std::uint32_t> ks;
+      rbf::tile_kernel_pairs(tiles, can, c.cull_tol, begin, ks);
+      std::vector<double> Ad, gd, At, gt;
+      auto time = [&](const rbf::TiledPoints<double>* t, std::vector<double>& A, std::vector<double>& g) {
+        double best = 1e300;
+        for (int rep = 0; rep < 3; ++rep) {
+          auto t0 = std::chrono::steady_clock::now();
+          rbf::detail::normal_equations(c, pts, t, raw, cols, true, A, g);
+          best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        return best;
+      };
+      const double td = time(nullptr, Ad, gd), tt = time(&tiles, At, gt);
+      double amax = 0, dmax = 0;
+      for (std::size_t i = 0; i < Ad.size(); ++i) {
+        amax = std::max(amax, std::abs(Ad[i]));
+        dmax = std::max(dmax, std::abs(Ad[i] - At[i]));
+      }
+      std::printf("%6d %6zu %10.3f %10.3f %8.1f %12.3f %12.2e\n", k, cols.size(), td, tt, td / tt,
+                  static_cast<double>(ks.size()) / (static_cast<double>(tiles.tiles()) * k), dmax / amax);
+      std::fflush(stdout);
+    }
+    return 0;
+  }
   const std::vector<double> levels = {0.26, 0.25, 0.24, 0.23, 0.225, 0.22, 0.215, 0.21};
 
   rbf::FitConfig base;

@@ -130,7 +130,7 @@ TEST(RbfLm, NormalEquationsMatchFiniteDifferenceJacobian) {
     std::vector<int> cols(t.raw.size());
     for (std::size_t i = 0; i < cols.size(); ++i) cols[i] = static_cast<int>(i);
     std::vector<double> A, g;
-    ASSERT_TRUE(rbf::detail::normal_equations(t.cfg, points_of(t.data), t.raw, cols, false, A, g));
+    ASSERT_TRUE(rbf::detail::normal_equations(t.cfg, points_of(t.data), nullptr, t.raw, cols, false, A, g));
     expect_normal_equations(A, g, fd_jacobian(t.cfg, t.data, t.raw, cols), residual(t.cfg, t.data, t.raw),
                             cols.size());
   }
@@ -150,7 +150,7 @@ TEST(RbfLm, VarProNormalEquationsMatchKaufmanJacobianAndReducedGradient) {
       for (int s = 0; s < width; ++s)
         if (s != ws) cols.push_back(k * width + s);
     std::vector<double> A, g;
-    ASSERT_TRUE(rbf::detail::normal_equations(t.cfg, points_of(t.data), t.raw, cols, true, A, g));
+    ASSERT_TRUE(rbf::detail::normal_equations(t.cfg, points_of(t.data), nullptr, t.raw, cols, true, A, g));
 
     const std::size_t N = t.data.x.size(), P = cols.size(), K = static_cast<std::size_t>(t.cfg.K);
     std::vector<double> J = fd_jacobian(t.cfg, t.data, t.raw, cols);
@@ -253,5 +253,47 @@ TEST(RbfLm, LmMaxStepsKey) {
   for (Optimizer opt : {Optimizer::adam, Optimizer::varpro}) {
     c.optimizer = opt;
     EXPECT_EQ(rbf::fit(c, points_of(d)).steps, opt == Optimizer::adam ? 40 : 3) << rbf::optimizer_name(opt);
+  }
+}
+
+// Culled Jacobian blocks (local evaluation tiles, only the (tile, kernel) pairs the cull
+// rule keeps) give the normal equations of the dense blocks up to what the rule drops:
+// entries below tol relative to the largest (tol = 1e-10 here; the dropped kernel values
+// are < tol x rms, their products with J entries smaller still).
+TEST(RbfLm, CulledNormalEquationsEqualDense) {
+  auto d = data::franke_grid("franke", 128);
+  for (bool varpro : {false, true}) {
+    FitConfig c;
+    c.param = Param::full;
+    c.K = 64;
+    c.init = rbf::Init::lattice;
+    c.width_scale = 0.2;
+    c.seed = 5;
+    c.cull_tol = 1e-10;
+    const rbf::Points pts{d.x, d.y, d.values, &*d.grid};
+    std::vector<double> raw = with_ls_weights(c, d, rbf::initial_raw(c, pts));
+    const auto tiles = rbf::TiledPoints<double>::from_grid(*d.grid);
+    std::vector<rbf::Canonical> can(static_cast<std::size_t>(c.K));
+    rbf::raw_to_canonical(c.param, raw, can);
+    std::vector<std::size_t> begin;
+    std::vector<std::uint32_t> ks;
+    rbf::tile_kernel_pairs(tiles, can, c.cull_tol, begin, ks);
+    ASSERT_LT(static_cast<double>(ks.size()), 0.5 * static_cast<double>(tiles.tiles()) * c.K)
+        << "the culled path must be the one taken";
+    const int width = rbf::raw_width(c.param), ws = rbf::detail::weight_slot(c.param);
+    std::vector<int> cols;
+    for (int k = 0; k < c.K; ++k)
+      for (int s = 0; s < width; ++s)
+        if (!varpro || s != ws) cols.push_back(k * width + s);
+    std::vector<double> Ad, gd, At, gt;
+    ASSERT_TRUE(rbf::detail::normal_equations(c, pts, nullptr, raw, cols, varpro, Ad, gd));
+    ASSERT_TRUE(rbf::detail::normal_equations(c, pts, &tiles, raw, cols, varpro, At, gt));
+    const double as = max_abs(Ad), gs = max_abs(gd);
+    double worst_a = 0, worst_g = 0;
+    for (std::size_t i = 0; i < Ad.size(); ++i) worst_a = std::max(worst_a, std::abs(Ad[i] - At[i]));
+    for (std::size_t i = 0; i < gd.size(); ++i) worst_g = std::max(worst_g, std::abs(gd[i] - gt[i]));
+    EXPECT_LE(worst_a, 1e-10 * as) << "varpro " << varpro;
+    EXPECT_LE(worst_g, 1e-10 * gs) << "varpro " << varpro;
+    EXPECT_GT(as, 0);
   }
 }
