@@ -297,3 +297,24 @@ TEST(RbfLm, CulledNormalEquationsEqualDense) {
     EXPECT_GT(as, 0);
   }
 }
+
+// LM / VarPro results do not depend on the thread count (the loss evaluations split points
+// over threads with a fixed-order reduction; the normal equations are single-threaded).
+TEST(RbfLm, SameResultForAnyThreadCount) {
+  auto d = data::franke_grid("franke", 184);  // 33,856 points: evaluations go parallel
+  const rbf::Points pts{d.x, d.y, d.values, &*d.grid};
+  for (Optimizer opt : {Optimizer::lm, Optimizer::varpro}) {
+    std::vector<double> first;
+    for (int threads : {1, 2}) {
+      FitConfig c;
+      c.param = Param::full;
+      c.K = 9;
+      c.optimizer = opt;
+      c.max_steps = 2;
+      c.threads = threads;
+      auto r = rbf::fit(c, pts);
+      if (first.empty()) first = r.raw;
+      else EXPECT_EQ(r.raw, first) << rbf::optimizer_name(opt) << " threads " << threads;
+    }
+  }
+}
