@@ -318,3 +318,31 @@ TEST(RbfLm, SameResultForAnyThreadCount) {
     }
   }
 }
+
+// grid.same_start: tasks differing only in optimizer / learning rates share the seed (the
+// first optimizer's), restarts do not; off by default.
+TEST(RbfLm, SameStartKey) {
+  const std::string job = "name = \"t\"\n[data]\nsource = \"franke\"\ngrid = 16\n[grid]\nK = [4, 9]\n"
+                          "optimizer = [\"adam\", \"varpro\", \"lm\"]\nlr_shape = [0.001, 0.01]\nrestarts = 2\n";
+  const auto plain = job::parse_job(job, "job.toml");
+  const auto same = job::parse_job(job + "same_start = true\n", "job.toml");
+  EXPECT_FALSE(plain.grid.same_start);
+  ASSERT_TRUE(same.grid.same_start);
+  ASSERT_EQ(same.task_count(), 24);
+  for (std::int64_t a = 0; a < same.task_count(); ++a)
+    for (std::int64_t b = 0; b < same.task_count(); ++b) {
+      const auto ta = same.task(a), tb = same.task(b);
+      const bool same_point = ta.K == tb.K && ta.restart == tb.restart;
+      EXPECT_EQ(ta.seed == tb.seed, same_point) << a << " " << b;
+      if (a != b) {
+        EXPECT_NE(plain.task(a).seed, plain.task(b).seed) << a << " " << b;
+      }
+    }
+  EXPECT_EQ(same.task(0).seed, plain.task(0).seed);  // the first optimizer's seed
+  try {
+    job::parse_job(job + "same_start = 1\n", "job.toml");
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("same_start"), std::string::npos) << e.what();
+  }
+}

@@ -498,7 +498,9 @@ void read_grid(const toml::table& t, const std::string& path, Job& job) {
   g.restarts = r.get<int>("restarts", 1);
   if (g.restarts < 1 || g.restarts > kMaxRestarts)
     r.fail("restarts", "must be in [1, " + std::to_string(kMaxRestarts) + "]");
-  r.finish({"param", "K", "optimizer", "lr_weight", "lr_centre", "lr_shape", "data", "restarts"});
+  g.same_start = r.get<bool>("same_start", g.same_start);
+  r.finish({"param", "K", "optimizer", "lr_weight", "lr_centre", "lr_shape", "data", "restarts",
+            "same_start"});
 }
 
 // The grid's size without overflow, against kMaxTasks.
@@ -558,14 +560,25 @@ TaskCoord Job::task(std::int64_t id) const {
   };
   // Restart varies fastest, data slowest.
   c.restart = static_cast<int>(take(grid.restarts));
-  c.lr_shape = grid.lr_shape[take(grid.lr_shape.size())];
-  c.lr_centre = grid.lr_centre[take(grid.lr_centre.size())];
-  c.lr_weight = grid.lr_weight[take(grid.lr_weight.size())];
-  c.optimizer = grid.optimizer[take(grid.optimizer.size())];
+  const std::size_t i_ls = take(grid.lr_shape.size()), i_lc = take(grid.lr_centre.size()),
+                    i_lw = take(grid.lr_weight.size()), i_opt = take(grid.optimizer.size());
+  c.lr_shape = grid.lr_shape[i_ls];
+  c.lr_centre = grid.lr_centre[i_lc];
+  c.lr_weight = grid.lr_weight[i_lw];
+  c.optimizer = grid.optimizer[i_opt];
   c.K = grid.K[take(grid.K.size())];
   c.param = grid.param[take(grid.param.size())];
   c.data = grid.data[take(grid.data.size())];
-  c.seed = mix_seed(seed, static_cast<std::uint64_t>(id));
+  // same_start: the seed (hence the initialisation) of the task with the first optimizer
+  // and learning rates, so tasks that differ only in those start from the same point.
+  std::int64_t seed_id = id;
+  if (grid.same_start) {
+    const auto R = static_cast<std::int64_t>(grid.restarts);
+    const auto block = R * static_cast<std::int64_t>(grid.lr_shape.size() * grid.lr_centre.size() *
+                                                     grid.lr_weight.size() * grid.optimizer.size());
+    seed_id = (id / block) * block + c.restart;
+  }
+  c.seed = mix_seed(seed, static_cast<std::uint64_t>(seed_id));
   return c;
 }
 
