@@ -464,8 +464,8 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
       w.D[i] = std::max(w.D[i], w.A[i * Ps + i]);
       dmax = std::max(dmax, w.D[i]);
     }
-    // Columns the data never saw (a kernel outside every point): damp like the weakest
-    // visible column, so the system stays solvable.
+    // Columns the data never saw (a kernel outside every point) have a zero diagonal:
+    // floor D at 1e-12 of its largest entry so the damped system stays positive definite.
     for (std::size_t i = 0; i < Ps; ++i) w.D[i] = std::max(w.D[i], 1e-12 * std::max(dmax, 1e-300));
     bool accepted = false;
     for (int attempt = 0; attempt < kMaxAttempts && !accepted && mu <= kMuMax; ++attempt) {
