@@ -316,7 +316,62 @@ struct LmWork {
   std::vector<double> D;         // scaling: max over iterations of diag(J^T J) (Moré)
   std::vector<double> Ad, delta, Adelta, trial;
   std::vector<unsigned char> fixed;  // columns held at a bound this step
+  double centre_cap = 0;         // kStepCapCentre x data extent
 };
+
+// Columns (every raw slot; VarPro: all but the weights) and storage for P of them.
+LmWork lm_work(const FitConfig& cfg, const Points& pts, bool varpro) {
+  const int width = raw_width(cfg.param), wslot = weight_slot(cfg.param);
+  LmWork w;
+  double extent = 0;
+  if (!pts.x.empty()) {
+    auto [x0, x1] = std::minmax_element(pts.x.begin(), pts.x.end());
+    auto [y0, y1] = std::minmax_element(pts.y.begin(), pts.y.end());
+    extent = std::max(*x1 - *x0, *y1 - *y0);
+  }
+  w.centre_cap = kStepCapCentre * std::max(extent, 1e-300);
+  for (int k = 0; k < cfg.K; ++k)
+    for (int s = 0; s < width; ++s)
+      if (!varpro || s != wslot) w.cols.push_back(k * width + s);
+  const std::size_t P = w.cols.size();
+  w.cap.assign(P, std::numeric_limits<double>::infinity());
+  w.D.assign(P, 0.0);
+  w.delta.resize(P);
+  w.Adelta.resize(P);
+  w.fixed.resize(P);
+  return w;
+}
+
+// Step caps at the iterate `raw` (see kStepCapShape); weights are not capped.
+void update_caps(const FitConfig& cfg, std::span<const double> raw, LmWork& w) {
+  const int width = raw_width(cfg.param);
+  const bool per_slot = cfg.param == Param::full || cfg.param == Param::isotropic;
+  for (std::size_t c = 0; c < w.cols.size(); ++c) {
+    const int ri = w.cols[c], k = ri / width;
+    const Group grp = raw_group(cfg.param, ri % width);
+    if (grp == Group::centre) w.cap[c] = w.centre_cap;
+    if (grp != Group::shape) continue;
+    double scale = std::max(1.0, std::abs(raw[static_cast<std::size_t>(ri)]));
+    if (!per_slot)
+      for (int s = 0; s < width; ++s)
+        if (raw_group(cfg.param, s) == Group::shape)
+          scale = std::max(scale, std::abs(raw[static_cast<std::size_t>(k * width + s)]));
+    w.cap[c] = kStepCapShape * scale;
+  }
+}
+
+// Moré scaling: D = max over iterations of diag(A), floored at 1e-12 of its largest entry
+// (columns the data never saw, e.g. a kernel outside every point, have a zero diagonal;
+// the floor keeps the damped system positive definite).
+void update_scaling(LmWork& w) {
+  const std::size_t P = w.cols.size();
+  double dmax = 0;
+  for (std::size_t i = 0; i < P; ++i) {
+    w.D[i] = std::max(w.D[i], w.A[i * P + i]);
+    dmax = std::max(dmax, w.D[i]);
+  }
+  for (std::size_t i = 0; i < P; ++i) w.D[i] = std::max(w.D[i], 1e-12 * std::max(dmax, 1e-300));
+}
 
 // Trial point for damping mu: solves (A + mu D) delta = -g over the free columns, caps the
 // step to the box, projects onto the bounds. Columns that a bound stops from moving are
@@ -389,46 +444,12 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
   Monitor monitor(cfg, res);
   const int width = raw_width(cfg.param), K = cfg.K, wslot = weight_slot(cfg.param);
   const double n_points = static_cast<double>(pts.x.size());
-  double extent = 0;
-  if (!pts.x.empty()) {
-    auto [x0, x1] = std::minmax_element(pts.x.begin(), pts.x.end());
-    auto [y0, y1] = std::minmax_element(pts.y.begin(), pts.y.end());
-    extent = std::max(*x1 - *x0, *y1 - *y0);
-  }
   // Local evaluation on: the normal equations may use the same tiles (culled blocks).
   std::optional<TiledPoints<double>> tiles;
   if (effective_cull_tol(cfg) > 0)
     tiles = pts.grid ? TiledPoints<double>::from_grid(*pts.grid)
                      : TiledPoints<double>::from_points(pts.x, pts.y, pts.values);
-  LmWork w;
-  for (int k = 0; k < K; ++k)
-    for (int s = 0; s < width; ++s) {
-      if (varpro && s == wslot) continue;
-      w.cols.push_back(k * width + s);
-      const Group grp = raw_group(cfg.param, s);
-      w.cap.push_back(grp == Group::centre ? kStepCapCentre * std::max(extent, 1e-300)
-                      : grp == Group::shape ? kStepCapShape
-                                            : std::numeric_limits<double>::infinity());
-    }
-  const bool per_slot_cap = cfg.param == Param::full || cfg.param == Param::isotropic;
-  auto update_caps = [&] {  // shape caps at the current iterate
-    for (std::size_t c = 0; c < w.cols.size(); ++c) {
-      const int ri = w.cols[c], k = ri / width;
-      if (raw_group(cfg.param, ri % width) != Group::shape) continue;
-      double scale = std::max(1.0, std::abs(raw[static_cast<std::size_t>(ri)]));
-      if (!per_slot_cap)
-        for (int s = 0; s < width; ++s)
-          if (raw_group(cfg.param, s) == Group::shape)
-            scale = std::max(scale, std::abs(raw[static_cast<std::size_t>(k * width + s)]));
-      w.cap[c] = kStepCapShape * scale;
-    }
-  };
-  const int P = static_cast<int>(w.cols.size());
-  const std::size_t Ps = static_cast<std::size_t>(P);
-  w.D.assign(Ps, 0.0);
-  w.delta.resize(Ps);
-  w.Adelta.resize(Ps);
-  w.fixed.resize(Ps);
+  LmWork w = lm_work(cfg, pts, varpro);
 
   std::vector<Canonical> can(static_cast<std::size_t>(K));
   std::vector<double> wk;
@@ -458,15 +479,8 @@ void fit_lm(const FitConfig& cfg, const Points& pts, std::vector<double>& raw, F
       res.message = "variable projection: basis Gram matrix not positive definite";
       break;
     }
-    update_caps();
-    double dmax = 0;
-    for (std::size_t i = 0; i < Ps; ++i) {
-      w.D[i] = std::max(w.D[i], w.A[i * Ps + i]);
-      dmax = std::max(dmax, w.D[i]);
-    }
-    // Columns the data never saw (a kernel outside every point) have a zero diagonal:
-    // floor D at 1e-12 of its largest entry so the damped system stays positive definite.
-    for (std::size_t i = 0; i < Ps; ++i) w.D[i] = std::max(w.D[i], 1e-12 * std::max(dmax, 1e-300));
+    update_caps(cfg, raw, w);
+    update_scaling(w);
     bool accepted = false;
     for (int attempt = 0; attempt < kMaxAttempts && !accepted && mu <= kMuMax; ++attempt) {
       const double pred = damped_trial(cfg, raw, mu, n_points, w);
