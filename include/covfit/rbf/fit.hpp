@@ -6,10 +6,12 @@
 //  - lm:     Levenberg-Marquardt on all raw parameters as a trust-region method (Moré's
 //            scaling D = max over iterations of diag(J^T J); Nielsen's damping update on
 //            the gain ratio, as Ceres' LevenbergMarquardtStrategy), each raw slot's step
-//            capped (centres 0.1 x data extent, shape slots 0.5) and columns held by a
-//            bound fixed for the step. One step = one Jacobian; rejected trials re-solve
-//            with more damping and do not count. J^T J is accumulated over 4096-point
-//            chunks (BLAS syrk), so memory is O(P^2), not O(N P).
+//            capped (centres 0.1 x data extent, shape slots 0.5 x max(1, |slot|)) and
+//            columns held by a bound fixed for the step. One step = one Jacobian;
+//            rejected trials re-solve with more damping and do not count. J^T J is
+//            accumulated by BLAS syrk over 4096-point chunks, or, with local evaluation
+//            at large K, over the tiles with only the kernels kept there (culled
+//            blocks), so memory is O(P^2), not O(N P).
 //  - varpro: variable projection (Golub-Pereyra with Kaufman's Jacobian): the weights are
 //            linear, so they are solved exactly by (tiny-ridge) least squares for every
 //            trial shape; the LM above then runs only on centres and shapes.
