@@ -418,6 +418,7 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& settin
   f.clip_grad = r.get<double>("clip_grad", f.clip_grad);
   f.width_scale = r.get<double>("width_scale", f.width_scale);
   f.lm_mu0 = r.get<double>("lm_mu0", f.lm_mu0);
+  f.lm_max_steps = r.get<int>("lm_max_steps", f.lm_max_steps);
   f.lr_final_ratio = r.get<double>("lr_final_ratio", f.lr_final_ratio);
   if (r.node("cull_tol")) {
     f.cull_tol = r.get<double>("cull_tol", f.cull_tol);
@@ -438,6 +439,7 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& settin
   if (!(f.eps > 0)) r.fail("eps", "must be > 0");
   if (!(f.clip_grad >= 0)) r.fail("clip_grad", "must be >= 0 (0: no clipping)");
   if (!(f.lm_mu0 > 0)) r.fail("lm_mu0", "must be > 0");
+  if (f.lm_max_steps < 0) r.fail("lm_max_steps", "must be >= 0 (0: max_steps)");
   if (!(f.target_loss >= 0)) r.fail("target_loss", "must be >= 0");
   if (!(settings.target_rel_variance >= 0)) r.fail("target_rel_variance", "must be >= 0");
   if (f.max_steps < 1) r.fail("max_steps", "must be >= 1");
@@ -454,8 +456,8 @@ void read_fit(const toml::table& t, const std::string& path, FitSettings& settin
     if (!(v > 0)) r.fail("target_losses", "levels must be > 0");
   r.finish({"precision", "max_steps", "rel_tol", "patience", "target_loss",
             "target_rel_variance", "target_losses", "log_every", "lr_weight", "lr_centre",
-            "lr_shape", "beta1", "beta2", "eps", "clip_grad", "width_scale", "lm_mu0", "lr_final_ratio", "init",
-            "sigma_min", "sigma_max", "cull_tol", "grid_recurrence"});
+            "lr_shape", "beta1", "beta2", "eps", "clip_grad", "width_scale", "lm_mu0", "lm_max_steps", "lr_final_ratio",
+            "init", "sigma_min", "sigma_max", "cull_tol", "grid_recurrence"});
 }
 
 void read_grid(const toml::table& t, const std::string& path, Job& job) {
@@ -500,7 +502,9 @@ void read_grid(const toml::table& t, const std::string& path, Job& job) {
   g.restarts = r.get<int>("restarts", 1);
   if (g.restarts < 1 || g.restarts > kMaxRestarts)
     r.fail("restarts", "must be in [1, " + std::to_string(kMaxRestarts) + "]");
-  r.finish({"param", "K", "optimizer", "lr_weight", "lr_centre", "lr_shape", "data", "restarts"});
+  g.same_start = r.get<bool>("same_start", g.same_start);
+  r.finish({"param", "K", "optimizer", "lr_weight", "lr_centre", "lr_shape", "data", "restarts",
+            "same_start"});
 }
 
 // The grid's size without overflow, against kMaxTasks.
@@ -608,14 +612,25 @@ TaskCoord Job::task(std::int64_t id) const {
   };
   // Restart varies fastest, data slowest.
   c.restart = static_cast<int>(take(grid.restarts));
-  c.lr_shape = grid.lr_shape[take(grid.lr_shape.size())];
-  c.lr_centre = grid.lr_centre[take(grid.lr_centre.size())];
-  c.lr_weight = grid.lr_weight[take(grid.lr_weight.size())];
-  c.optimizer = grid.optimizer[take(grid.optimizer.size())];
+  const std::size_t i_ls = take(grid.lr_shape.size()), i_lc = take(grid.lr_centre.size()),
+                    i_lw = take(grid.lr_weight.size()), i_opt = take(grid.optimizer.size());
+  c.lr_shape = grid.lr_shape[i_ls];
+  c.lr_centre = grid.lr_centre[i_lc];
+  c.lr_weight = grid.lr_weight[i_lw];
+  c.optimizer = grid.optimizer[i_opt];
   c.K = grid.K[take(grid.K.size())];
   c.param = grid.param[take(grid.param.size())];
   c.data = grid.data[take(grid.data.size())];
-  c.seed = mix_seed(seed, static_cast<std::uint64_t>(id));
+  // same_start: the seed (hence the initialisation) of the task with the first optimizer
+  // and learning rates, so tasks that differ only in those start from the same point.
+  std::int64_t seed_id = id;
+  if (grid.same_start) {
+    const auto R = static_cast<std::int64_t>(grid.restarts);
+    const auto block = R * static_cast<std::int64_t>(grid.lr_shape.size() * grid.lr_centre.size() *
+                                                     grid.lr_weight.size() * grid.optimizer.size());
+    seed_id = (id / block) * block + c.restart;
+  }
+  c.seed = mix_seed(seed, static_cast<std::uint64_t>(seed_id));
   return c;
 }
 

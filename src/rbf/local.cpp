@@ -603,6 +603,28 @@ double loss_grad_local(const TiledPoints<T>& pts, std::span<const Canonical> ker
   return local_impl<T, true>(pts, kernels, grad, opt, stats);
 }
 
+template <class T>
+void tile_kernel_pairs(const TiledPoints<T>& P, std::span<const Canonical> kernels, double tol,
+                       std::vector<std::size_t>& begin, std::vector<std::uint32_t>& ks) {
+  const std::size_t K = kernels.size(), nt = P.tiles();
+  std::vector<KernelCull> cull(K);
+  for (std::size_t k = 0; k < K; ++k) cull[k] = kernel_cull(kernels[k], tol, P.rms);
+  begin.assign(nt + 1, 0);
+  ks.clear();
+  for (std::size_t t = 0; t < nt; ++t) {
+    if (P.tx0[t] <= P.tx1[t])  // a tile with real points
+      for (std::size_t k = 0; k < K; ++k) {
+        const Canonical& c = kernels[k];
+        if (cull[k].all || min_q_rect(c.p11, c.p12, c.p22, P.tx0[t] - c.mx, P.tx1[t] - c.mx,
+                                      P.ty0[t] - c.my, P.ty1[t] - c.my) < cull[k].Q)
+          ks.push_back(static_cast<std::uint32_t>(k));
+      }
+    begin[t + 1] = ks.size();
+  }
+}
+template void tile_kernel_pairs<double>(const TiledPoints<double>&, std::span<const Canonical>, double,
+                                        std::vector<std::size_t>&, std::vector<std::uint32_t>&);
+
 template double loss_grad_local<float>(const TiledPoints<float>&, std::span<const Canonical>,
                                        std::span<Canonical>, const LocalOptions&, LocalStats*);
 template double loss_grad_local<double>(const TiledPoints<double>&, std::span<const Canonical>,

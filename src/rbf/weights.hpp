@@ -1,6 +1,7 @@
 // Least-squares helpers shared by initialisation and Levenberg-Marquardt. Internal header.
 #pragma once
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "covfit/rbf/fit.hpp"
@@ -22,5 +23,18 @@ bool solve_weights(const std::vector<Canonical>& kernels, const Points& pts,
 
 // The raw slot holding the weight.
 int weight_slot(Param p);
+
+// Gauss-Newton normal equations of the fit at `raw` over the raw slots `cols`:
+// A = J^T J (P x P, lower triangle, column-major), g = J^T r, r_i = f(x_i) - y_i (so the
+// gradient of the sum of squares is 2 g). With `varpro`, J is Kaufman's projected Jacobian
+// (I - Phi Phi^+) J of the residual at the least-squares weights; `raw` must then hold
+// those weights, and g is the gradient of half the reduced sum of squares. Returns false if
+// Phi^T Phi is not positive definite. With `tiles` (the same points, tiled for local
+// evaluation), Jacobian blocks are built per tile from the kernels the cull rule keeps
+// there (when that drops at least 20 % of all pairs), so A and g drop the contributions
+// the local loss drops. (fit.cpp; declared here for tests.)
+bool normal_equations(const FitConfig& cfg, const Points& pts, const TiledPoints<double>* tiles,
+                      std::span<const double> raw, const std::vector<int>& cols, bool varpro,
+                      std::vector<double>& A, std::vector<double>& g);
 
 }  // namespace covfit::rbf::detail

@@ -66,6 +66,7 @@ struct FitGrid {
   std::vector<Optimizer> optimizer;
   std::vector<double> lr_weight, lr_centre, lr_shape;
   int restarts = 1;
+  bool same_start = false;  // tasks differing only in optimizer / learning rates share a seed
 };
 
 // A covariance data set (kind = "sweep"): X (n x m) and S (m x m).

@@ -3,15 +3,19 @@
 // Optimisers:
 //  - adam:   Adam with one learning rate per group (weight, centre, shape), bounds applied
 //            by projection after every step, optional global-norm gradient clipping.
-//  - lm:     Levenberg-Marquardt on all raw parameters (Marquardt's diagonal scaling),
-//            one step = one solve of the damped normal equations; rejected trials count.
-//            Damping: mu / 3 after an accepted step, mu * 4 after a rejected one (Ceres'
-//            gain-ratio rule was tried on real data and not kept: see perf/README.md).
-//            J^T J is accumulated over 4096-point chunks (BLAS syrk), so memory is
-//            O(P^2), not O(N P).
+//  - lm:     Levenberg-Marquardt on all raw parameters as a trust-region method (Moré's
+//            scaling D = max over iterations of diag(J^T J); Nielsen's damping update on
+//            the gain ratio, as Ceres' LevenbergMarquardtStrategy), each raw slot's step
+//            capped (centres 0.1 x data extent, shape slots 0.5 x max(1, |slot|)) and
+//            columns held by a bound fixed for the step. One step = one Jacobian;
+//            rejected trials re-solve with more damping and do not count. J^T J is
+//            accumulated by BLAS syrk over 4096-point chunks, or, with local evaluation
+//            at large K, over the tiles with only the kernels kept there (culled
+//            blocks), so memory is O(P^2), not O(N P).
 //  - varpro: variable projection (Golub-Pereyra with Kaufman's Jacobian): the weights are
 //            linear, so they are solved exactly by (tiny-ridge) least squares for every
-//            trial shape; LM then runs only on centres and shapes.
+//            trial shape; the LM above then runs only on centres and shapes.
+//            lm_max_steps (if > 0) replaces max_steps for lm and varpro.
 // A task never throws for numerical trouble: it returns a status.
 #pragma once
 #include <atomic>
@@ -50,7 +54,8 @@ struct FitConfig {
   Init init = Init::greedy;
   double lr_final_ratio = 1.0;  // Adam: learning rates decay exponentially to this
                                 // fraction of their start value at max_steps
-  double lm_mu0 = 1e-3;
+  double lm_mu0 = 1e-3;       // LM / VarPro initial damping (relative to D)
+  int lm_max_steps = 0;       // LM / VarPro iteration limit (0: max_steps)
   Bounds bounds;
   std::uint64_t seed = 0;
   int threads = 1;            // split each evaluation's points over threads (results are
@@ -113,6 +118,10 @@ std::vector<double> initial_raw(const FitConfig& cfg, const Points& pts);
 
 // Fit; `stop` (may be null) is polled every step (SIGTERM / SIGINT).
 FitResult fit(const FitConfig& cfg, const Points& pts, const std::atomic<bool>* stop = nullptr);
+// Fit from given raw parameters (K * raw_width; e.g. another fit's result) instead of
+// initial_raw. Seconds count from the call (the initialisation is not included).
+FitResult fit_from(const FitConfig& cfg, const Points& pts, std::vector<double> raw,
+                   const std::atomic<bool>* stop = nullptr);
 
 // Monitor values for a parameter vector (exposed for tests).
 void shape_monitors(std::span<const Canonical> kernels, double& sigma_min, double& sigma_max,

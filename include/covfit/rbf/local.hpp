@@ -89,6 +89,14 @@ double loss_grad_local(const TiledPoints<T>& pts, std::span<const Canonical> ker
                        std::span<Canonical> grad, const LocalOptions& opt,
                        LocalStats* stats = nullptr);
 
+// The (tile, kernel) pairs the culling rule above keeps, as CSR: tile t meets kernels
+// ks[begin[t] .. begin[t + 1]) (ascending). A kernel is kept for a tile when its region
+// {q < Q_k} meets the tile's bounding box (tiles without real points get none). Used by
+// LM / VarPro to build Jacobian blocks only where a kernel is not negligible.
+template <class T>
+void tile_kernel_pairs(const TiledPoints<T>& pts, std::span<const Canonical> kernels, double tol,
+                       std::vector<std::size_t>& begin, std::vector<std::uint32_t>& ks);
+
 // The cull threshold Q_k on q for one kernel (+inf when tol = 0 or the kernel has no
 // finite weight).
 double cull_q(double w, double tol, double scale);
