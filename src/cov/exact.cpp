@@ -611,6 +611,33 @@ double min_eig(const Matrix& P) {
   return e.w.front();
 }
 
+// f(A) = Q diag(f(w)) Q^T for symmetric A; false if the eigendecomposition fails or f(w)
+// is not finite.
+template <class F>
+bool sym_apply(const Matrix& A, F&& f, Matrix& out) {
+  SymEig e;
+  if (!sym_eig(A, e)) return false;
+  Matrix QL = e.Q;
+  for (int j = 0; j < A.cols; ++j) {
+    const double v = f(e.w[j]);
+    if (!std::isfinite(v)) return false;
+    for (int i = 0; i < A.rows; ++i) QL(i, j) *= v;
+  }
+  out = matmul(QL, e.Q, false, true);
+  symmetrise(out);
+  return true;
+}
+bool sym_log(const Matrix& P, Matrix& out) {
+  return sym_apply(P, [](double w) { return w > 0.0 ? std::log(w) : std::numeric_limits<double>::quiet_NaN(); }, out);
+}
+
+// Sweeps: the start at the next lambda is predicted from the last two solutions on the path
+// (log-linear in lambda, exp(log P1 + theta (log P1 - log P0)), always > 0) when the steps
+// in lambda are at most this many decades. On the 41-lambda path of cov_bench (a quarter
+// decade per step) it saves 16% of the Newton steps; over whole decades (the hard-shape
+// tests) it is a poor predictor and left fewer lambdas certified on one case (8 vs 10 of 13).
+constexpr double kPredictMaxDecades = 0.5;
+
 }  // namespace
 
 const char* exact_status_name(ExactStatus s) {
@@ -774,9 +801,11 @@ std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<doubl
   std::stable_sort(order.begin(), order.end(),
                    [&](std::size_t a, std::size_t b) { return lambdas[a] > lambdas[b]; });
   std::vector<ExactResult> out(lambdas.size());
-  Matrix warm;
-  double warm_lambda = 0.0;
-  bool have_warm = false;
+  // The last solution on the path (P = I + M) and, for the predictor, the logs of the last
+  // two certified ones.
+  Matrix warm, log_prev, log_warm;
+  double warm_lambda = 0.0, prev_lambda = 0.0;
+  bool have_warm = false, have_logs = false, have_logs_for_warm = false;
   for (std::size_t idx : order) {
     if (opt.stop && opt.stop->load()) {
       out[idx].lambda = lambdas[idx];
@@ -784,13 +813,37 @@ std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<doubl
       out[idx].message = "interrupted";
       continue;
     }
-    out[idx] = solve_exact(red, lambdas[idx], opt, have_warm ? &warm : nullptr, warm_lambda);
-    // A budget-limited iterate is still P > 0 and near the path: a good next start.
-    if (out[idx].status == ExactStatus::converged || out[idx].status == ExactStatus::budget) {
+    const double lambda = lambdas[idx];
+    Matrix predicted;
+    const Matrix* start = have_warm ? &warm : nullptr;
+    if (have_logs && lambda < warm_lambda && warm_lambda < prev_lambda &&
+        std::log10(warm_lambda / lambda) <= kPredictMaxDecades &&
+        std::log10(prev_lambda / warm_lambda) <= kPredictMaxDecades) {
+      const double theta = std::log(warm_lambda / lambda) / std::log(prev_lambda / warm_lambda);
+      Matrix L = log_warm;
+      for (std::size_t i = 0; i < L.data.size(); ++i) L.data[i] += theta * (log_warm.data[i] - log_prev.data[i]);
+      if (sym_apply(L, [](double w) { return std::exp(w); }, predicted) && is_positive_definite(predicted))
+        start = &predicted;
+    }
+    out[idx] = solve_exact(red, lambda, opt, start, warm_lambda);
+    const ExactStatus st = out[idx].status;
+    // A budget-limited iterate is still P > 0 and near the path: a good next start (but
+    // not a point to predict from).
+    if (st == ExactStatus::converged || st == ExactStatus::budget) {
+      const bool was_certified = have_warm && have_logs_for_warm;
       warm = out[idx].M;
       for (int i = 0; i < warm.rows; ++i) warm(i, i) += 1.0;
-      warm_lambda = lambdas[idx];
       have_warm = true;
+      Matrix L;
+      const bool logged = st == ExactStatus::converged && sym_log(warm, L);
+      have_logs = logged && was_certified;
+      if (have_logs) {
+        log_prev = std::move(log_warm);
+        prev_lambda = warm_lambda;
+      }
+      if (logged) log_warm = std::move(L);
+      have_logs_for_warm = logged;
+      warm_lambda = lambda;
     }
     if (each) each(out[idx]);
   }
