@@ -1,5 +1,7 @@
 #include "covfit/cov/exact.hpp"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -27,6 +29,38 @@ double dot(const Matrix& A, const Matrix& B) {
   double s = 0.0;
   for (std::size_t k = 0; k < A.data.size(); ++k) s += A.data[k] * B.data[k];
   return s;
+}
+
+// Congruence with a symmetric A, out = X^T A X (trans) or X A X^T, exactly symmetric.
+// With A = L + L^T (L: A's lower triangle, diagonal halved), X^T A X = C + C^T for
+// C = X^T (L X): a triangular multiply (half a GEMM's flops) and one GEMM instead of two
+// GEMMs (measured at r = 1000, one thread: dtrmm 59 ms, dgemm 107 ms). `Lh` and `T` are
+// work matrices; A is not modified.
+void congruence(const Matrix& X, const Matrix& A, bool trans, Matrix& out, Matrix& Lh, Matrix& T) {
+  const int r = A.rows;
+  Lh = A;
+  for (int i = 0; i < r; ++i) Lh(i, i) *= 0.5;
+  T = X;
+  if (r == 0 || X.rows == 0) {
+    out = Matrix(trans ? X.cols : X.rows, trans ? X.cols : X.rows);
+    return;
+  }
+  if (trans) {  // T = L X (r x c), C = X^T T
+    cblas_dtrmm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, T.rows, T.cols,
+                1.0, Lh.data.data(), r, T.data.data(), T.rows);
+    gemm(true, false, 1.0, X, T, 0.0, out);
+  } else {  // T = X L (c x r), C = T X^T
+    cblas_dtrmm(CblasColMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, T.rows, T.cols,
+                1.0, Lh.data.data(), r, T.data.data(), T.rows);
+    gemm(false, true, 1.0, T, X, 0.0, out);
+  }
+  const int c = out.rows;
+  for (int j = 0; j < c; ++j)
+    for (int i = j; i < c; ++i) {
+      const double v = out(i, j) + out(j, i);
+      out(i, j) = v;
+      out(j, i) = v;
+    }
 }
 
 // The reduced problem in units where s_max = 1 (s/c, R/c, lambda/c^2, c = s_max): P is
@@ -229,7 +263,7 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
   Run run;
   run.P = std::move(P0);
   Matrix A, g, gt, tmp, K, Wm(r, r), Tw(r, r), delta(r, r), Dinv(r, r), mumu(r, r);
-  Matrix b, x, res, z, p, Hp, E1, E2, d, Pn;
+  Matrix b, x, res, z, p, Hp, E1, E2, d, Pn, Lh, Tc;
   SymEig eP, eK;
   run.f = obj.value(run.P, A);
   obj.gradient(run.P, A, g);
@@ -254,8 +288,7 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     const std::vector<double>& w = eP.w;
     const Matrix& Q = eP.Q;
     // grad_G h = T^{-1} grad_P f, in P's eigenbasis: (Q^T g Q)_kl / (w_k + w_l).
-    gemm(true, false, 1.0, Q, g, 0.0, tmp);
-    gemm(false, false, 1.0, tmp, Q, 0.0, gt);
+    congruence(Q, g, true, gt, Lh, Tc);
     std::vector<double> w34(r);
     for (int k = 0; k < r; ++k) w34[k] = std::pow(w[k], 0.75);
     for (int l = 0; l < r; ++l)
@@ -285,8 +318,8 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
         Dinv(k, l) = 1.0 / (mk * ml + 0.25 * lam);
       }
     // Right-hand side -Z^T grad_G h Z (= -J^T grad_P f for dP = J y).
-    gemm(true, false, 1.0, Wm, gt, 0.0, tmp);
-    gemm(false, false, -1.0, tmp, Wm, 0.0, b);
+    congruence(Wm, gt, true, b, Lh, Tc);
+    for (double& v : b.data) v = -v;
     const double bnorm = frobenius(b);
     const double rel = g0norm > 0.0 ? run.gnorm / g0norm : run.gnorm;
     // Forcing term relative to this run's first gradient (superlinear convergence whatever
@@ -307,11 +340,9 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     auto cg_until = [&](double target) {
       while (it < budget.max_cg() && frobenius(res) > target * bnorm) {
         if (!budget.cg_may_continue()) break;
-        gemm(false, false, 1.0, Wm, p, 0.0, E1);
-        gemm(false, true, 1.0, E1, Wm, 0.0, E2);
+        congruence(Wm, p, false, E2, Lh, Tc);
         for (std::size_t k = 0; k < E2.data.size(); ++k) E2.data[k] *= delta.data[k];
-        gemm(true, false, 1.0, Wm, E2, 0.0, E1);
-        gemm(false, false, 1.0, E1, Wm, 0.0, Hp);
+        congruence(Wm, E2, true, Hp, Lh, Tc);
         for (std::size_t k = 0; k < Hp.data.size(); ++k) Hp.data[k] += mumu.data[k] * p.data[k];
         ++it;
         const double pHp = dot(p, Hp);
@@ -342,13 +373,10 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     }
     if (dot(x, x) == 0.0) x = z;  // no CG step made: preconditioned steepest descent
     // dG = Z x Z^T (P's basis); decrement^2 = -<grad_G h, dG>; dP = T^{-1} dG.
-    gemm(false, false, 1.0, Wm, x, 0.0, tmp);
-    gemm(false, true, 1.0, tmp, Wm, 0.0, E1);
+    congruence(Wm, x, false, E1, Lh, Tc);
     const double decrement_sq = -dot(gt, E1);
     for (std::size_t k = 0; k < E1.data.size(); ++k) E1.data[k] /= Tw.data[k];
-    gemm(false, false, 1.0, Q, E1, 0.0, tmp);
-    gemm(false, true, 1.0, tmp, Q, 0.0, d);
-    symmetrise(d);
+    congruence(Q, E1, false, d, Lh, Tc);
     const double slope = dot(g, d);
     if (!(slope < 0.0) || !(decrement_sq > 0.0)) {
       // No descent left to find: the gradient is rounding noise.
