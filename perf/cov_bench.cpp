@@ -5,6 +5,8 @@
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <sys/resource.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -173,17 +175,26 @@ void BM_BigExactPath13_r1000(benchmark::State& st) {
   exact_counters(st, path, red.r);
 }
 
-// The full-data thin SVD + R of n = 4m planted problems (Arg = m), BLAS threads as set by
-// OPENBLAS_NUM_THREADS.
+// The full-data thin SVD + R of n = 4m planted problems (Arg = m; the problems of
+// perf/sweep_scaling.py), BLAS threads as set by OPENBLAS_NUM_THREADS. peak_GB: the
+// process's peak RSS so far (includes generating the problem: at m = 5000 the planted
+// generator's n x n W0, 3.2 GB, dominates it; reduce itself needs X, S and ~3.4 GB).
 void BM_BigReduce_n4m(benchmark::State& st) {
   const int m = static_cast<int>(st.range(0));
-  cc::PlantedProblem q = cc::planted_problem(4 * m, m, m / 5, 0.2, 0.5, 11);
-  q.W0 = cc::Matrix();
+  cc::Problem p;
+  {
+    cc::PlantedProblem q = cc::planted_problem(4 * m, m, m / 5, 0.2, 0.5, 11);
+    p = std::move(q.problem);
+  }
+  cc::check_and_centre(p, "bench");
   for (auto _ : st) {
-    cc::Reduced red = cc::reduce(q.problem.X, q.problem.S);
+    cc::Reduced red = cc::reduce(p.X, p.S);
     st.counters["r"] = red.r;
     benchmark::ClobberMemory();
   }
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  st.counters["peak_GB"] = static_cast<double>(ru.ru_maxrss) * 1024.0 / 1e9;
 }
 
 [[maybe_unused]] const bool big_registered = [] {
@@ -195,6 +206,14 @@ void BM_BigReduce_n4m(benchmark::State& st) {
       ->Unit(benchmark::kSecond)->Iterations(1);
   benchmark::RegisterBenchmark("BM_BigReduce_n4m", BM_BigReduce_n4m)
       ->Arg(1000)->Arg(2000)->Unit(benchmark::kSecond)->Iterations(1);
+  return true;
+}();
+// COVFIT_BENCH_BIG_REDUCE_M=5000: BM_BigReduce_n4m at that m alone (n = 20000: about 5 GB).
+[[maybe_unused]] const bool big_reduce_registered = [] {
+  const char* v = std::getenv("COVFIT_BENCH_BIG_REDUCE_M");
+  if (!v || std::atoi(v) < 10) return false;
+  benchmark::RegisterBenchmark("BM_BigReduce_n4m", BM_BigReduce_n4m)
+      ->Arg(std::atoi(v))->Unit(benchmark::kSecond)->Iterations(1);
   return true;
 }();
 // ---- end of the issue 11 item 4 block -------------------------------------------------------
