@@ -88,7 +88,10 @@ def run_timed(cmd, timeout, cwd):
     # covfit's own message is the last line before /usr/bin/time's report.
     lines = [ln for ln in p.stderr.splitlines() if ln.strip() and not ln.startswith("\t")
              and "Command being timed" not in ln and "Command exited" not in ln]
-    tail = lines[-1] if lines else ""
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    tail = (errors or lines[:1] or [""])[-1].strip()
+    if p.returncode and p.returncode < 0:
+        tail = f"killed by signal {-p.returncode}" + (f" ({tail})" if tail else "")
     return p.returncode, wall, rss, tail
 
 
