@@ -31,8 +31,11 @@ A run that covfit refuses (exit 2, e.g. its memory check), fails, or exceeds --t
 is reported in the table with its reason instead of numbers. Nothing is extrapolated.
 
 Prints the machine (cores, 1-min load at start and end of each run, OpenBLAS core type)
-and a markdown table. Takes minutes for m <= 1000; m = 2000 several minutes per run;
-m = 5000 (n = 20000) needs ~10 GB+ of memory and tens of minutes (see perf/README.md).
+and a markdown table. On a quiet 2-core machine m <= 1000 takes a minute or two, m = 2000
+about 4 minutes per run. m = 5000 (n = 20000): `covfit gen` needs ~7.5 GB (it holds the
+n x n W0 and a row-major copy of it) and writes a 4 GB file; at commit bccaa62 `covfit run`
+then refuses the sweep (its memory estimate, 23.4 GB, exceeds what a 24 GB machine has
+available; perf/README.md, "Sizes not in the table"), which shows as that row's reason.
 
 Usage:
   /usr/bin/python3 perf/sweep_scaling.py                        # everything (long)
