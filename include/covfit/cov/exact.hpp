@@ -82,7 +82,10 @@ ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& o
                         const Matrix* warm_P = nullptr, double warm_lambda = 0.0);
 
 // Solves every lambda, largest first, warm-starting each from its larger neighbour's
-// solution (converged or budget-limited). Results are returned in the order of `lambdas`.
+// solution (converged or budget-limited); where the last two solutions are certified and
+// the steps in lambda are at most half a decade, from their log-linear extrapolation
+// exp(log P1 + theta (log P1 - log P0)) instead (theta = log(lambda_1/lambda) /
+// log(lambda_0/lambda_1); always > 0). Results are returned in the order of `lambdas`.
 // `each`, if given, sees every result as it is made (progress).
 std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<double>& lambdas,
                                      const ExactOptions& opt = {},
