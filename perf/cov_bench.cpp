@@ -8,6 +8,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <sys/resource.h>
+
+#include <cstdlib>
+#include <string>
 
 #include "covfit/cov/exact.hpp"
 #include "covfit/cov/lambda_path.hpp"
@@ -292,6 +296,110 @@ void BM_LinearisedCvWhole_n2000_m500_1000lambda_5fold(benchmark::State& st) {
   st.counters["full_losses_s"] = loss_s;
 }
 BENCHMARK(BM_LinearisedCvWhole_n2000_m500_1000lambda_5fold)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// ---- Issue 11 item 4 (bigger problems): exact solver at r = 1000 and the big SVD ----------
+// Opt-in: registered only when COVFIT_BENCH_BIG=1 (each takes tens of seconds to minutes
+// and GBs of memory), e.g.
+//   COVFIT_BENCH_BIG=1 OPENBLAS_NUM_THREADS=1 build/cov_bench --benchmark_filter=Big
+// Problem: covfit gen planted --n 4000 --m 1000 --rank 200 --noise 0.2 --seed 11 (the
+// m = 1000 row of perf/sweep_scaling.py; r = 1000).
+const cc::Reduced& big_r1000() {
+  static const cc::Reduced red = [] {
+    cc::PlantedProblem q = cc::planted_problem(4000, 1000, 200, 0.2, 0.5, 11);
+    cc::check_and_centre(q.problem, "bench");
+    return cc::reduce(q.problem.X, q.problem.S);
+  }();
+  return red;
+}
+
+void exact_counters(benchmark::State& st, const std::vector<cc::ExactResult>& path, int r) {
+  double newton = 0, cg = 0, certified = 0, worst_gap = 0, secs = 0, worst_secs = 0;
+  for (const auto& e : path) {
+    newton += e.newton_iters;
+    cg += e.cg_iters;
+    certified += e.status == cc::ExactStatus::converged;
+    worst_gap = std::max(worst_gap, e.gap_bound / e.f);
+    secs += e.seconds;
+    worst_secs = std::max(worst_secs, e.seconds);
+  }
+  st.counters["r"] = r;
+  st.counters["lambdas"] = static_cast<double>(path.size());
+  st.counters["certified"] = certified;
+  st.counters["newton"] = newton;
+  st.counters["cg"] = cg;
+  st.counters["s_per_lambda"] = secs / std::max<std::size_t>(1, path.size());
+  st.counters["s_worst_lambda"] = worst_secs;
+  st.counters["mlog10_worst_gap_over_f"] = -std::log10(worst_gap);
+}
+
+// Cold start at lambda = 10^-k s_max^2 (Arg = k), r = 1000.
+void BM_BigExactCold_r1000(benchmark::State& st) {
+  const cc::Reduced& red = big_r1000();
+  const double lambda = std::pow(10.0, -static_cast<double>(st.range(0))) * red.s_max() * red.s_max();
+  std::vector<cc::ExactResult> one(1);
+  for (auto _ : st) {
+    one[0] = cc::solve_exact(red, lambda);
+    benchmark::ClobberMemory();
+  }
+  exact_counters(st, one, red.r);
+}
+
+// A warm path at r = 1000: lambda from 1e0 down to 1e-4 s_max^2, 3 per decade (13 lambda),
+// largest first, each warm-started from its neighbour (what a sweep's full-data part does).
+void BM_BigExactPath13_r1000(benchmark::State& st) {
+  const cc::Reduced& red = big_r1000();
+  std::vector<double> lambdas;
+  for (int k = 0; k <= 12; ++k) lambdas.push_back(std::pow(10.0, -k / 3.0) * red.s_max() * red.s_max());
+  std::vector<cc::ExactResult> path;
+  for (auto _ : st) {
+    path = cc::sweep_exact(red, lambdas);
+    benchmark::ClobberMemory();
+  }
+  exact_counters(st, path, red.r);
+}
+
+// The full-data thin SVD + R of n = 4m planted problems (Arg = m; the problems of
+// perf/sweep_scaling.py), BLAS threads as set by OPENBLAS_NUM_THREADS. peak_GB: the
+// process's peak RSS so far (includes generating the problem: at m = 5000 the planted
+// generator's n x n W0, 3.2 GB, dominates it; reduce itself needs X, S and ~3.4 GB).
+void BM_BigReduce_n4m(benchmark::State& st) {
+  const int m = static_cast<int>(st.range(0));
+  cc::Problem p;
+  {
+    cc::PlantedProblem q = cc::planted_problem(4 * m, m, m / 5, 0.2, 0.5, 11);
+    p = std::move(q.problem);
+  }
+  cc::check_and_centre(p, "bench");
+  for (auto _ : st) {
+    cc::Reduced red = cc::reduce(p.X, p.S);
+    st.counters["r"] = red.r;
+    benchmark::ClobberMemory();
+  }
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  st.counters["peak_GB"] = static_cast<double>(ru.ru_maxrss) * 1024.0 / 1e9;
+}
+
+[[maybe_unused]] const bool big_registered = [] {
+  const char* v = std::getenv("COVFIT_BENCH_BIG");
+  if (!v || std::string(v) != "1") return false;
+  benchmark::RegisterBenchmark("BM_BigExactCold_r1000", BM_BigExactCold_r1000)
+      ->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Unit(benchmark::kSecond)->Iterations(1);
+  benchmark::RegisterBenchmark("BM_BigExactPath13_r1000", BM_BigExactPath13_r1000)
+      ->Unit(benchmark::kSecond)->Iterations(1);
+  benchmark::RegisterBenchmark("BM_BigReduce_n4m", BM_BigReduce_n4m)
+      ->Arg(1000)->Arg(2000)->Unit(benchmark::kSecond)->Iterations(1);
+  return true;
+}();
+// COVFIT_BENCH_BIG_REDUCE_M=5000: BM_BigReduce_n4m at that m alone (n = 20000: about 5 GB).
+[[maybe_unused]] const bool big_reduce_registered = [] {
+  const char* v = std::getenv("COVFIT_BENCH_BIG_REDUCE_M");
+  if (!v || std::atoi(v) < 10) return false;
+  benchmark::RegisterBenchmark("BM_BigReduce_n4m", BM_BigReduce_n4m)
+      ->Arg(std::atoi(v))->Unit(benchmark::kSecond)->Iterations(1);
+  return true;
+}();
+// ---- end of the issue 11 item 4 block -------------------------------------------------------
 
 }  // namespace
 

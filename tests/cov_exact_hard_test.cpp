@@ -261,6 +261,11 @@ TEST(CovExactSolver, TimeBudgetEndsALambda) {
 }
 
 TEST(CovExactSolver, StopFlagEndsTheSolveWithinASecond) {
+  // One BLAS thread, as in a sweep: with OpenBLAS' default (all cores) on an oversubscribed
+  // machine every LAPACK call after the stop (the certificate's eigendecomposition) waits
+  // for its second thread to be scheduled, per BLAS-2 call inside dsytrd: 4-5 s were
+  // measured at a 1-minute load of 10 on 2 cores, 0.5-0.7 s with one thread.
+  cc::BlasThreads one_blas_thread(1);
   cc::Rng rng(4);
   const cc::Matrix X = gaussian(rng, 320, 300);
   cc::Problem p{X, target_for(cc::centre_rows(X), rng, 0.5)};

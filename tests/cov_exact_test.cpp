@@ -193,4 +193,27 @@ TEST(CovExactSolver, SweepMatchesIndependentSolves) {
   }
 }
 
+// A dense path (a quarter decade per step: sweep_exact then starts each lambda from the
+// log-linear prediction of its two larger neighbours): every lambda certified and equal to
+// an independent cold solve within the two certificates.
+TEST(CovExactSolver, DensePathWithPredictedStartsMatchesColdSolves) {
+  const cc::Problem p = random_problem(30, 24, 20, 11);
+  const cc::Reduced red = cc::reduce(p.X, p.S);
+  const double s2 = red.s_max() * red.s_max();
+  std::vector<double> lambdas;
+  for (int k = 0; k <= 16; ++k) lambdas.push_back(std::pow(10.0, -k / 4.0) * s2);
+  const auto path = cc::sweep_exact(red, lambdas);
+  ASSERT_EQ(path.size(), lambdas.size());
+  for (std::size_t i = 0; i < lambdas.size(); ++i) {
+    SCOPED_TRACE("lambda/s_max^2 = " + std::to_string(lambdas[i] / s2) + ": " + path[i].message);
+    ASSERT_EQ(path[i].status, cc::ExactStatus::converged);
+    const cc::ExactResult cold = cc::solve_exact(red, lambdas[i]);
+    ASSERT_EQ(cold.status, cc::ExactStatus::converged) << cold.message;
+    const double rounding = 1e-13 * std::abs(cold.f);
+    EXPECT_LE(path[i].f - cold.f, cold.gap_bound + path[i].gap_bound + rounding);
+    EXPECT_LE(cold.f - path[i].f, cold.gap_bound + path[i].gap_bound + rounding);
+    EXPECT_LT(cc::frobenius_diff(path[i].M, cold.M), 1e-7 * (1.0 + cc::frobenius(cold.M)));
+  }
+}
+
 }  // namespace

@@ -141,3 +141,23 @@ TEST(CovProblem, RngStreamIsPinned) {
   std::sort(sorted.begin(), sorted.end());
   for (int i = 0; i < 10; ++i) EXPECT_EQ(sorted[i], i);
 }
+
+// LAPACK with 32-bit indices: X's entries and dgesdd's workspace (~4 min(n, m)^2) must stay
+// below 2^31 (checked from the shape alone, before anything is allocated).
+TEST(CovProblem, ShapesBeyondLapackIndicesAreRejected) {
+  EXPECT_NO_THROW(cc::check_lapack_shape(20000, 5000, "t"));
+  EXPECT_NO_THROW(cc::check_lapack_shape(cc::kMaxSvdMinDim, cc::kMaxSvdMinDim, "t"));
+  EXPECT_NO_THROW(cc::check_lapack_shape(92000, 23000, "t"));  // 2.116e9 entries
+  try {
+    cc::check_lapack_shape(100000, 22000, "data 'x'");  // 2.2e9 entries
+    ADD_FAILURE() << "no error";
+  } catch (const covfit::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("2200000000 entries"), std::string::npos) << e.what();
+  }
+  try {
+    cc::check_lapack_shape(cc::kMaxSvdMinDim + 1, cc::kMaxSvdMinDim + 1, "t");
+    ADD_FAILURE() << "no error";
+  } catch (const covfit::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("at most 23169"), std::string::npos) << e.what();
+  }
+}

@@ -34,11 +34,26 @@ void check_finite(const Matrix& A, const char* name, const std::string& where) {
 
 }  // namespace
 
+void check_lapack_shape(int n, int m, const std::string& where) {
+  const long long elements = static_cast<long long>(n) * m;
+  const long long k = std::min(n, m);
+  const std::string what = "X of shape (" + std::to_string(n) + ", " + std::to_string(m) + ")";
+  if (elements > kMaxLapackIndex)
+    throw InputError(where, what + " has " + std::to_string(elements) +
+                                " entries; its SVD (LAPACK with 32-bit indices) takes at most " +
+                                std::to_string(kMaxLapackIndex));
+  if (4 * k * k + 7 * k > kMaxLapackIndex)
+    throw InputError(where, what + ": the SVD's workspace (about 4 min(n, m)^2 doubles) would "
+                                "overflow LAPACK's 32-bit indices; min(n, m) can be at most " +
+                                std::to_string(kMaxSvdMinDim));
+}
+
 bool check_and_centre(Problem& p, const std::string& where) {
   const int n = p.X.rows, m = p.X.cols;
   if (n < 2 || m < 1)
     throw InputError(where, "X has shape " + shape(p.X) +
                                 "; need at least 2 channels (rows) and 1 stimulus (column)");
+  check_lapack_shape(n, m, where);
   if (p.S.rows != m || p.S.cols != m)
     throw InputError(where, "S has shape " + shape(p.S) + " but X has shape " + shape(p.X) +
                                 "; S must be (m, m) = (" + std::to_string(m) + ", " +
@@ -96,6 +111,7 @@ bool check_and_centre(Problem& p, const std::string& where) {
 
 PlantedProblem planted_problem(int n, int m, int rank, double noise, double w0_scale,
                                std::uint64_t seed) {
+  check_lapack_shape(n, m, "planted problem");
   Rng rng(seed);
   rank = std::max(1, std::min(rank, std::min(n - 1, m)));
   Matrix A(n, rank), B(m, rank), X(n, m);
@@ -110,11 +126,15 @@ PlantedProblem planted_problem(int n, int m, int rank, double noise, double w0_s
   }
 
   // W0 in the top-`rank` left singular subspace: the part of W that the data identify.
-  ThinSvd svd = thin_svd(X);
-  const int k = std::min(rank, static_cast<int>(svd.sigma.size()));
-  Matrix Uk(n, k);
-  std::copy(svd.U.data.begin(), svd.U.data.begin() + static_cast<std::ptrdiff_t>(n) * k,
-            Uk.data.begin());
+  Matrix Uk;
+  {
+    ThinSvd svd = thin_svd(X);  // (freed before the n x n W0 is formed)
+    const int kk = std::min(rank, static_cast<int>(svd.sigma.size()));
+    Uk = Matrix(n, kk);
+    std::copy(svd.U.data.begin(), svd.U.data.begin() + static_cast<std::ptrdiff_t>(n) * kk,
+              Uk.data.begin());
+  }
+  const int k = Uk.cols;
   Matrix M0(k, k);
   const double sd = w0_scale / (2.0 * std::sqrt(static_cast<double>(k)));
   for (int j = 0; j < k; ++j)

@@ -148,46 +148,21 @@ class ProgressTracker {
 };
 
 // The exact path over one block (lambdas largest first): the job's budgets, the stop flag,
-// lambda-level progress. Each lambda warm-starts from the previous one's solution, the
-// first from `start` (the previous block's end) or, without one, its own continuation.
+// lambda-level progress. It continues from `start` (the previous block's end; the same
+// bits as one path over both blocks) or, without one, starts with its own continuation.
+// `end` gets where it ended (null if it has no solution to continue from).
 std::vector<ExactResult> exact_path(const Reduced& red, const std::vector<double>& lam,
                                     const SweepConfig& cfg, const std::atomic<bool>* stop,
-                                    ProgressTracker* progress, const WarmStart* start) {
+                                    ProgressTracker* progress, const WarmStart* start,
+                                    std::shared_ptr<const WarmStart>* end = nullptr) {
   ExactOptions o = cfg.exact_options;
   o.stop = stop;
-  check_lambdas(lam, 0.0, false, "exact sweep lambda");
-  std::vector<ExactResult> out(lam.size());
-  Matrix warm;
-  double warm_lambda = 0.0;
-  bool have_warm = false;
-  const auto take = [&](const Matrix& M, double lambda) {
-    warm = M;
-    for (int i = 0; i < warm.rows; ++i) warm(i, i) += 1.0;  // P = I + M
-    warm_lambda = lambda;
-    have_warm = true;
-  };
-  if (start && start->M.rows == red.r) take(start->M, start->lambda);
-  for (std::size_t k = 0; k < lam.size(); ++k) {
-    if (stop && stop->load()) {
-      out[k].lambda = lam[k];
-      out[k].status = ExactStatus::interrupted;
-      out[k].message = "interrupted";
-      continue;
-    }
-    out[k] = solve_exact(red, lam[k], o, have_warm ? &warm : nullptr, warm_lambda);
-    // A budget-limited iterate is still P > 0 and near the path: a good next start.
-    if (out[k].status == ExactStatus::converged || out[k].status == ExactStatus::budget) take(out[k].M, lam[k]);
-    if (progress) progress->lambda_done(out[k]);
-  }
+  WarmStart state = start ? *start : WarmStart{};
+  std::vector<ExactResult> out = sweep_exact(red, lam, o, [&](const ExactResult& e) {
+    if (progress) progress->lambda_done(e);
+  }, &state);
+  if (end) *end = state.have_warm ? std::make_shared<const WarmStart>(std::move(state)) : nullptr;
   return out;
-}
-
-// The last solution of a block's path that can start the next block.
-std::shared_ptr<const WarmStart> end_of(const std::vector<ExactResult>& ex) {
-  for (auto it = ex.rbegin(); it != ex.rend(); ++it)
-    if (it->status == ExactStatus::converged || it->status == ExactStatus::budget)
-      return std::make_shared<const WarmStart>(WarmStart{it->lambda, it->M});
-  return nullptr;
 }
 
 bool exact_for(const SweepConfig& cfg, const Reduced& red) {
@@ -255,8 +230,7 @@ void free_full_unit(const SweepConfig& cfg, const Reduced& red, const std::vecto
   for (int l : block) bl.push_back(lam[static_cast<std::size_t>(l)]);
   ProgressTracker progress(cfg, exact ? static_cast<long long>(bl.size()) : 0);
   std::vector<ExactResult> ex;
-  if (exact) ex = exact_path(red, bl, cfg, stop, &progress, start);
-  u.warm_end = end_of(ex);
+  if (exact) ex = exact_path(red, bl, cfg, stop, &progress, start, &u.warm_end);
   u.warm_started = exact && start;
   if (stop && stop->load()) return;
   const int B = static_cast<int>(block.size());
@@ -302,8 +276,7 @@ void free_fold_unit(const SweepConfig& cfg, const FoldData& fd, int fold, const 
   for (int l : block) bl.push_back(lam[static_cast<std::size_t>(l)]);
   ProgressTracker progress(cfg, exact ? static_cast<long long>(bl.size()) : 0);
   std::vector<ExactResult> fe;
-  if (exact) fe = exact_path(fd.red, bl, cfg, stop, &progress, start);
-  u.warm_end = end_of(fe);
+  if (exact) fe = exact_path(fd.red, bl, cfg, stop, &progress, start, &u.warm_end);
   u.warm_started = exact && start;
   for (const ExactResult& e : fe) ++u.exact_counts[static_cast<int>(e.status)];
   if (stop && stop->load()) return;

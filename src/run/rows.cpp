@@ -93,8 +93,17 @@ void write_sweep_data(hid_t file, const std::vector<data::CovData>& data) {
 
 namespace {
 
-// A unit's exact path end, stored with it as the next block's warm start.
-const char* const kWarmEnd = "M_end";
+// A unit's exact path end (cov::ExactPathState), stored with it as the next block's start:
+// P = I + M at the last solution, and the logs the path predictor continues from.
+const char* const kEndP = "P_end";
+const char* const kEndLog = "logP_end";
+const char* const kEndLogPrev = "logP_prev";
+
+bool is_path_end(const std::string& name) { return name == kEndP || name == kEndLog || name == kEndLogPrev; }
+
+cov::StoredMatrix as_stored(const char* name, double lambda, const cov::Matrix& A) {
+  return {name, lambda, std::nan(""), A.rows, A.cols, A.data};  // column-major (symmetric)
+}
 
 io::SweepLambdaRow lambda_row(std::int64_t id, const std::string& data_name, const std::string& model,
                               double unit, const cov::SweepRow& x) {
@@ -220,9 +229,11 @@ void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, 
   std::vector<io::SweepMatrixRow> matrices;
   std::vector<double> values;
   std::vector<cov::StoredMatrix> stored = r.stored;
-  if (r.warm_end)  // the next block's start (reduced M, r x r)
-    stored.push_back({kWarmEnd, r.warm_end->lambda, std::nan(""), r.warm_end->M.rows, r.warm_end->M.cols,
-                      r.warm_end->M.data});
+  if (const cov::WarmStart* w = r.warm_end.get()) {  // the next block's start (r x r each)
+    stored.push_back(as_stored(kEndP, w->warm_lambda, w->warm));
+    if (w->have_logs_for_warm) stored.push_back(as_stored(kEndLog, w->warm_lambda, w->log_warm));
+    if (w->have_logs) stored.push_back(as_stored(kEndLogPrev, w->prev_lambda, w->log_prev));
+  }
   matrices_rows(unit.id, stored, matrices, values);
   tables.append(u, lambdas, folds, matrices, values);
 }
@@ -262,18 +273,22 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
                              f.r2_val_fwd, f.r2_val_exact, f.r2_train});
     }
     slice(u.matrix_offset, u.matrix_len, c.matrices.size(), "/sweep_units/matrix_index");
+    cov::WarmStart end;
     for (std::int64_t i = u.matrix_offset; i < u.matrix_offset + u.matrix_len; ++i) {
       const io::SweepMatrixRow& m = c.matrices[static_cast<std::size_t>(i)];
       cov::StoredMatrix sm{m.name, m.lambda, m.lambda_d, static_cast<int>(m.rows), static_cast<int>(m.cols), {}};
       sm.data = io::SweepUnitTables::read_values(file, u.values_offset + m.offset, m.rows * m.cols);
-      if (sm.name == kWarmEnd) {
-        cov::WarmStart w{sm.lambda, cov::Matrix(sm.rows, sm.cols)};
-        w.M.data = std::move(sm.data);
-        r.warm_end = std::make_shared<const cov::WarmStart>(std::move(w));
+      if (is_path_end(sm.name)) {
+        cov::Matrix A(sm.rows, sm.cols);
+        A.data = std::move(sm.data);
+        if (sm.name == kEndP) end.have_warm = true, end.warm_lambda = sm.lambda, end.warm = std::move(A);
+        if (sm.name == kEndLog) end.have_logs_for_warm = true, end.log_warm = std::move(A);
+        if (sm.name == kEndLogPrev) end.have_logs = true, end.prev_lambda = sm.lambda, end.log_prev = std::move(A);
       } else {
         r.stored.push_back(std::move(sm));
       }
     }
+    if (end.have_warm) r.warm_end = std::make_shared<const cov::WarmStart>(std::move(end));
     out[u.task_id].push_back(std::move(r));
   }
   return out;

@@ -81,11 +81,25 @@ struct ExactResult {
 ExactResult solve_exact(const Reduced& red, double lambda, const ExactOptions& opt = {},
                         const Matrix* warm_P = nullptr, double warm_lambda = 0.0);
 
+// What sweep_exact carries from one lambda to the next: the last solution on the path
+// (P = I + M, the next warm start) and, for its predictor, the logs of the last two
+// certified ones. Passing the state one call ended with into the next call continues the
+// path with the same bits as one call over both lambda lists.
+struct ExactPathState {
+  bool have_warm = false;           // warm, warm_lambda valid
+  bool have_logs_for_warm = false;  // log_warm = log(warm) valid (warm was certified)
+  bool have_logs = false;           // log_prev, prev_lambda valid too (predictor armed)
+  double warm_lambda = 0.0, prev_lambda = 0.0;
+  Matrix warm, log_warm, log_prev;
+};
+
 // Solves every lambda, largest first, warm-starting each from its larger neighbour's
 // solution (converged or budget-limited). Results are returned in the order of `lambdas`.
-// `each`, if given, sees every result as it is made (progress).
+// `each`, if given, sees every result as it is made (progress). `state`, if given, is
+// where the path starts (e.g. the end of the previous lambda block) and is left at its end.
 std::vector<ExactResult> sweep_exact(const Reduced& red, const std::vector<double>& lambdas,
                                      const ExactOptions& opt = {},
-                                     const std::function<void(const ExactResult&)>& each = {});
+                                     const std::function<void(const ExactResult&)>& each = {},
+                                     ExactPathState* state = nullptr);
 
 }  // namespace covfit::cov

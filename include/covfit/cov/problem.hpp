@@ -22,8 +22,17 @@ inline constexpr double kMinScale = 1e-280;
 // A column of X counts as centred when |mean| <= kCentreTol * max|entry| of that column.
 inline constexpr double kCentreTol = 1e-10;
 
+// The SVD runs in LAPACK with 32-bit indices (Debian's OpenBLAS): X may have at most
+// 2^31 - 1 entries, and dgesdd's workspace (4 min(n, m)^2 + 7 min(n, m) doubles for a tall
+// or wide X, 3 min(n, m)^2 + ... for a square one) must stay below 2^31 as well, so
+// min(n, m) <= 23169. Throws InputError(where) otherwise.
+inline constexpr long long kMaxLapackIndex = 2147483647LL;
+inline constexpr int kMaxSvdMinDim = 23169;
+void check_lapack_shape(int n, int m, const std::string& where);
+
 // Validates `p` and brings it into canonical form:
-//  - shapes: S is (m, m) where X is (n, m), n >= 2, m >= 1;
+//  - shapes: S is (m, m) where X is (n, m), n >= 2, m >= 1; n m and min(n, m) within
+//    check_lapack_shape's limits;
 //  - every entry of X and S finite;
 //  - S symmetric within kSymmetryTol relative to max|S|; then symmetrised exactly;
 //  - X's columns centred over the n channels (done here if needed);

@@ -147,11 +147,9 @@ struct SweepResult {
   double headline_r2() const;
 };
 
-// The exact solution a block's path ended with (its smallest lambda): the next block's start.
-struct WarmStart {
-  double lambda = 0;
-  Matrix M;  // (r, r): W = U M U^T
-};
+// Where a block's exact path ended (its last solution and the predictor's state): the
+// next block's start.
+using WarmStart = ExactPathState;
 
 // What one work unit computed. Rows carry their grid indices, so units can arrive in any
 // order.
