@@ -16,6 +16,7 @@ For each m in --sizes (default 250, 500, 1000, 2000, 5000), n = 4m:
 
 The timing columns come from the results file (/sweep/tasks):
   svd_s    the one full-data thin SVD + R = VᵀSV (blas_threads BLAS threads)
+  fold_svd_s  the folds' SVDs (format 3 files; before, they were part of folds_s)
   folds_s  the parts: per fold a thin SVD of the train block and R² per λ, and with
            exact = true every fold's exact path and the full data's exact path; the parts
            run side by side on -t threads, each with one BLAS thread
@@ -129,6 +130,8 @@ def read_result(path):
         t = f["sweep/tasks"][0]
         lam = f["sweep/lambda"]
         out = {k: float(t[k]) for k in ("svd_seconds", "folds_seconds", "rows_seconds", "seconds")}
+        # Format 3 (work units): the folds' SVDs are a column of their own.
+        out["fold_svd_seconds"] = float(t["fold_svd_seconds"]) if "fold_svd_seconds" in t.dtype.names else float("nan")
         out["r"] = int(t["r"])
         out["n"] = int(t["n"])
         out["m"] = int(t["m"])
@@ -230,19 +233,19 @@ def main():
     print(f"{args.lambdas} λ (linearised) / {args.exact_lambdas} λ (exact), 1e-3..1e2 s_max², "
           f"{args.folds} folds, n = 4m, planted rank m/5, noise 0.2")
     print()
-    print("| m | n | r | -t = blas_threads | sweep | λ | svd_s | folds_s | rows_s | task_s | wall_s "
+    print("| m | n | r | -t = blas_threads | sweep | λ | svd_s | fold_svd_s | folds_s | rows_s | task_s | wall_s "
           "| peak RSS GB | exact s/λ (full data, mean / max) | certified | load |")
-    print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in records:
         if "error" in r:
             print(f"| {r['m']} | {r['n']} | | {r['threads'] or ''} | {r['kind']} | | {r['error']} "
-                  "| | | | | | | | |")
+                  "| | | | | | | | | |")
             continue
         ex = ("–" if r["exact_per_lambda"] is None
               else f"{r['exact_per_lambda']:.3f} / {r['exact_max_lambda']:.2f}")
         cert = f"{r['exact_certified']}/{r['exact_rows']}" if r["exact_rows"] else "–"
         print(f"| {r['m']} | {r['n']} | {r['r']} | {r['threads']} | {r['kind']} | {r['lambdas']} "
-              f"| {r['svd_seconds']:.2f} | {r['folds_seconds']:.2f} | {r['rows_seconds']:.2f} "
+              f"| {r['svd_seconds']:.2f} | {r['fold_svd_seconds']:.2f} | {r['folds_seconds']:.2f} | {r['rows_seconds']:.2f} "
               f"| {r['seconds']:.2f} | {r['wall_s']:.1f} | {f(r['rss_bytes'] and r['rss_bytes'] / 1e9, '{:.2f}')} "
               f"| {ex} | {cert} | {r['load_start']:.2f}→{r['load_end']:.2f} |")
     if args.json:

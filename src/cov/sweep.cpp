@@ -668,7 +668,8 @@ double SweepResult::headline_r2() const {
 double sweep_store_bytes(const SweepConfig& cfg, int n, int m) {
   const double nd = n, md = m;
   if (cfg.model == SweepModel::free_diag) return 8.0 * (nd * nd + 2.0 * nd);  // W_lin, d_lin, d
-  const double per = 8.0 * (2.0 * nd * nd + nd + md * (md + 1.0));
+  // W and W_lin with exact solutions (W_lin alone without), d, the eq. 1 pairs.
+  const double per = 8.0 * ((cfg.exact ? 2.0 : 1.0) * nd * nd + nd + md * (md + 1.0));
   double count = 1 + static_cast<double>(cfg.store_lambdas.size());
   if (cfg.store_all) count = static_cast<double>(cfg.lambdas.size());
   return per * count;

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -138,14 +139,26 @@ class SweepKind : public Kind {
     for (const auto& spec : job_.cov_data) data_.push_back(data::load_cov(spec));
     // Folds depend only on m: validate them now, before any file is touched.
     for (const auto& d : data_) folds_.push_back(make_folds(d.problem.X.cols));
-    // A process holds, per data set, the full reduction and a few folds' (n x r each), a
-    // unit's stored matrices (n x n each) and work matrices: refuse a problem that cannot
-    // fit before any file exists.
+    // Refuse a problem that cannot fit before any file exists. What a process holds for a
+    // data set (8-byte doubles; r = min(n, m)) besides X and S: the full reduction (U, V, R) and,
+    // while dgesdd runs, its copy of X and workspace; the folds' reductions it keeps (the
+    // cache) and two in flight (X_tr and the SVD's workspace); the stored matrices, held
+    // about three times while they are written (result, row buffer, HDF5 bytes).
+    const double threads = std::max(1, omp_get_max_threads());
     for (const auto& d : data_)
       for (job::CovModel m : job_.sweep.models) {
-        const double n = d.problem.X.rows, mm = d.problem.X.cols;
-        check_memory(cov::sweep_store_bytes(sweep_config(m), d.problem.X.rows, d.problem.X.cols) +
-                         8.0 * (4 * n * n + 8 * mm * mm + 8 * n * mm),
+        const double n = d.problem.X.rows, mm = d.problem.X.cols, r = std::min(n, mm);
+        const auto& fs = folds_[static_cast<std::size_t>(&d - data_.data())];
+        const double folds = static_cast<double>(fs.size());
+        double m_tr = 0;  // the largest train block
+        for (const auto& f : fs) m_tr = std::max(m_tr, static_cast<double>(f.train.size()));
+        const double r_f = std::min(n, m_tr);
+        const double kept = std::min(folds, job_.sweep_blocks(m) > 1 ? std::max(threads + 1, folds) : threads + 1);
+        const double fold = n * r_f + 3 * mm * r_f + mm * mm;
+        // (X and S are loaded already: the available memory no longer counts them.)
+        const double doubles = (n * r + 2 * mm * r + r * r) + (n * mm + 5 * r * r) + kept * fold +
+                               std::min(threads, 2.0) * (n * m_tr + 5 * r_f * r_f);
+        check_memory(8.0 * doubles + 3.0 * cov::sweep_store_bytes(sweep_config(m), d.problem.X.rows, d.problem.X.cols),
                      "data '" + d.name + "'", "a sweep task on X (" + std::to_string(d.problem.X.rows) +
                          " x " + std::to_string(d.problem.X.cols) + ")");
       }
@@ -181,18 +194,22 @@ class SweepKind : public Kind {
       }
     return bytes;
   }
-  // Scaled from jobs/sweep_planted.toml (n = 500, m = 200, 200 lambdas, 5 folds, exact:
-  // ~35 s on one core): per fit (folds + full data) and lambda, ~O(min(n, m)^3).
+  // Exact: scaled from jobs/sweep_planted.toml (n = 500, m = 200, 200 lambdas, 5 folds:
+  // ~35 s on one core), per fit (folds + full data) and lambda, ~O(min(n, m)^3).
+  // Linearised: the SVDs and about as much again along the lambda path (perf/README.md:
+  // n = 2000, m = 500, 5 folds, 1000 lambdas: ~2 s), O(n m min(n, m)) per fit.
   double rough_cpu_seconds() const override {
     double s = 0;
     const double L = static_cast<double>(job_.sweep.base.lambdas.size() *
                                          std::max<std::size_t>(1, job_.sweep.base.lambda_d.size()));
     for (std::size_t di = 0; di < data_.size(); ++di) {
       const auto& X = data_[di].problem.X;
-      const double r = std::min(X.rows, X.cols) / 200.0;
-      const double fits = static_cast<double>(folds_[di].size() + 1) / 6.0;
+      const double n = X.rows, m = X.cols, r = std::min(n, m);
+      const double fits = static_cast<double>(folds_[di].size() + 1);
       for (std::size_t mi = 0; mi < job_.sweep.models.size(); ++mi)
-        s += 35.0 * (L / 200.0) * fits * r * r * r * (job_.sweep.base.exact ? 1.0 : 0.1);
+        s += job_.sweep.base.exact && r <= job_.sweep.base.exact_max_rank
+                 ? 35.0 * (L / 200.0) * (fits / 6.0) * std::pow(r / 200.0, 3.0)
+                 : fits * 7e-10 * n * m * r;
     }
     return s;
   }
