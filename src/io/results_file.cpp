@@ -50,15 +50,17 @@ void write_root_attrs(hid_t f, const FileMeta& meta, const std::string& created)
 
 // Creates `path` with the root attributes and the payload; on any failure (disk full,
 // permissions) the partly written file is removed and the error names `path`.
+// `shown`: the name errors give (the output path, when `path` is its temporary twin).
 Handle create_file(const std::string& path, const FileMeta& meta, const std::string& created,
-                   const std::function<void(hid_t)>& create_payload) {
+                   const std::function<void(hid_t)>& create_payload, const std::string& shown = "") {
+  const std::string& name = shown.empty() ? path : shown;
   Handle fapl = latest_format_fapl();
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
   if (id < 0) {
     const std::string detail = hdf5_error_detail();
     std::error_code ec;
     fs::remove(path, ec);
-    throw InputError(path, "cannot create file (permissions? disk full?)" + detail);
+    throw InputError(name, "cannot create file (permissions? disk full?)" + detail);
   }
   Handle file(id, H5Fclose);
   try {
@@ -75,9 +77,17 @@ Handle create_file(const std::string& path, const FileMeta& meta, const std::str
     file.reset();
     std::error_code ec;
     fs::remove(path, ec);
-    throw RuntimeError(path + ": cannot write the new file: " + e.what());
+    throw RuntimeError(name + ": cannot write the new file: " + e.what());
   }
   return file;
+}
+
+// A file is renamed to the output path only in SWMR write mode: HDF5 marks a file opened
+// for writing without SWMR as open, and after a kill such a file cannot be opened again
+// (not even to resume it), whereas a killed SWMR writer's file stays readable.
+void start_swmr_write(hid_t file, const std::string& path) {
+  if (H5Fstart_swmr_write(file) < 0)
+    throw RuntimeError(path + ": cannot start SWMR write mode" + hdf5_error_detail());
 }
 
 // An existing output must be a regular file: writing "results" into a device or FIFO
@@ -239,8 +249,20 @@ ResultsFile ResultsFile::create(const std::string& path, const FileMeta& meta, b
     throw InputError(path, "exists; refusing to replace it (use --overwrite)");
   ResultsFile rf;
   rf.path_ = path;
-  rf.file_ = create_file(path, meta, utc_now_iso(), create_payload);
-  rf.flush();
+  // Built under a temporary name and renamed in SWMR mode: a kill at any moment leaves
+  // either no file at `path` (or the one it replaces) or one a resume can read.
+  const std::string tmp = path + ".create-tmp";
+  fs::remove(tmp, ec);
+  rf.file_ = create_file(tmp, meta, utc_now_iso(), create_payload, path);
+  try {
+    start_swmr_write(rf.file_.get(), path);
+    fs::rename(tmp, path);
+  } catch (...) {
+    rf.file_.reset();
+    fs::remove(tmp, ec);
+    throw;
+  }
+  rf.swmr_ = true;
   return rf;
 }
 
@@ -298,14 +320,13 @@ ResultsFile ResultsFile::open(const std::string& path, const FileMeta& meta, boo
       fs::remove(tmp, ec);
       throw;
     }
-    fresh.reset();
+    // Atomic replace, in SWMR mode (see start_swmr_write): readers see either the old file
+    // or the complete copy, and a kill leaves a file the next resume can read.
+    start_swmr_write(fresh.get(), tmp);
+    fs::rename(tmp, path);
+    rf.file_ = std::move(fresh);
   }
-  // Atomic replace: readers see either the old file or the complete copy.
-  fs::rename(tmp, path);
-  Handle fapl = latest_format_fapl();
-  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
-  if (id < 0) throw RuntimeError(path + ": cannot reopen the resumed file for writing");
-  rf.file_ = Handle(id, H5Fclose);
+  rf.swmr_ = true;
   return rf;
 }
 
@@ -335,8 +356,9 @@ void ResultsFile::finalize(const std::string& path, const std::function<void(hid
 }
 
 void ResultsFile::start_swmr() {
-  if (H5Fstart_swmr_write(file_.get()) < 0)
-    throw RuntimeError(path_ + ": cannot start SWMR write mode");
+  if (swmr_) return;
+  start_swmr_write(file_.get(), path_);
+  swmr_ = true;
 }
 
 void ResultsFile::flush() {

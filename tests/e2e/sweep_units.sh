@@ -77,6 +77,17 @@ PY
 done
 "$bin" run "$tmp/job.toml" -q -t 2 -o "$tmp/killed.h5"
 same "$tmp/single.h5" "$tmp/killed.h5"
+
+# Kills while the file is being created (HDF5 marks a file opened for writing without SWMR;
+# covfit only renames a new file into place in SWMR mode): the next run must still work.
+for d in 0.01 0.03 0.06 0.1; do
+  rm -f "$tmp/early.h5"
+  "$bin" run "$tmp/job.toml" -q -t 2 -o "$tmp/early.h5" >/dev/null 2>&1 &
+  pid=$!; sleep $d; kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+  rm -f "$tmp/early.h5.lock"
+  "$bin" run "$tmp/job.toml" -q -t 2 -o "$tmp/early.h5" >/dev/null
+done
+same "$tmp/single.h5" "$tmp/early.h5"
 py - "$tmp/killed.h5" "$tmp/committed.txt" <<'PY'
 import sys
 import covfit

@@ -75,7 +75,7 @@ class ResultsFile {
   hid_t id() const { return file_.get(); }
   bool resumed() const { return resumed_; }
   const std::string& path() const { return path_; }
-  void start_swmr();
+  void start_swmr();  // no-op when already in SWMR write mode
   void flush();
   void close() { file_.reset(); }
   // After close: on a copy of `path` opened read-write without SWMR, run `fn` and set the
@@ -87,6 +87,7 @@ class ResultsFile {
   Handle file_;
   std::string path_;
   bool resumed_ = false;
+  bool swmr_ = false;  // in SWMR write mode (create and open return files already in it)
 };
 
 // Check that an existing file holds this job and shard in this format version; throws
