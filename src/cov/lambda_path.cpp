@@ -322,9 +322,14 @@ std::vector<double> chebyshev_log_path(const std::vector<double>& lambdas, int n
   return out;
 }
 
-std::vector<R2Pair> r2_val_path(const FoldData& fd, const std::vector<double>& lambdas,
-                                const PathOptions& opt, PathStats* stats) {
-  if (!(fd.ss_tot_va > 0.0)) {  // r2_val is NaN at every λ
+namespace {
+
+// Both predictions' R^2 (`r2`: r2_val or r2_train of linearized_M) along the path; NaN at
+// every λ when the block has no variance (ss_tot = 0).
+template <class R2Fn>
+std::vector<R2Pair> r2_path(const FoldData& fd, double ss_tot, R2Fn r2, const std::vector<double>& lambdas,
+                            const PathOptions& opt, PathStats* stats) {
+  if (!(ss_tot > 0.0)) {
     if (stats) *stats = PathStats{};
     return std::vector<R2Pair>(lambdas.size(), R2Pair{kNaN, kNaN});
   }
@@ -332,38 +337,27 @@ std::vector<R2Pair> r2_val_path(const FoldData& fd, const std::vector<double>& l
   Matrix M;
   const PathEval eval = [&](double l, double* out) {
     linearized_M(fd.red, l, M);
-    const R2Pair v = r2_val(fd, M);
+    const R2Pair v = r2(fd, M);
     out[0] = v.linear;
     out[1] = v.exact;
   };
-  const PathTol abs_tol = r2_tol(tol);
   const std::vector<double> v =
-      chebyshev_log_path(lambdas, 2, eval, abs_tol, tol, opt.force_exact, stats);
+      chebyshev_log_path(lambdas, 2, eval, r2_tol(tol), tol, opt.force_exact, stats);
   std::vector<R2Pair> out(lambdas.size());
   for (std::size_t l = 0; l < out.size(); ++l) out[l] = {v[2 * l], v[2 * l + 1]};
   return out;
 }
 
+}  // namespace
+
+std::vector<R2Pair> r2_val_path(const FoldData& fd, const std::vector<double>& lambdas,
+                                const PathOptions& opt, PathStats* stats) {
+  return r2_path(fd, fd.ss_tot_va, r2_val, lambdas, opt, stats);
+}
+
 std::vector<R2Pair> r2_train_path(const FoldData& fd, const std::vector<double>& lambdas,
                                   const PathOptions& opt, PathStats* stats) {
-  if (!(fd.ss_tot_tr > 0.0)) {  // r2_train is NaN at every λ
-    if (stats) *stats = PathStats{};
-    return std::vector<R2Pair>(lambdas.size(), R2Pair{kNaN, kNaN});
-  }
-  const double tol = kSafety * opt.tol;
-  Matrix M;
-  const PathEval eval = [&](double l, double* out) {
-    linearized_M(fd.red, l, M);
-    const R2Pair v = r2_train(fd, M);
-    out[0] = v.linear;
-    out[1] = v.exact;
-  };
-  const PathTol abs_tol = r2_tol(tol);
-  const std::vector<double> v =
-      chebyshev_log_path(lambdas, 2, eval, abs_tol, tol, opt.force_exact, stats);
-  std::vector<R2Pair> out(lambdas.size());
-  for (std::size_t l = 0; l < out.size(); ++l) out[l] = {v[2 * l], v[2 * l + 1]};
-  return out;
+  return r2_path(fd, fd.ss_tot_tr, r2_train, lambdas, opt, stats);
 }
 
 namespace {

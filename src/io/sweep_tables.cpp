@@ -159,6 +159,32 @@ std::vector<Field<U>> unit_fields() {
 
 bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
 
+// The dependents of both sweep stores (/sweep for tasks, /sweep_units for work units):
+// lambda rows, fold rows, the matrix index and the matrices' float64 values.
+std::vector<DependentTable> sweep_dependents(const Table<SweepLambdaRow>& lambdas, const Table<SweepFoldRow>& folds,
+                                             const Table<SweepMatrixRow>& matrices) {
+  return {{"lambda", &lambdas.layout(), "lambda_offset", "lambda_len", 1024},
+          {"folds", &folds.layout(), "fold_offset", "fold_len", 2048},
+          {"matrix_index", &matrices.layout(), "matrix_offset", "matrix_len", 64},
+          {"values", nullptr, "values_offset", "values_len", 16384}};
+}
+
+// Those dependents' rows as the bytes TaskStore::append takes, in sweep_dependents' order.
+std::vector<std::vector<char>> encode_dependents(const Table<SweepLambdaRow>& lt, const Table<SweepFoldRow>& ft,
+                                                 const Table<SweepMatrixRow>& mt,
+                                                 const std::vector<SweepLambdaRow>& lambdas,
+                                                 const std::vector<SweepFoldRow>& folds,
+                                                 const std::vector<SweepMatrixRow>& matrices,
+                                                 const std::vector<double>& values) {
+  std::vector<std::vector<char>> rows(4);
+  for (const auto& r : lambdas) lt.encode(r, rows[0]);
+  for (const auto& r : folds) ft.encode(r, rows[1]);
+  for (const auto& r : matrices) mt.encode(r, rows[2]);
+  rows[3].resize(8 * values.size());
+  if (!values.empty()) std::memcpy(rows[3].data(), values.data(), rows[3].size());
+  return rows;
+}
+
 }  // namespace
 
 SweepTables::SweepTables()
@@ -166,33 +192,20 @@ SweepTables::SweepTables()
       lambdas_("lambda", "one row per lambda (free) or per (lambda, lambda_d) (free_diag)", lambda_fields()),
       folds_("folds", "per fold and grid point: the values behind the means", fold_fields()),
       matrices_("matrix_index", "stored matrices in /sweep/values", matrix_fields()),
-      store_(kGroup, "tasks", &tasks_.layout(),
-             {{"lambda", &lambdas_.layout(), "lambda_offset", "lambda_len", 1024},
-              {"folds", &folds_.layout(), "fold_offset", "fold_len", 2048},
-              {"matrix_index", &matrices_.layout(), "matrix_offset", "matrix_len", 64},
-              {"values", nullptr, "values_offset", "values_len", 16384}}) {}
+      store_(kGroup, "tasks", &tasks_.layout(), sweep_dependents(lambdas_, folds_, matrices_)) {}
 
 SweepUnitTables::SweepUnitTables()
     : units_("units", "one row per work unit: the commit record", unit_fields()),
       lambdas_("lambda", "full-data units: one row per grid point (R^2 columns NaN until assembled)", lambda_fields()),
       folds_("folds", "fold units: one row per grid point", fold_fields()),
       matrices_("matrix_index", "matrices stored by units in /sweep_units/values", matrix_fields()),
-      store_(kGroup, "units", &units_.layout(),
-             {{"lambda", &lambdas_.layout(), "lambda_offset", "lambda_len", 1024},
-              {"folds", &folds_.layout(), "fold_offset", "fold_len", 2048},
-              {"matrix_index", &matrices_.layout(), "matrix_offset", "matrix_len", 64},
-              {"values", nullptr, "values_offset", "values_len", 16384}}) {}
+      store_(kGroup, "units", &units_.layout(), sweep_dependents(lambdas_, folds_, matrices_)) {}
 
 void SweepUnitTables::append(const SweepUnitRow& unit, const std::vector<SweepLambdaRow>& lambdas,
                              const std::vector<SweepFoldRow>& folds,
                              const std::vector<SweepMatrixRow>& matrices, const std::vector<double>& values) {
-  std::vector<std::vector<char>> rows(4);
-  for (const auto& r : lambdas) lambdas_.encode(r, rows[0]);
-  for (const auto& r : folds) folds_.encode(r, rows[1]);
-  for (const auto& r : matrices) matrices_.encode(r, rows[2]);
-  rows[3].resize(8 * values.size());
-  if (!values.empty()) std::memcpy(rows[3].data(), values.data(), rows[3].size());
-  store_.append(Row(units_.layout(), units_.encode(unit).data()), rows);
+  store_.append(Row(units_.layout(), units_.encode(unit).data()),
+                encode_dependents(lambdas_, folds_, matrices_, lambdas, folds, matrices, values));
 }
 
 SweepUnitTables::Contents SweepUnitTables::read(hid_t file) {
@@ -224,13 +237,8 @@ void SweepTables::create(hid_t file) {
 void SweepTables::append(const SweepTaskRow& task, const std::vector<SweepLambdaRow>& lambdas,
                          const std::vector<SweepFoldRow>& folds,
                          const std::vector<SweepMatrixRow>& matrices, const std::vector<double>& values) {
-  std::vector<std::vector<char>> rows(4);
-  for (const auto& r : lambdas) lambdas_.encode(r, rows[0]);
-  for (const auto& r : folds) folds_.encode(r, rows[1]);
-  for (const auto& r : matrices) matrices_.encode(r, rows[2]);
-  rows[3].resize(8 * values.size());
-  if (!values.empty()) std::memcpy(rows[3].data(), values.data(), rows[3].size());
-  store_.append(Row(tasks_.layout(), tasks_.encode(task).data()), rows);
+  store_.append(Row(tasks_.layout(), tasks_.encode(task).data()),
+                encode_dependents(lambdas_, folds_, matrices_, lambdas, folds, matrices, values));
 }
 
 void SweepTables::write_matrix_datasets(hid_t file) {

@@ -286,7 +286,7 @@ class SweepKind : public Kind {
   void set_run_id(const std::string& id) override { run_id_ = id; }
   // A part's lambda blocks form a chain: a committed unit's end starts its successor.
   void resume_from(hid_t f) override {
-    for (auto& [task_id, units] : read_sweep_units(f)) {
+    for (auto& [task_id, units] : read_sweep_units(f, false)) {
       const job::SweepTask task = job_.sweep_task(task_id);
       for (const cov::SweepUnitResult& u : units)
         shared_data(task.data)->set_warm(sweep_config(task.model).model, u.part, u.block, u.warm_end);

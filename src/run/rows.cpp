@@ -238,7 +238,7 @@ void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, 
   tables.append(u, lambdas, folds, matrices, values);
 }
 
-std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file) {
+std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file, bool stored) {
   const io::SweepUnitTables::Contents c = io::SweepUnitTables::read(file);
   std::map<std::int64_t, std::vector<cov::SweepUnitResult>> out;
   const auto slice = [](std::int64_t off, std::int64_t len, std::size_t size, const std::string& what) {
@@ -276,6 +276,7 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
     cov::WarmStart end;
     for (std::int64_t i = u.matrix_offset; i < u.matrix_offset + u.matrix_len; ++i) {
       const io::SweepMatrixRow& m = c.matrices[static_cast<std::size_t>(i)];
+      if (!stored && !is_path_end(m.name)) continue;
       cov::StoredMatrix sm{m.name, m.lambda, m.lambda_d, static_cast<int>(m.rows), static_cast<int>(m.cols), {}};
       sm.data = io::SweepUnitTables::read_values(file, u.values_offset + m.offset, m.rows * m.cols);
       if (is_path_end(sm.name)) {

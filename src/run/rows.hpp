@@ -27,7 +27,9 @@ void write_matrix(hid_t loc, const std::string& name, const cov::Matrix& A);  //
 // A work unit's rows into /sweep_units, and every committed unit read back, by task id.
 void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, const std::string& data_name,
                        const std::string& model, const std::string& run, const cov::SweepUnitResult& result);
-std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file);
+// `stored` = false skips the units' stored matrices (store = "all" can mean many n x n),
+// keeping their rows and path ends: what a resume needs.
+std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file, bool stored = true);
 // A task's assembled result into the /sweep summary tables.
 void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& data_name,
                   const std::string& model, bool centred, bool lambda_relative,
