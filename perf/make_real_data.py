@@ -14,6 +14,11 @@
       /S (300, 300) the Gram matrix of the same patches' gradient magnitudes (centred
       per patch): "which pixel mixing W makes pixel similarity look like edge similarity".
 
+  face_patches.h5: the same construction at the sizes users have (issue 11): m = 4000 random
+      30 x 30 patches (seed 1) of the raccoon photograph shipped by python3-scipy
+      (scipy/misc/face.dat, 768 x 1024 grayscale, values / 255): /X (900, 4000), rank 900;
+      /S (4000, 4000) the centred gradient-magnitude Gram matrix.
+
 Usage: perf/make_real_data.py [OUT_DIR]   (default perf/data)
 """
 import os
@@ -59,7 +64,38 @@ def main():
         f["X"] = X
         f["S"] = G.T @ G
         f.attrs["source"] = "grace_hopper_512 patches (16 x 16, 300, seed 0); S = Gram of gradient magnitudes"
-    print("wrote", out, "dem", z.shape, "extent", extent, "image", gray.shape, "patches X", X.shape)
+    Xf = face_patches(out)
+    print("wrote", out, "dem", z.shape, "extent", extent, "image", gray.shape, "patches X", X.shape,
+          "face patches X", Xf.shape)
+
+
+def patch_problem(gray, m, p, seed):
+    """X: m random p x p patches of gray as columns; S: the Gram matrix of the same patches'
+    gradient magnitudes, each patch centred."""
+    rng = np.random.default_rng(seed)
+    ys = rng.integers(0, gray.shape[0] - p, m)
+    xs = rng.integers(0, gray.shape[1] - p, m)
+    X = np.stack([gray[y:y + p, x:x + p].ravel() for y, x in zip(ys, xs)], axis=1)
+    gy, gx = np.gradient(gray)
+    g = np.hypot(gx, gy)
+    G = np.stack([g[y:y + p, x:x + p].ravel() for y, x in zip(ys, xs)], axis=1)
+    G = G - G.mean(axis=0, keepdims=True)
+    return X, G.T @ G
+
+
+def face_patches(out):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy 1.10 deprecates misc.face for scipy.datasets
+        import scipy.misc
+        face = scipy.misc.face(gray=True).astype(np.float64) / 255.0
+    X, S = patch_problem(face, 4000, 30, 1)
+    with h5py.File(os.path.join(out, "face_patches.h5"), "w") as f:
+        f["X"] = X
+        f["S"] = S
+        f.attrs["source"] = ("scipy/misc/face.dat (python3-scipy) grayscale / 255; 4000 random "
+                             "30 x 30 patches (seed 1); S = Gram of centred gradient magnitudes")
+    return X
 
 
 if __name__ == "__main__":
