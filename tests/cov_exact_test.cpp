@@ -12,6 +12,7 @@
 #include "covfit/cov/problem.hpp"
 #include "covfit/cov/random.hpp"
 #include "covfit/cov/svd.hpp"
+#include "cov_test_problems.hpp"
 
 namespace cc = covfit::cov;
 
@@ -26,10 +27,7 @@ constexpr double kLossTol = 1e-9;
 
 cc::Problem random_problem(int n, int m, int rank, std::uint64_t seed) {
   cc::Rng rng(seed);
-  cc::Matrix A(n, rank), B(m, rank);
-  for (double& v : A.data) v = rng.normal();
-  for (double& v : B.data) v = rng.normal();
-  cc::Problem p{cc::centre_rows(cc::matmul(A, B, false, true)), cc::Matrix(m, m)};
+  cc::Problem p{cc::test::random_low_rank_x(rng, n, m, rank), cc::Matrix(m, m)};
   // Target: a random PSD matrix plus symmetric noise, so some directions want shrinkage
   // (P with small eigenvalues) and full-space descent can get stuck.
   cc::Matrix C(m, m);

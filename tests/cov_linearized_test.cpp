@@ -4,12 +4,14 @@
 
 #include <cmath>
 #include <sstream>
+#include <utility>
 
 #include "covfit/cov/dense.hpp"
 #include "covfit/cov/linearized.hpp"
 #include "covfit/cov/problem.hpp"
 #include "covfit/cov/random.hpp"
 #include "covfit/cov/svd.hpp"
+#include "cov_test_problems.hpp"
 
 namespace cc = covfit::cov;
 
@@ -24,13 +26,8 @@ constexpr double kReducedVsDenseTol = 1e-10;
 // Centred X of the given rank (rank < min(n, m) makes it rank deficient), symmetric S.
 cc::Problem random_problem(int n, int m, int rank, std::uint64_t seed) {
   cc::Rng rng(seed);
-  cc::Matrix A(n, rank), B(m, rank);
-  for (double& v : A.data) v = rng.normal();
-  for (double& v : B.data) v = rng.normal();
-  cc::Problem p{cc::centre_rows(cc::matmul(A, B, false, true)), cc::Matrix(m, m)};
-  for (int j = 0; j < m; ++j)
-    for (int i = 0; i <= j; ++i) p.S(i, j) = p.S(j, i) = 3.0 * rng.normal();
-  return p;
+  cc::Matrix X = cc::test::random_low_rank_x(rng, n, m, rank);
+  return {std::move(X), cc::test::random_symmetric(rng, m, 3.0)};
 }
 
 // Minimiser of L_lin over all n^2 entries of W by dense least squares:

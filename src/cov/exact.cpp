@@ -191,12 +191,69 @@ class Budget {
   const char* exhausted_ = nullptr;
 };
 
+// Preconditioned conjugate gradients on H x = b from x = 0, for both Newton variants: H is
+// applied by a callback, the preconditioner is diagonal (elementwise Minv). The state
+// persists between calls to `iterate`, so a solve can go on to a tighter tolerance
+// (newton_g's final correction).
+class Pcg {
+ public:
+  Matrix x, res, z, p, Hp;  // iterate, residual b - H x, Minv o res, direction, H p
+  int it = 0;               // iterations (products with H) so far
+
+  // x = 0, res = b, z = p = Minv o b. Minv must outlive the calls to iterate.
+  void start(const Matrix& b, const Matrix& Minv) {
+    minv_ = &Minv;
+    x = Matrix(b.rows, b.cols);
+    res = b;
+    z = res;
+    for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] *= Minv.data[k];
+    p = z;
+    rz_ = dot(res, z);
+    it = 0;
+  }
+  // Iterates while it < max_it, more(it, ||res||_F) and the budget's stop flag and clock
+  // allow; apply(p, Hp) sets Hp = H p. Returns false if it stopped at a direction of
+  // non-positive curvature (p^T H p <= 0 or NaN), which x does not take.
+  template <class Apply, class More>
+  bool iterate(int max_it, Budget& budget, Apply&& apply, More&& more) {
+    const Matrix& Minv = *minv_;
+    while (it < max_it && more(it, frobenius(res))) {
+      if (!budget.cg_may_continue()) break;
+      apply(p, Hp);
+      ++it;
+      const double pHp = dot(p, Hp);
+      if (!(pHp > 0.0)) return false;
+      const double alpha = rz_ / pHp;
+      for (std::size_t k = 0; k < x.data.size(); ++k) {
+        x.data[k] += alpha * p.data[k];
+        res.data[k] -= alpha * Hp.data[k];
+      }
+      for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] = res.data[k] * Minv.data[k];
+      const double rz_new = dot(res, z);
+      const double beta = rz_new / rz_;
+      rz_ = rz_new;
+      for (std::size_t k = 0; k < p.data.size(); ++k) p.data[k] = z.data[k] + beta * p.data[k];
+    }
+    return true;
+  }
+
+ private:
+  const Matrix* minv_ = nullptr;
+  double rz_ = 0.0;  // <res, z>
+};
+
 struct Run {
   Matrix P;
   double f = 0.0, gnorm = 0.0;
   bool stationary = false;
   int newton = 0, cg = 0, max_cg = 0;
   std::string why;
+
+  // Counts one Newton step's CG iterations.
+  void count_cg(int it) {
+    cg += it;
+    max_cg = std::max(max_cg, it);
+  }
 };
 
 // COVFIT_EXACT_TRACE=1: one stderr line per Newton step (how the solver behaves on a case).
@@ -263,7 +320,8 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
   Run run;
   run.P = std::move(P0);
   Matrix A, g, gt, tmp, K, Wm(r, r), Tw(r, r), delta(r, r), Dinv(r, r), mumu(r, r);
-  Matrix b, x, res, z, p, Hp, E1, E2, d, Pn, Lh, Tc;
+  Matrix b, E1, E2, d, Pn, Lh, Tc;
+  Pcg pcg;
   SymEig eP, eK;
   run.f = obj.value(run.P, A);
   obj.gradient(run.P, A, g);
@@ -327,51 +385,34 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     if (run.newton == 0) first_gnorm = std::max(run.gnorm, std::numeric_limits<double>::min());
     const double eta = 0.1 * std::min(0.5, std::sqrt(run.gnorm / std::min(first_gnorm, std::max(g0norm, std::numeric_limits<double>::min()))));
     // Operator in Z coordinates: y -> Z^T H_G (Z y Z^T) Z = mumu o y + Wm^T (delta o E) Wm,
-    // E = Wm y Wm^T (= dG in P's basis). Positive definite: plain PCG, no curvature test.
+    // E = Wm y Wm^T (= dG in P's basis). Positive definite: plain PCG (its curvature test
+    // can stop it only through rounding).
     // (Newton in P with this preconditioner was tried: the P-Hessian's indefinite part
     // costs more steps; 31 s against 18 s on the 150 x 150 example, same certificates.)
-    x = Matrix(r, r);
-    res = b;
-    z = res;
-    for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] *= Dinv.data[k];
-    p = z;
-    double rz = dot(res, z);
-    int it = 0;
-    auto cg_until = [&](double target) {
-      while (it < budget.max_cg() && frobenius(res) > target * bnorm) {
-        if (!budget.cg_may_continue()) break;
-        congruence(Wm, p, false, E2, Lh, Tc);
-        for (std::size_t k = 0; k < E2.data.size(); ++k) E2.data[k] *= delta.data[k];
-        congruence(Wm, E2, true, Hp, Lh, Tc);
-        for (std::size_t k = 0; k < Hp.data.size(); ++k) Hp.data[k] += mumu.data[k] * p.data[k];
-        ++it;
-        const double pHp = dot(p, Hp);
-        if (!(pHp > 0.0)) break;  // only through rounding: H_G is positive definite
-        const double alpha = rz / pHp;
-        for (std::size_t k = 0; k < x.data.size(); ++k) {
-          x.data[k] += alpha * p.data[k];
-          res.data[k] -= alpha * Hp.data[k];
-        }
-        for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] = res.data[k] * Dinv.data[k];
-        const double rz_new = dot(res, z);
-        const double beta = rz_new / rz;
-        rz = rz_new;
-        for (std::size_t k = 0; k < p.data.size(); ++k) p.data[k] = z.data[k] + beta * p.data[k];
-      }
+    auto apply_hg = [&](const Matrix& v, Matrix& Hv) {
+      congruence(Wm, v, false, E2, Lh, Tc);
+      for (std::size_t k = 0; k < E2.data.size(); ++k) E2.data[k] *= delta.data[k];
+      congruence(Wm, E2, true, Hv, Lh, Tc);
+      for (std::size_t k = 0; k < Hv.data.size(); ++k) Hv.data[k] += mumu.data[k] * v.data[k];
     };
+    auto cg_until = [&](double target) {
+      pcg.iterate(budget.max_cg(), budget, apply_hg,
+                  [&](int, double res_norm) { return res_norm > target * bnorm; });
+    };
+    pcg.start(b, Dinv);
+    Matrix& x = pcg.x;
     cg_until(eta);
     // The last correction (gradient or decrement test passed: decrement^2 = <b, x>) is
     // solved to kFinalCgTol: it sets the last digits of P and the certificate's g_h.
     if ((run.gnorm <= tol_abs || 0.5 * dot(b, x) <= kDecrementTol * std::abs(run.f)) &&
         eta > kFinalCgTol)
       cg_until(kFinalCgTol);
-    run.cg += it;
-    run.max_cg = std::max(run.max_cg, it);
+    run.count_cg(pcg.it);
     if (budget.interrupted()) {
       run.why = "interrupted";
       break;
     }
-    if (dot(x, x) == 0.0) x = z;  // no CG step made: preconditioned steepest descent
+    if (dot(x, x) == 0.0) x = pcg.z;  // no CG step made: preconditioned steepest descent
     // dG = Z x Z^T (P's basis); decrement^2 = -<grad_G h, dG>; dP = T^{-1} dG.
     congruence(Wm, x, false, E1, Lh, Tc);
     const double decrement_sq = -dot(gt, E1);
@@ -418,7 +459,7 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     small_steps = accepted && t < 1.0 / 64 ? small_steps + 1 : 0;
     if (trace_enabled())
       std::fprintf(stderr, "exact: lambda %.3e newton %d cg %d step %.3g (%d halvings for P > 0) rel grad %.3e dec^2/f %.3e f %.17g%s\n",
-                   lam, run.newton, it, accepted ? t : 0.0, not_pd, rel, decrement_sq / std::abs(run.f),
+                   lam, run.newton, pcg.it, accepted ? t : 0.0, not_pd, rel, decrement_sq / std::abs(run.f),
                    run.f, final_step ? " (final correction)" : "");
     if (final_step) {
       // Converged before this correction; the correction only sharpens P.
@@ -451,10 +492,10 @@ Run newton_g(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
 Run newton_p(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Budget& budget,
              int max_steps, int cg_cap = 0) {
   const int max_cg = cg_cap > 0 ? std::min(cg_cap, budget.max_cg()) : budget.max_cg();
-  const int r = obj.r();
   Run run;
   run.P = std::move(P0);
-  Matrix A, g, Minv, d, res, z, p, Hp, Y, dA, Pn;
+  Matrix A, g, Minv, b, Y, dA, Pn;
+  Pcg pcg;
   run.f = obj.value(run.P, A);
   obj.gradient(run.P, A, g);
   run.gnorm = frobenius(g);
@@ -465,37 +506,19 @@ Run newton_p(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     }
     const double eta = std::min(0.5, std::sqrt(run.gnorm / std::max(g0norm, kEps)));
     obj.precond(run.P, Minv);
-    d = Matrix(r, r);
-    res = g;
-    for (double& v : res.data) v = -v;
-    z = res;
-    for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] *= Minv.data[k];
-    p = z;
-    double rz = dot(res, z);
-    int it = 0;
-    while (it < max_cg) {
-      if (!budget.cg_may_continue()) break;
-      obj.hessvec(run.P, A, p, Hp, Y, dA);
-      ++it;
-      const double pHp = dot(p, Hp);
-      if (!(pHp > 0.0)) {  // negative curvature: P is not in a convex region
-        if (it == 1) d = z;  // preconditioned steepest descent
-        break;
-      }
-      const double alpha = rz / pHp;
-      for (std::size_t k = 0; k < d.data.size(); ++k) {
-        d.data[k] += alpha * p.data[k];
-        res.data[k] -= alpha * Hp.data[k];
-      }
-      if (frobenius(res) <= std::max(eta * run.gnorm, 0.5 * tol_abs)) break;
-      for (std::size_t k = 0; k < z.data.size(); ++k) z.data[k] = res.data[k] * Minv.data[k];
-      const double rz_new = dot(res, z);
-      const double beta = rz_new / rz;
-      rz = rz_new;
-      for (std::size_t k = 0; k < p.data.size(); ++k) p.data[k] = z.data[k] + beta * p.data[k];
-    }
-    run.cg += it;
-    run.max_cg = std::max(run.max_cg, it);
+    b = g;
+    for (double& v : b.data) v = -v;
+    pcg.start(b, Minv);
+    // CG stops at negative curvature (P is not in a convex region) or once the residual is
+    // below res_tol, tested after each iteration (not before the first; a NaN residual
+    // does not stop it).
+    const double res_tol = std::max(eta * run.gnorm, 0.5 * tol_abs);
+    const bool convex = pcg.iterate(
+        max_cg, budget, [&](const Matrix& v, Matrix& Hv) { obj.hessvec(run.P, A, v, Hv, Y, dA); },
+        [&](int it, double res_norm) { return it == 0 || !(res_norm <= res_tol); });
+    if (!convex && pcg.it == 1) pcg.x = pcg.z;  // preconditioned steepest descent
+    Matrix& d = pcg.x;
+    run.count_cg(pcg.it);
     if (budget.interrupted()) {
       run.why = "interrupted";
       break;
@@ -519,7 +542,7 @@ Run newton_p(const Objective& obj, Matrix P0, double tol_abs, double g0norm, Bud
     budget.spend_newton();
     if (trace_enabled())
       std::fprintf(stderr, "exact: lambda %.3e P-newton %d cg %d step %.3g rel grad %.3e f %.17g\n",
-                   obj.lam(), run.newton, it, accepted ? t : 0.0,
+                   obj.lam(), run.newton, pcg.it, accepted ? t : 0.0,
                    g0norm > 0.0 ? run.gnorm / g0norm : run.gnorm, run.f);
     if (!accepted) {
       run.why = "line search failed";

@@ -242,6 +242,16 @@ void apply_override(toml::table& root, const std::string& spec) {
   t->insert_or_assign(parts.back(), *parsed.get("v"));
 }
 
+// The `file` key of a data section (default `fallback`), resolved against the job file
+// (resolve_input_path); the resolved job text records it as an absolute path.
+std::string read_input_file(TableReader& r, const toml::table& t, const std::string& path,
+                            const std::string& fallback) {
+  std::string file = resolve_input_path(path, t.get("file"), r.get<std::string>("file", fallback));
+  record(r.label("file"), to_node(file.empty() ? file  // as resolved, absolute
+                                                : std::filesystem::absolute(file).lexically_normal().string()));
+  return file;
+}
+
 DataSpec read_data(const toml::table& t, const std::string& path, const std::string& section,
                    const std::string& default_name) {
   TableReader r(t, path, section);
@@ -254,9 +264,7 @@ DataSpec read_data(const toml::table& t, const std::string& path, const std::str
   d.noise = r.get<double>("noise", d.noise);
   d.anisotropy = r.get<double>("anisotropy", d.anisotropy);
   d.seed = r.get<std::uint64_t>("seed", d.seed);
-  d.file = resolve_input_path(path, t.get("file"), r.get<std::string>("file", d.file));
-  record(r.label("file"), to_node(d.file.empty() ? d.file  // as resolved, absolute
-                                                  : std::filesystem::absolute(d.file).lexically_normal().string()));
+  d.file = read_input_file(r, t, path, d.file);
   d.points_dataset = r.get<std::string>("points_dataset", d.points_dataset);
   d.values_dataset = r.get<std::string>("values_dataset", d.values_dataset);
   check_name(r, "name", d.name);
@@ -300,9 +308,7 @@ CovDataSpec read_cov_data(const toml::table& t, const std::string& path, const s
   d.noise = r.get<double>("noise", d.noise);
   d.w0_scale = r.get<double>("w0_scale", d.w0_scale);
   d.seed = r.get<std::uint64_t>("seed", d.seed);
-  d.file = resolve_input_path(path, t.get("file"), r.get<std::string>("file", d.file));
-  record(r.label("file"), to_node(d.file.empty() ? d.file  // as resolved, absolute
-                                                  : std::filesystem::absolute(d.file).lexically_normal().string()));
+  d.file = read_input_file(r, t, path, d.file);
   d.x_dataset = r.get<std::string>("x_dataset", d.x_dataset);
   d.s_dataset = r.get<std::string>("s_dataset", d.s_dataset);
   check_name(r, "name", d.name);

@@ -7,10 +7,8 @@
 //   3. for every kernel accumulates six sums over the block:
 //        S_w = sum r e, S_x = sum r e dx, S_y = sum r e dy,
 //        S_xx = sum r e dx^2, S_xy = sum r e dx dy, S_yy = sum r e dy^2,
-//      from which (w_k is constant per kernel, so it is applied once at the end)
-//        dL/dw   = 2/N S_w
-//        dL/dmx  = 2/N w (p11 S_x + p12 S_y),   dL/dmy = 2/N w (p12 S_x + p22 S_y)
-//        dL/dp11 = -1/N w S_xx,  dL/dp12 = -2/N w S_xy,  dL/dp22 = -1/N w S_yy.
+//      from which the gradient is formed once at the end (rbf/moments.hpp; the local
+//      kernels in local.cpp share both).
 // Accuracy: sums are accumulated lane-wise in T for kFlushBlocks blocks, then reduced
 // (xsimd::hadd) into double accumulators. In float this bounds the length of every float
 // summation to kFlushBlocks terms per lane, so the loss stays ~1e-6 relative even for
@@ -18,6 +16,7 @@
 #include "covfit/rbf/kernels.hpp"
 
 #include "rbf/fast_exp.hpp"
+#include "rbf/moments.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -28,13 +27,11 @@
 namespace covfit::rbf {
 namespace {
 
-using detail::fast_exp;
+using namespace detail;  // fast_exp; the moment sums Acc, add_moments, gradient_from_moments
 
 // ---------------------------------------------------------------------------------------
 // The loss/gradient kernel.
 
-// Sums per kernel, in this order.
-enum Acc { kSw = 0, kSx, kSy, kSxx, kSxy, kSyy, kNumAcc };
 // Per-kernel constants as broadcast batches: h = -q/2 = dx (c11 dx + c12 dy) + c22 dy^2.
 enum Const { kMx = 0, kMy, kC11, kC12, kC22, kW, kNumConst };
 
@@ -84,13 +81,7 @@ COVFIT_ALWAYS_INLINE void process_block(const T* __restrict px, const T* __restr
       for (int u = 0; u < U; ++u) {
         const B dx = x[u] - mx, dy = y[u] - my;
         const B s = r[u] * B::load_aligned(ebuf + (k * U + u) * W);
-        const B sdx = s * dx, sdy = s * dy;
-        sw += s;
-        sx += sdx;
-        sy += sdy;
-        sxx = xsimd::fma(sdx, dx, sxx);
-        sxy = xsimd::fma(sdx, dy, sxy);
-        syy = xsimd::fma(sdy, dy, syy);
+        add_moments(s, dx, dy, sw, sx, sy, sxx, sxy, syy);
       }
       sw.store_aligned(a + kSw * W);
       sx.store_aligned(a + kSx * W);
@@ -186,19 +177,9 @@ double loss_grad_impl(const PointSet<T>& pts, std::span<const Canonical> kernels
   }
 
   const double n = static_cast<double>(pts.n);
-  if constexpr (Grad) {
-    for (std::size_t k = 0; k < K; ++k) {
-      const Canonical& c = kernels[k];
-      const double* s = total.data() + 1 + k * kNumAcc;
-      Canonical& g = grad[k];
-      g.w = 2.0 / n * s[kSw];
-      g.mx = 2.0 / n * c.w * (c.p11 * s[kSx] + c.p12 * s[kSy]);
-      g.my = 2.0 / n * c.w * (c.p12 * s[kSx] + c.p22 * s[kSy]);
-      g.p11 = -1.0 / n * c.w * s[kSxx];
-      g.p12 = -2.0 / n * c.w * s[kSxy];
-      g.p22 = -1.0 / n * c.w * s[kSyy];
-    }
-  }
+  if constexpr (Grad)
+    for (std::size_t k = 0; k < K; ++k)
+      gradient_from_moments(kernels[k], total.data() + 1 + k * kNumAcc, n, grad[k]);
   return total[0] / n;
 }
 

@@ -21,11 +21,12 @@
 #include <string>
 
 #include "rbf/fast_exp.hpp"
+#include "rbf/moments.hpp"
 
 namespace covfit::rbf {
 namespace {
 
-using detail::fast_exp;
+using namespace detail;  // fast_exp; the moment sums Acc, add_moments, gradient_from_moments
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Minimum over the rectangle [ax, bx] x [ay, by] (offsets from the kernel centre) of
@@ -65,8 +66,6 @@ KernelCull kernel_cull(const Canonical& c, double tol, double scale) {
   return kc;
 }
 
-// Sums per kernel, in this order (as in kernels.cpp).
-enum Acc { kSw = 0, kSx, kSy, kSxx, kSxy, kSyy, kNumAcc };
 // Broadcast constants per kernel: h = -q/2 = dx (c11 dx + c12 dy) + c22 dy^2.
 enum Const { kMx = 0, kMy, kC11, kC12, kC22, kW, kGy, kNumConst };
 
@@ -248,13 +247,7 @@ void eval_tile(const TiledPoints<T>& P, std::size_t tile, const std::uint32_t* k
         const std::size_t o = b * kBlockPoints + u * W;
         const B dx = B::load_aligned(px + o) - mx, dy = B::load_aligned(py + o) - my;
         const B s = B::load_aligned(f + o) * B::load_aligned(ej + o);
-        const B sdx = s * dx, sdy = s * dy;
-        sw += s;
-        sx += sdx;
-        sy += sdy;
-        sxx = xsimd::fma(sdx, dx, sxx);
-        sxy = xsimd::fma(sdx, dy, sxy);
-        syy = xsimd::fma(sdy, dy, syy);
+        add_moments(s, dx, dy, sw, sx, sy, sxx, sxy, syy);
       }
     }
     }
@@ -390,17 +383,8 @@ double local_impl(const TiledPoints<T>& P, std::span<const Canonical> kernels,
     sums.assign(K * kNumAcc, 0.0);
     for (std::size_t p = 0; p < npairs; ++p)  // pair order: tile-major, fixed
       for (int a = 0; a < kNumAcc; ++a) sums[pair_k[p] * kNumAcc + a] += pair_sums[p * kNumAcc + a];
-    for (std::size_t k = 0; k < K; ++k) {
-      const Canonical& c = kernels[k];
-      const double* s = sums.data() + k * kNumAcc;
-      Canonical& g = grad[k];
-      g.w = 2.0 / n * s[kSw];
-      g.mx = 2.0 / n * c.w * (c.p11 * s[kSx] + c.p12 * s[kSy]);
-      g.my = 2.0 / n * c.w * (c.p12 * s[kSx] + c.p22 * s[kSy]);
-      g.p11 = -1.0 / n * c.w * s[kSxx];
-      g.p12 = -2.0 / n * c.w * s[kSxy];
-      g.p22 = -1.0 / n * c.w * s[kSyy];
-    }
+    for (std::size_t k = 0; k < K; ++k)
+      gradient_from_moments(kernels[k], sums.data() + k * kNumAcc, n, grad[k]);
   }
   return loss / n;
 }
