@@ -243,22 +243,25 @@ void free_full_unit(const SweepConfig& cfg, const Reduced& red, const std::vecto
   if (stop && stop->load()) return;
   // The diagnostics need the exact solution (O(n r^2 + r^3) per lambda): independent per
   // lambda, so in parallel (each single-threaded).
+  {
+    BlasThreads one(1);  // (BLAS from several threads)
 #pragma omp parallel for schedule(dynamic, 8) num_threads(std::max(1, cfg.threads))
-  for (int k = 0; k < B; ++k) {
-    SweepRow& row = u.rows[static_cast<std::size_t>(k)];
-    row = empty_row(block[static_cast<std::size_t>(k)], -1, bl[static_cast<std::size_t>(k)], kNaN);
-    row.loss_lin = exact_loss.empty() ? kNaN : exact_loss[static_cast<std::size_t>(k)];
-    row.loss_linearized = lin_loss[static_cast<std::size_t>(k)];
-    if (!exact) continue;
-    const ExactResult& e = ex[static_cast<std::size_t>(k)];
-    row.loss_exact = e.loss;
-    row.exact_status = exact_status_name(e.status);
-    row.rel_grad = e.rel_grad;
-    row.gap_bound = e.gap_bound;
-    row.newton_iters = e.newton_iters;
-    row.cg_iters = e.cg_iters;
-    row.exact_seconds = e.seconds;
-    row.diag = diagnose(red, row.lambda, &e);
+    for (int k = 0; k < B; ++k) {
+      SweepRow& row = u.rows[static_cast<std::size_t>(k)];
+      row = empty_row(block[static_cast<std::size_t>(k)], -1, bl[static_cast<std::size_t>(k)], kNaN);
+      row.loss_lin = exact_loss.empty() ? kNaN : exact_loss[static_cast<std::size_t>(k)];
+      row.loss_linearized = lin_loss[static_cast<std::size_t>(k)];
+      if (!exact) continue;
+      const ExactResult& e = ex[static_cast<std::size_t>(k)];
+      row.loss_exact = e.loss;
+      row.exact_status = exact_status_name(e.status);
+      row.rel_grad = e.rel_grad;
+      row.gap_bound = e.gap_bound;
+      row.newton_iters = e.newton_iters;
+      row.cg_iters = e.cg_iters;
+      row.exact_seconds = e.seconds;
+      row.diag = diagnose(red, row.lambda, &e);
+    }
   }
   for (const ExactResult& e : ex) ++u.exact_counts[static_cast<int>(e.status)];
   const std::vector<int> keep = fixed_store_indices(cfg, lam, unit);
@@ -366,7 +369,7 @@ std::shared_ptr<const Reduced> SweepData::full(double* seconds) {
   if (theirs.valid()) return theirs.get();
   const auto t0 = Clock::now();
   try {
-    // BLAS on one thread everywhere else; more only for this SVD when asked (blas_threads).
+    // blas_threads > 1 only when units run one at a time (SweepData): nobody else calls BLAS.
     BlasThreads threads(blas_threads_);
     auto red = std::make_shared<const Reduced>(reduce(p_.X, p_.S));
     if (seconds) *seconds = since(t0);
@@ -400,7 +403,7 @@ std::shared_ptr<const FoldData> SweepData::fold(int f, double* seconds) {
   if (theirs.valid()) return theirs.get();
   const auto t0 = Clock::now();
   try {
-    BlasThreads one(1);
+    BlasThreads threads(blas_threads_);
     auto fd = std::make_shared<const FoldData>(prepare_fold(p_, folds_[static_cast<std::size_t>(f)]));
     if (seconds) *seconds = since(t0);
     mine.set_value(fd);
@@ -452,7 +455,7 @@ SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part
     ~Publish() { data.set_warm(model, u.part, u.block, u.warm_end); }
   } publish{data, cfg.model, u};
   const std::shared_ptr<const WarmStart> start = block > 0 ? data.warm(cfg.model, part, block - 1) : nullptr;
-  BlasThreads one(1);
+  BlasThreads threads(data.blas_threads());
   const std::shared_ptr<const Reduced> full = data.full(&u.full_svd_seconds);
   u.n = data.problem().X.rows;
   u.m = data.problem().X.cols;
@@ -587,7 +590,7 @@ SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg, std::vector<
   summarise_into(res, lam_flat, lin, fwd, exact ? ex : fwd, exact, exact);
 
   std::shared_ptr<const Reduced> red = data.full();
-  BlasThreads one(1);
+  BlasThreads threads(data.blas_threads());
   if (!diag) {
     // Stored matrices, by grid index: the units' (store_all, store_lambdas) and the best
     // lambda's, recomputed here when no unit stored it.
@@ -685,7 +688,7 @@ SweepResult run_sweep(const Problem& p, const SweepConfig& cfg, const std::atomi
   // a unit's predecessor in its chain is always under way or done). The OpenBLAS thread
   // count is process-wide: one thread for the whole run (a unit restoring the count it
   // found must not hand another unit a multi-threaded BLAS mid-way), and units one at a
-  // time when the full-data SVD gets more (blas_threads).
+  // time, each with blas_threads BLAS threads, when blas_threads > 1.
   BlasThreads one_blas(1);
   SweepConfig one = cfg;
   one.threads = 1;

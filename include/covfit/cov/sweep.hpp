@@ -175,8 +175,11 @@ struct SweepUnitResult {
 // Thread-safe; a reduction is computed once even when two units ask at the same time.
 class SweepData {
  public:
+  // blas_threads > 1: the caller runs units one at a time, and every BLAS call of a unit
+  // (SVDs, the lambda path's products) runs on that many threads; 1: units side by side.
   SweepData(const Problem& p, std::vector<Fold> folds, int blas_threads, int fold_capacity = 3);
   const Problem& problem() const { return p_; }
+  int blas_threads() const { return blas_threads_; }
   const std::vector<Fold>& folds() const { return folds_; }
   // `seconds` gets the time spent computing it here (0 if cached or computed elsewhere).
   std::shared_ptr<const Reduced> full(double* seconds = nullptr);
