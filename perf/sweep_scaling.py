@@ -5,10 +5,12 @@ For each m in --sizes (default 250, 500, 1000, 2000, 5000), n = 4m:
   1. `covfit gen planted --n 4m --m m --rank m/5 --noise 0.2 --w0-scale 0.5 --seed 11`
      (kept in --workdir and reused by later runs; X then has full numerical rank r = m,
      its noise makes every singular value count);
-  2. for each thread count T in --threads (default 1,2):
+  2. for each entry T or T/B of --threads (default 1,2; T alone means B = T):
      a linearised sweep, `covfit run job.toml -q -t T` with
        [sweep] lambda_from = 1e-3, lambda_to = 1e2, lambda_count = 200 (--lambdas),
-               lambda_units = "s_max2", folds = 5, exact = false, blas_threads = T
+               lambda_units = "s_max2", folds = 5, exact = false, blas_threads = B
+     (B > 1: the work units run one at a time, each BLAS call on B threads; B = 1: up to T
+     units side by side, each on one BLAS thread)
      under `/usr/bin/time -v` (wall clock and peak RSS of the whole process);
   3. where r <= --exact-max-rank (default 400, covfit's exact_max_rank), the same sweep
      with exact = true (exact solutions on every fold and the full data, warm-started
@@ -99,7 +101,7 @@ def run_timed(cmd, timeout, cwd):
     return p.returncode, wall, rss, tail
 
 
-def write_job(path, data_file, args, exact, threads, count):
+def write_job(path, data_file, args, exact, blas, count):
     with open(path, "w") as f:
         f.write(f"""# written by perf/sweep_scaling.py
 name = "scaling"
@@ -120,7 +122,7 @@ lambda_units = "s_max2"
 folds = {args.folds}
 exact = {"true" if exact else "false"}
 exact_max_rank = {args.exact_max_rank}
-blas_threads = {threads}
+blas_threads = {blas}
 """)
 
 
@@ -149,7 +151,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--covfit", default=os.path.join(ROOT, "build", "covfit"))
     ap.add_argument("--sizes", default="250,500,1000,2000,5000", help="m values; n = 4m")
-    ap.add_argument("--threads", default="1,2", help="-t and blas_threads values")
+    ap.add_argument("--threads", default="1,2", help="-t values, each T or T/B (B = blas_threads; T alone: B = T)")
     ap.add_argument("--lambdas", type=int, default=200)
     ap.add_argument("--exact-lambdas", type=int, default=200)
     ap.add_argument("--exact-max-rank", type=int, default=400,
@@ -168,7 +170,7 @@ def main():
     if not os.access(covfit, os.X_OK):
         sys.exit(f"no covfit binary at {covfit}; build it or pass --covfit")
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    threads = [int(t) for t in args.threads.split(",") if t]
+    threads = [tuple(int(x) for x in (t.split("/") if "/" in t else (t, t))) for t in args.threads.split(",") if t]
     os.makedirs(args.workdir, exist_ok=True)
 
     head = subprocess.run([covfit, "--version"], capture_output=True, text=True).stdout.strip()
@@ -192,24 +194,24 @@ def main():
             if rc != 0:
                 records.append({"m": m, "n": n, "threads": None, "kind": "gen", "error": tail or f"rc {rc}"})
                 continue
-        for T in threads:
+        for T, B in threads:
             plan = [("linearised", False, args.lambdas)]
             if not args.no_exact:
                 plan.append(("exact", True, args.exact_lambdas))
             for kind, exact, count in plan:
                 if exact and m > args.exact_max_rank:  # r = m for these problems
-                    records.append({"m": m, "n": n, "threads": T, "kind": kind,
+                    records.append({"m": m, "n": n, "threads": T, "blas": B, "kind": kind,
                                     "error": f"skipped: r = {m} > exact_max_rank {args.exact_max_rank}"})
                     continue
-                job = os.path.join(args.workdir, f"job_m{m}_t{T}_{kind}.toml")
-                out = os.path.join(args.workdir, f"out_m{m}_t{T}_{kind}.h5")
-                write_job(job, data, args, exact, T, count)
+                job = os.path.join(args.workdir, f"job_m{m}_t{T}_b{B}_{kind}.toml")
+                out = os.path.join(args.workdir, f"out_m{m}_t{T}_b{B}_{kind}.h5")
+                write_job(job, data, args, exact, B, count)
                 la0 = loadavg()
                 rc, wall, rss, tail = run_timed(
                     [covfit, "run", job, "-o", out, "--overwrite", "-q", "-t", str(T)],
                     args.timeout, args.workdir)
                 la1 = loadavg()
-                rec = {"m": m, "n": n, "threads": T, "kind": kind, "lambdas": count,
+                rec = {"m": m, "n": n, "threads": T, "blas": B, "kind": kind, "lambdas": count,
                        "wall_s": wall, "rss_bytes": rss, "load_start": la0, "load_end": la1, "rc": rc}
                 if rc == 0:
                     rec.update(read_result(out))
@@ -218,8 +220,8 @@ def main():
                 if not args.keep_results and os.path.exists(out):
                     os.remove(out)
                 records.append(rec)
-                msg = (f"m={m} n={n} -t {T} {kind} ({count} λ): "
-                       + (f"svd {rec['svd_seconds']:.2f} s, folds {rec['folds_seconds']:.2f} s, rows "
+                msg = (f"m={m} n={n} -t {T} blas {B} {kind} ({count} λ): "
+                       + (f"svd {rec['svd_seconds']:.2f} s, fold svds {rec['fold_svd_seconds']:.2f} s, folds {rec['folds_seconds']:.2f} s, rows "
                           f"{rec['rows_seconds']:.2f} s, task {rec['seconds']:.2f} s, wall {wall:.1f} s"
                           if rc == 0 else f"FAILED ({rec['error']})")
                        + (f", RSS {rss / 1e9:.2f} GB" if rss else "")
@@ -233,18 +235,19 @@ def main():
     print(f"{args.lambdas} λ (linearised) / {args.exact_lambdas} λ (exact), 1e-3..1e2 s_max², "
           f"{args.folds} folds, n = 4m, planted rank m/5, noise 0.2")
     print()
-    print("| m | n | r | -t = blas_threads | sweep | λ | svd_s | fold_svd_s | folds_s | rows_s | task_s | wall_s "
+    print("| m | n | r | -t / blas_threads | sweep | λ | svd_s | fold_svd_s | folds_s | rows_s | task_s | wall_s "
           "| peak RSS GB | exact s/λ (full data, mean / max) | certified | load |")
     print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in records:
         if "error" in r:
-            print(f"| {r['m']} | {r['n']} | | {r['threads'] or ''} | {r['kind']} | | {r['error']} "
+            tb = f"{r['threads']} / {r['blas']}" if r.get("threads") else ""
+            print(f"| {r['m']} | {r['n']} | | {tb} | {r['kind']} | | {r['error']} "
                   "| | | | | | | | | |")
             continue
         ex = ("–" if r["exact_per_lambda"] is None
               else f"{r['exact_per_lambda']:.3f} / {r['exact_max_lambda']:.2f}")
         cert = f"{r['exact_certified']}/{r['exact_rows']}" if r["exact_rows"] else "–"
-        print(f"| {r['m']} | {r['n']} | {r['r']} | {r['threads']} | {r['kind']} | {r['lambdas']} "
+        print(f"| {r['m']} | {r['n']} | {r['r']} | {r['threads']} / {r['blas']} | {r['kind']} | {r['lambdas']} "
               f"| {r['svd_seconds']:.2f} | {r['fold_svd_seconds']:.2f} | {r['folds_seconds']:.2f} | {r['rows_seconds']:.2f} "
               f"| {r['seconds']:.2f} | {r['wall_s']:.1f} | {f(r['rss_bytes'] and r['rss_bytes'] / 1e9, '{:.2f}')} "
               f"| {ex} | {cert} | {r['load_start']:.2f}→{r['load_end']:.2f} |")

@@ -63,8 +63,10 @@ Attrs provenance(const job::Job& job, int threads, const std::string& command_li
       {"cpu_simd", cpu_simd()},
       {"blas", openblas_get_config()},
       {"blas_core", openblas_get_corename()},
-      {"blas_threads", "1 inside tasks; sweep.blas_threads = " + std::to_string(job.sweep.base.blas_threads) +
-                           " for a sweep's full-data SVD"},
+      {"blas_threads", job.sweep.base.blas_threads > 1
+                           ? "sweep.blas_threads = " + std::to_string(job.sweep.base.blas_threads) +
+                                 ": work units one at a time, each BLAS call on that many threads"
+                           : std::string("1 inside tasks")},
       {"threads", std::to_string(threads)},
       {"hdf5_version", std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel)},
       {"host", io::host_name()},

@@ -213,7 +213,7 @@ RunSummary run_job(const job::Job& job, const RunOptions& opt, const std::atomic
                         std::chrono::milliseconds(static_cast<int>(opt.flush_seconds * 1000)));
     writer.submit([] { io::quiet_hdf5_errors(); });  // HDF5 error printing is per thread
     // BLAS on one thread: tasks (or folds) are the parallelism, and results must not
-    // depend on the thread count. (A sweep may raise it for its one SVD: blas_threads.)
+    // depend on the thread count. (A sweep with blas_threads > 1 raises it inside its units, run one at a time.)
     openblas_set_num_threads(1);
     parallel_items(static_cast<long long>(todo.size()), outer_threads, stop, [&](long long i) {
       Kind::Done done = kind->compute(todo[static_cast<std::size_t>(i)], inner_threads, stop);
