@@ -29,11 +29,9 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-StoredMatrix stored(const std::string& name, double lambda, double lambda_d, const Matrix& A) {
-  StoredMatrix s{name, lambda, lambda_d, A.rows, A.cols, std::vector<double>(A.size())};
-  for (int i = 0; i < A.rows; ++i)
-    for (int j = 0; j < A.cols; ++j) s.data[static_cast<std::size_t>(i) * A.cols + j] = A(i, j);
-  return s;
+// Takes A's entries (column-major): an n x n W exists once.
+StoredMatrix stored(const std::string& name, double lambda, double lambda_d, Matrix&& A) {
+  return {name, lambda, lambda_d, A.rows, A.cols, std::move(A.data)};
 }
 StoredMatrix stored_vector(const std::string& name, double lambda, double lambda_d,
                            const std::vector<double>& v) {
@@ -645,7 +643,7 @@ SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg, std::vector<
     res.stored.push_back(stored_vector("d", best.lambda, best.lambda_d, e.d));
     Matrix W = form_W(red->U, dl.M);
     for (int i = 0; i < W.rows; ++i) W(i, i) += dl.d[static_cast<std::size_t>(i)];
-    res.stored.push_back(stored("W_lin", best.lambda, best.lambda_d, W));
+    res.stored.push_back(stored("W_lin", best.lambda, best.lambda_d, std::move(W)));
   }
   finish();
   return res;

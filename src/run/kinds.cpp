@@ -142,8 +142,8 @@ class SweepKind : public Kind {
     // Refuse a problem that cannot fit before any file exists. What a process holds for a
     // data set (8-byte doubles; r = min(n, m)) besides X and S: the full reduction (U, V, R) and,
     // while dgesdd runs, its copy of X and workspace; the folds' reductions it keeps (the
-    // cache) and two in flight (X_tr and the SVD's workspace); the stored matrices, held
-    // about three times while they are written (result, row buffer, HDF5 bytes).
+    // cache) and two in flight (X_tr and the SVD's workspace); the stored matrices (each
+    // once: written from its own buffer in pieces of a few MB).
     const double threads = std::max(1, omp_get_max_threads());
     for (const auto& d : data_)
       for (job::CovModel m : job_.sweep.models) {
@@ -158,7 +158,7 @@ class SweepKind : public Kind {
         // (X and S are loaded already: the available memory no longer counts them.)
         const double doubles = (n * r + 2 * mm * r + r * r) + (n * mm + 5 * r * r) + kept * fold +
                                std::min(threads, 2.0) * (n * m_tr + 5 * r_f * r_f);
-        check_memory(8.0 * doubles + 3.0 * cov::sweep_store_bytes(sweep_config(m), d.problem.X.rows, d.problem.X.cols),
+        check_memory(8.0 * doubles + cov::sweep_store_bytes(sweep_config(m), d.problem.X.rows, d.problem.X.cols),
                      "data '" + d.name + "'", "a sweep task on X (" + std::to_string(d.problem.X.rows) +
                          " x " + std::to_string(d.problem.X.cols) + ")");
       }
@@ -188,7 +188,7 @@ class SweepKind : public Kind {
     for (std::size_t di = 0; di < data_.size(); ++di)
       for (job::CovModel m : job_.sweep.models) {
         const auto& X = data_[di].problem.X;
-        // Matrices are stored by units (store_all) and again in the summary.
+        // Matrices are stored by units (store_all, store_lambdas) and in the summary.
         bytes += 2.0 * cov::sweep_store_bytes(sweep_config(m), X.rows, X.cols);
         bytes += 2.0 * static_cast<double>(L) * (250.0 + 60.0 * static_cast<double>(folds_[di].size()));
       }
@@ -226,7 +226,9 @@ class SweepKind : public Kind {
   // what depends on the best lambda) and write /sweep.
   void finalize(hid_t f) override {
     if (io::exists(f, io::SweepTables::kGroup)) return;
-    std::map<std::int64_t, std::vector<cov::SweepUnitResult>> units = read_sweep_units(f);
+    // The matrices units stored stay in the file (copied from there, piece by piece).
+    std::vector<UnitMatrixAt> unit_matrices;
+    std::map<std::int64_t, std::vector<cov::SweepUnitResult>> units = read_sweep_units(f, &unit_matrices);
     io::SweepTables summary;
     summary.create(f);
     for (std::int64_t id = 0; id < job_.sweep_task_count(); ++id) {
@@ -239,11 +241,10 @@ class SweepKind : public Kind {
                      data_[di].name.c_str(), job::cov_model_name(task.model).c_str(), units[id].size());
       cov::SweepResult r = cov::assemble_sweep(*shared_data(task.data), cfg, std::move(units[id]), stop_);
       if (stop_ && stop_->load()) throw Interrupted();
-      append_sweep(summary, id, data_[di].name, job::cov_model_name(task.model), data_[di].centred_by_us,
-                   job_.sweep.base.lambda_relative, r);
+      append_sweep(f, summary, id, data_[di].name, job::cov_model_name(task.model), data_[di].centred_by_us,
+                   job_.sweep.base.lambda_relative, r, unit_matrices);
     }
     summary.flush();
-    io::SweepTables::write_matrix_datasets(f);
   }
   std::vector<std::int64_t> copy_tasks(hid_t old_file, hid_t new_file,
                                       const std::function<bool(std::int64_t)>& accept) override {
@@ -286,7 +287,7 @@ class SweepKind : public Kind {
   void set_run_id(const std::string& id) override { run_id_ = id; }
   // A part's lambda blocks form a chain: a committed unit's end starts its successor.
   void resume_from(hid_t f) override {
-    for (auto& [task_id, units] : read_sweep_units(f, false)) {
+    for (auto& [task_id, units] : read_sweep_units(f)) {
       const job::SweepTask task = job_.sweep_task(task_id);
       for (const cov::SweepUnitResult& u : units)
         shared_data(task.data)->set_warm(sweep_config(task.model).model, u.part, u.block, u.warm_end);

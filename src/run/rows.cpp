@@ -1,5 +1,6 @@
 #include "rows.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -101,9 +102,6 @@ const char* const kEndLogPrev = "logP_prev";
 
 bool is_path_end(const std::string& name) { return name == kEndP || name == kEndLog || name == kEndLogPrev; }
 
-cov::StoredMatrix as_stored(const char* name, double lambda, const cov::Matrix& A) {
-  return {name, lambda, std::nan(""), A.rows, A.cols, A.data};  // column-major (symmetric)
-}
 
 io::SweepLambdaRow lambda_row(std::int64_t id, const std::string& data_name, const std::string& model,
                               double unit, const cov::SweepRow& x) {
@@ -184,14 +182,13 @@ io::SweepFoldRow fold_row(std::int64_t id, const cov::SweepFoldRow& f) {
           f.r2_val_exact, f.r2_train};
 }
 
-void matrices_rows(std::int64_t id, const std::vector<cov::StoredMatrix>& stored,
-                   std::vector<io::SweepMatrixRow>& matrices, std::vector<double>& values) {
-  for (const auto& m : stored) {
-    matrices.push_back({id, m.name, m.lambda, m.lambda_d, static_cast<std::int64_t>(m.rows),
-                        static_cast<std::int64_t>(m.cols), static_cast<std::int64_t>(values.size())});
-    values.insert(values.end(), m.data.begin(), m.data.end());
-  }
+// A matrix index row of task (or unit) `id`.
+io::SweepMatrixRow matrix_row(std::int64_t id, const std::string& name, double lambda, double lambda_d, int rows,
+                              int cols) {
+  return {id, name, lambda, lambda_d, rows, cols, 0, 0};
 }
+
+bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
 
 }  // namespace
 
@@ -226,26 +223,41 @@ void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, 
   for (auto& x : lambdas) x.lambda_job = x.lambda_d_job = std::nan("");
   std::vector<io::SweepFoldRow> folds;
   for (const auto& f : r.fold_rows) folds.push_back(fold_row(unit.id, f));
+  // The stored matrices from their own buffers (column-major), then the path end: the
+  // next block's start (r x r each, symmetric).
   std::vector<io::SweepMatrixRow> matrices;
-  std::vector<double> values;
-  std::vector<cov::StoredMatrix> stored = r.stored;
-  if (const cov::WarmStart* w = r.warm_end.get()) {  // the next block's start (r x r each)
-    stored.push_back(as_stored(kEndP, w->warm_lambda, w->warm));
-    if (w->have_logs_for_warm) stored.push_back(as_stored(kEndLog, w->warm_lambda, w->log_warm));
-    if (w->have_logs) stored.push_back(as_stored(kEndLogPrev, w->prev_lambda, w->log_prev));
+  std::vector<io::MatrixView> values;
+  std::int64_t offset = 0;
+  const auto add = [&](const std::string& name, double lambda, double lambda_d, int rows, int cols,
+                       io::MatrixView view) {
+    matrices.push_back(matrix_row(unit.id, name, lambda, lambda_d, rows, cols));
+    matrices.back().offset = offset;
+    offset += static_cast<std::int64_t>(rows) * cols;
+    values.push_back(view);
+  };
+  for (const auto& m : r.stored) add(m.name, m.lambda, m.lambda_d, m.rows, m.cols, {m.data.data(), m.rows, m.cols});
+  if (const cov::WarmStart* w = r.warm_end.get()) {
+    // Stored as they are (column-major; read back the same way), not transposed: the
+    // next block must start from exactly these bits.
+    const auto end = [&](const char* name, double lambda, const cov::Matrix& A) {
+      add(name, lambda, std::nan(""), A.rows, A.cols, {A.data.data(), static_cast<std::int64_t>(A.size()), 1});
+    };
+    end(kEndP, w->warm_lambda, w->warm);
+    if (w->have_logs_for_warm) end(kEndLog, w->warm_lambda, w->log_warm);
+    if (w->have_logs) end(kEndLogPrev, w->prev_lambda, w->log_prev);
   }
-  matrices_rows(unit.id, stored, matrices, values);
   tables.append(u, lambdas, folds, matrices, values);
 }
 
-std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file, bool stored) {
+std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file,
+                                                                          std::vector<UnitMatrixAt>* stored_at) {
   const io::SweepUnitTables::Contents c = io::SweepUnitTables::read(file);
   std::map<std::int64_t, std::vector<cov::SweepUnitResult>> out;
   const auto slice = [](std::int64_t off, std::int64_t len, std::size_t size, const std::string& what) {
     if (off < 0 || len < 0 || static_cast<std::size_t>(off + len) > size)
       throw RuntimeError("sweep unit rows out of range in " + what);
   };
-  for (const io::SweepUnitRow& u : c.units) {
+  for (const io::SweepUnitRow& u : c.commits) {
     cov::SweepUnitResult r;
     r.part = u.part;
     r.block = u.block;
@@ -276,17 +288,22 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
     cov::WarmStart end;
     for (std::int64_t i = u.matrix_offset; i < u.matrix_offset + u.matrix_len; ++i) {
       const io::SweepMatrixRow& m = c.matrices[static_cast<std::size_t>(i)];
-      if (!stored && !is_path_end(m.name)) continue;
+      if (m.offset < 0 || m.rows < 0 || m.cols < 0 || m.offset + m.rows * m.cols > u.values_len)
+        throw RuntimeError("sweep unit matrix out of range in /sweep_units/values");
       cov::StoredMatrix sm{m.name, m.lambda, m.lambda_d, static_cast<int>(m.rows), static_cast<int>(m.cols), {}};
+      if (!is_path_end(sm.name)) {  // left in the file
+        if (!stored_at) continue;
+        stored_at->push_back({u.task_id, m.name, m.lambda, m.lambda_d, u.values_offset + m.offset});
+        r.stored.push_back(std::move(sm));
+        continue;
+      }
       sm.data = io::SweepUnitTables::read_values(file, u.values_offset + m.offset, m.rows * m.cols);
-      if (is_path_end(sm.name)) {
+      {
         cov::Matrix A(sm.rows, sm.cols);
         A.data = std::move(sm.data);
         if (sm.name == kEndP) end.have_warm = true, end.warm_lambda = sm.lambda, end.warm = std::move(A);
         if (sm.name == kEndLog) end.have_logs_for_warm = true, end.log_warm = std::move(A);
         if (sm.name == kEndLogPrev) end.have_logs = true, end.prev_lambda = sm.lambda, end.log_prev = std::move(A);
-      } else {
-        r.stored.push_back(std::move(sm));
       }
     }
     if (end.have_warm) r.warm_end = std::make_shared<const cov::WarmStart>(std::move(end));
@@ -295,17 +312,14 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
   return out;
 }
 
-void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& data_name,
-                  const std::string& model, bool centred, bool lambda_relative,
-                  const cov::SweepResult& r) {
+void append_sweep(hid_t file, io::SweepTables& tables, std::int64_t id, const std::string& data_name,
+                  const std::string& model, bool centred, bool lambda_relative, const cov::SweepResult& r,
+                  const std::vector<UnitMatrixAt>& stored_at) {
   const double unit = lambda_relative ? r.s_max * r.s_max : 1.0;
   std::vector<io::SweepLambdaRow> lambdas;
   for (const auto& x : r.rows) lambdas.push_back(lambda_row(id, data_name, model, unit, x));
   std::vector<io::SweepFoldRow> folds;
   for (const auto& f : r.fold_rows) folds.push_back(fold_row(id, f));
-  std::vector<io::SweepMatrixRow> matrices;
-  std::vector<double> values;
-  matrices_rows(id, r.stored, matrices, values);
   io::SweepTaskRow t;
   t.id = id;
   t.data = data_name;
@@ -336,7 +350,51 @@ void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& d
   t.folds_seconds = r.folds_seconds;
   t.rows_seconds = r.rows_seconds;
   t.seconds = r.seconds;
-  tables.append(t, lambdas, folds, matrices, values);
+
+  // One stack per name, lambdas ascending (then lambda_d); index rows in r.stored's order.
+  std::map<std::string, std::vector<std::size_t>> by_name;
+  for (std::size_t i = 0; i < r.stored.size(); ++i) by_name[r.stored[i].name].push_back(i);
+  std::vector<io::MatrixStack> stacks;
+  std::vector<std::int64_t> index(r.stored.size(), -1);
+  for (auto& [name, at] : by_name) {
+    std::stable_sort(at.begin(), at.end(), [&](std::size_t a, std::size_t b) {
+      const cov::StoredMatrix &x = r.stored[a], &y = r.stored[b];
+      return x.lambda < y.lambda || (x.lambda == y.lambda && x.lambda_d < y.lambda_d);
+    });
+    io::MatrixStack s;
+    s.name = name;
+    s.rows = r.stored[at.front()].rows;
+    s.cols = r.stored[at.front()].cols;
+    for (std::size_t i : at) {
+      const cov::StoredMatrix& m = r.stored[i];
+      if (m.rows != s.rows || m.cols != s.cols)
+        throw RuntimeError("matrix " + name + " of task " + std::to_string(id) + " changes shape");
+      index[i] = static_cast<std::int64_t>(s.slabs.size());
+      if (same(m.lambda, t.best_lambda) && same(m.lambda_d, t.best_lambda_d)) s.best_index = index[i];
+      s.lambda.push_back(m.lambda);
+      s.lambda_d.push_back(m.lambda_d);
+      s.lambda_job.push_back(m.lambda / unit);
+      s.lambda_d_job.push_back(m.lambda_d / unit);
+      io::MatrixStack::Slab slab;
+      if (!m.data.empty()) {
+        slab.memory = {m.data.data(), m.rows, m.cols};
+      } else {  // a unit's, left in the file
+        for (const UnitMatrixAt& u : stored_at)
+          if (u.task_id == id && u.name == m.name && same(u.lambda, m.lambda) && same(u.lambda_d, m.lambda_d))
+            slab.unit_offset = u.offset;
+      }
+      s.slabs.push_back(slab);
+    }
+    stacks.push_back(std::move(s));
+  }
+  io::SweepTables::write_matrices(file, t, stacks);
+  std::vector<io::SweepMatrixRow> matrices;
+  for (std::size_t i = 0; i < r.stored.size(); ++i) {
+    const cov::StoredMatrix& m = r.stored[i];
+    matrices.push_back(matrix_row(id, m.name, m.lambda, m.lambda_d, m.rows, m.cols));
+    matrices.back().index = index[i];
+  }
+  tables.append(t, lambdas, folds, matrices);
 }
 
 }  // namespace covfit::run

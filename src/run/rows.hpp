@@ -27,12 +27,25 @@ void write_matrix(hid_t loc, const std::string& name, const cov::Matrix& A);  //
 // A work unit's rows into /sweep_units, and every committed unit read back, by task id.
 void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, const std::string& data_name,
                        const std::string& model, const std::string& run, const cov::SweepUnitResult& result);
-// `stored` = false skips the units' stored matrices (store = "all" can mean many n x n),
-// keeping their rows and path ends: what a resume needs.
-std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file, bool stored = true);
-// A task's assembled result into the /sweep summary tables.
-void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& data_name,
-                  const std::string& model, bool centred, bool lambda_relative,
-                  const cov::SweepResult& result);
+// Where a matrix a unit stored is in the file: row-major from `offset` (absolute) of
+// /sweep_units/values.
+struct UnitMatrixAt {
+  std::int64_t task_id = 0;
+  std::string name;
+  double lambda = 0, lambda_d = 0;
+  std::int64_t offset = 0;
+};
+// The units' rows and path ends (what a resume needs). With `stored_at`, also the
+// matrices units stored (store = "all", store_lambdas): listed in each unit's `stored`
+// without their entries (empty data; store = "all" can mean many n x n), which stay in
+// the file, at the places appended to *stored_at.
+std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(
+    hid_t file, std::vector<UnitMatrixAt>* stored_at = nullptr);
+// A task's assembled result into the /sweep summary: its stored matrices as
+// /sweep/matrices/<id>/<name> (from their buffers, or from /sweep_units/values at
+// `stored_at` for those read without entries), then its rows.
+void append_sweep(hid_t file, io::SweepTables& tables, std::int64_t id, const std::string& data_name,
+                  const std::string& model, bool centred, bool lambda_relative, const cov::SweepResult& result,
+                  const std::vector<UnitMatrixAt>& stored_at);
 
 }  // namespace covfit::run

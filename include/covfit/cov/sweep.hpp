@@ -116,7 +116,9 @@ struct StoredMatrix {
   std::string name;    // W, W_lin, d, d_lin, eq1_lhs, eq1_rhs
   double lambda = 0, lambda_d = 0;
   int rows = 0, cols = 0;
-  std::vector<double> data;  // row-major
+  // Column-major, as cov::Matrix (the n x n W is moved in, never copied); a vector has
+  // cols = 1. Empty: the entries are kept elsewhere (a unit's, in the results file).
+  std::vector<double> data;
 };
 
 struct SweepResult {
