@@ -1,12 +1,12 @@
-// Stored sweep matrices (issue 11): written row-major from their own column-major buffers
-// in bounded pieces, by a unit into /sweep_units/values and by the summary into
-// /sweep/matrices/<task>/<name> (from memory, or copied from a unit's values). Matrices
+// Stored sweep matrices (issue 11): the summary's written row-major from their own
+// column-major buffers in bounded pieces into /sweep/matrices/<task>/<name> (a matrix
 // larger than one piece (4 MB) and not symmetric, so a transposition or piece boundary
-// error shows.
+// error shows); units' r x r matrices stored as they are.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <vector>
@@ -20,10 +20,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_path(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("covfit_io_sweep_store_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
+std::string temp_file(const char* name) {  // removed by the test
+  return (fs::temp_directory_path() / ("covfit_sweep_store_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
 // A (rows x cols) column-major matrix whose entry (i, j) is i * 10000 + j + 0.5.
@@ -47,59 +45,61 @@ constexpr int kRows = 1100, kCols = 700;  // 6 MB: two pieces, the last one part
 
 }  // namespace
 
-TEST(SweepStore, MatricesAreWrittenRowMajorOnceFromTheirBuffers) {
-  const std::string path = temp_path("store.h5");
+TEST(SweepStore, SummaryMatricesAreWrittenRowMajorFromTheirBuffers) {
+  const std::string path = temp_file("summary.h5");
   const std::vector<double> a = column_major(kRows, kCols);
-  const std::vector<double> v = {1.0, 2.0, 3.0};
+  std::vector<double> b(a.size());
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = -a[i];
   {
     io::Handle f = io::create_file(path);
-    // A unit stores the matrix and a vector.
-    io::SweepUnitTables units;
-    units.create(f.get());
-    io::SweepUnitRow u;
-    u.id = 3;
-    u.status = "ok";
-    io::SweepMatrixRow m;
-    m.task_id = 3;
-    m.name = "W";
-    m.rows = kRows;
-    m.cols = kCols;
-    io::SweepMatrixRow d = m;
-    d.name = "d";
-    d.rows = 3;
-    d.cols = 1;
-    d.offset = static_cast<std::int64_t>(a.size());
-    units.append(u, {}, {}, {m, d}, {{a.data(), kRows, kCols}, {v.data(), 3, 1}});
-    units.flush();
-    // The summary: slab 0 from memory, slab 1 from the unit's values.
     io::SweepTables summary;
     summary.create(f.get());
     io::SweepTaskRow t;
-    t.id = 0;
-    t.status = "ok";
+    t.id = 4;
+    t.data = "planted";
+    t.model = "free";
     t.lambda_units = "absolute";
-    io::MatrixStack s;
-    s.name = "W";
-    s.rows = kRows;
-    s.cols = kCols;
-    s.lambda = s.lambda_d = s.lambda_job = s.lambda_d_job = {1.0, 2.0};
-    s.best_index = 1;
-    s.slabs.resize(2);
-    s.slabs[0].memory = {a.data(), kRows, kCols};
-    s.slabs[1].unit_offset = 0;  // the unit's W starts its values
-    io::SweepTables::write_matrices(f.get(), t, {s});
+    io::MatrixStacks out(f.get(), t);
+    out.stack("W", 2, kRows, kCols);
+    out.write("W", 1, {a.data(), kRows, kCols});  // slabs in any order
+    out.write("W", 0, {b.data(), kRows, kCols});
+    out.finish("W", {1.0, 2.0}, {NAN, NAN}, {1.0, 2.0}, {NAN, NAN}, 1);
   }
   io::Handle f = io::open_for_reading(path);
-  const std::vector<double> values = io::SweepUnitTables::read_values(f.get(), 0, static_cast<std::int64_t>(a.size()) + 3);
-  expect_row_major(values.data(), kRows, kCols, "/sweep_units/values");
-  EXPECT_EQ(values[a.size()], 1.0);
-  EXPECT_EQ(values[a.size() + 2], 3.0);
-  const io::DoubleArray w = io::read_array(f.get(), "/sweep/matrices/0/W");
+  const io::DoubleArray w = io::read_array(f.get(), "/sweep/matrices/4/W");
   ASSERT_EQ(w.dims, (std::vector<hsize_t>{2, kRows, kCols}));
-  expect_row_major(w.data.data(), kRows, kCols, "slab 0 (from memory)");
-  expect_row_major(w.data.data() + a.size(), kRows, kCols, "slab 1 (from the unit's values)");
-  io::Handle ds = io::open_dataset(f.get(), "/sweep/matrices/0/W");
+  expect_row_major(w.data.data() + a.size(), kRows, kCols, "slab 1");
+  EXPECT_EQ(w.data[0], -0.5);
+  EXPECT_EQ(w.data[static_cast<std::size_t>(kCols) + 1], -10001.5);  // slab 0, entry (1, 1)
+  io::Handle ds = io::open_dataset(f.get(), "/sweep/matrices/4/W");
   EXPECT_EQ(io::read_attr_int(ds.get(), "best_index"), 1);
+  EXPECT_EQ(io::read_attr_doubles(ds.get(), "lambda"), (std::vector<double>{1.0, 2.0}));
+  io::Handle g = io::open_dataset(f.get(), "/sweep/tasks");  // the tables, and no /sweep/values
   EXPECT_FALSE(io::exists(f.get(), "/sweep/values"));
-  fs::remove_all(fs::path(path).parent_path());
+  fs::remove(path);
+}
+
+// Units store their r x r matrices as they hold them (column-major): read back, the same
+// entries in the same places, so a chain's next block starts from the same bits.
+TEST(SweepStore, UnitMatricesAreStoredAsTheyAre) {
+  const std::string path = temp_file("units.h5");
+  const std::vector<double> m = column_major(5, 5), v = {1.0, 2.0, 3.0};
+  // An exact solution (5 x 5) and a path end (its first 3 entries stand for it here).
+  const io::SweepMatrixRow solution{3, "M", 0.5, NAN, 5, 5, 0, 0}, end{3, "P_end", 0.5, NAN, 3, 1, 25, 0};
+  io::SweepUnitRow u;
+  u.id = 3;
+  u.status = "ok";
+  {
+    io::SweepUnitTables units;
+    io::Handle f = io::create_file(path);
+    units.create(f.get());
+    units.append(u, {}, {}, {solution, end}, {{m.data(), 25, 1}, {v.data(), 3, 1}});
+    units.flush();
+  }
+  io::Handle f = io::open_for_reading(path);
+  const std::vector<double> values = io::SweepUnitTables::read_values(f.get(), 0, 28);
+  EXPECT_TRUE(std::equal(m.begin(), m.end(), values.begin()));
+  EXPECT_EQ(values[25], 1.0);
+  EXPECT_EQ(values[27], 3.0);
+  fs::remove(path);
 }

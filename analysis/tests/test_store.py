@@ -1,6 +1,7 @@
-"""Stored sweep matrices (issue 11): in a finalized format 4 file each matrix of the summary
-is in the file once, as a slab of /sweep/matrices/<task id>/<name> (format 3 also had it in
-/sweep/values), and it holds the numbers covfit stored before the change.
+"""Stored sweep matrices (issue 11): in a format 4 file each matrix of the summary is in the
+file once, as a slab of /sweep/matrices/<task id>/<name> (format 3 also had it in
+/sweep/values, and units kept the n x n matrices at store_lambdas in /sweep_units/values),
+and it holds the numbers covfit stored before the change.
 
 analysis/tests/data/format3_sweep.h5 was written by covfit at commit e5b6d11 (format 3) with
 jobs/sweep_diag.toml and the overrides of SETS below (-t 1); these tests run the same job
@@ -56,6 +57,20 @@ class StoredOnceTest(unittest.TestCase):
             self.assertEqual(slabs, sorted((k, i) for k, s in stacks.items() for i in range(s[0])))
             elements = sum(int(np.prod(s)) for s in stacks.values())
             self.assertEqual(elements, int((m["rows"] * m["cols"]).sum()))
+
+    def test_units_keep_no_n_by_n_matrix(self):
+        # Units keep the r x r exact solutions at the stored lambdas (and their path ends):
+        # the n x n matrices are in the summary only. Format 3 units kept W, d, ... too.
+        units = covfit.read_sweep_units(self.path)
+        with h5py.File(self.path, "r") as f:
+            idx = f["sweep_units/matrix_index"][()]
+            names = {n.decode() for n in idx["name"]}
+            self.assertEqual(names, {"M", "P_end", "logP_end", "logP_prev"})
+            self.assertTrue((idx["rows"] == idx["cols"]).all())
+            self.assertLessEqual(int(idx["rows"].max()), int(units["r"].max()))
+            self.assertEqual(f["sweep_units/values"].shape[0], int((idx["rows"] * idx["cols"]).sum()))
+        with h5py.File(FORMAT3, "r") as f:
+            self.assertIn("W", {n.decode() for n in f["sweep_units/matrix_index"]["name"]})
 
     def test_same_matrices_as_format_3(self):
         old, new = covfit.read_matrices(FORMAT3), covfit.read_matrices(self.path)

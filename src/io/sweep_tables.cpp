@@ -100,10 +100,10 @@ std::vector<Field<F>> fold_fields() {
 
 using M = SweepMatrixRow;
 // The matrix index of both stores; the last column says where the entries are.
-std::vector<Field<M>> matrix_fields(Field<M> where) {
+std::vector<Field<M>> matrix_fields(const char* names, Field<M> where) {
   return {
       field("task_id", &M::task_id, "", "task id"),
-      field("name", &M::name, 16, "", "W, W_lin (n, n); d, d_lin (n, 1); eq1_lhs, eq1_rhs (r(r+1)/2, 1)"),
+      field("name", &M::name, 16, "", names),
       field("lambda", &M::lambda, "S^2", "absolute"),
       field("lambda_d", &M::lambda_d, "S^2", "absolute (NaN for free)"),
       field("rows", &M::rows, "", "rows"),
@@ -112,12 +112,14 @@ std::vector<Field<M>> matrix_fields(Field<M> where) {
   };
 }
 std::vector<Field<M>> summary_matrix_fields() {
-  return matrix_fields(field("index", &M::index, "",
+  return matrix_fields("W, W_lin (n, n); d, d_lin (n, 1); eq1_lhs, eq1_rhs (r(r+1)/2, 1)",
+                       field("index", &M::index, "",
                              "index along the first axis of /sweep/matrices/<task_id>/<name> (lambdas ascending)"));
 }
 std::vector<Field<M>> unit_matrix_fields() {
-  return matrix_fields(field("offset", &M::offset, "element",
-                             "first element in /sweep_units/values, from the unit's values_offset; row-major"));
+  return matrix_fields("M (r, r): the exact solution at a stored lambda; P_end, logP_end, logP_prev (r, r): the path end",
+                       field("offset", &M::offset, "element",
+                             "first element in /sweep_units/values, from the unit's values_offset (symmetric matrices, as covfit holds them: column-major)"));
 }
 
 using U = SweepUnitRow;
@@ -192,21 +194,6 @@ void rows_of(const MatrixView& m, std::int64_t row0, std::int64_t nrows, std::ve
   }
 }
 
-// A column-major matrix appended row-major to a float64 table, a few MB at a time.
-void append_row_major(AppendTable& to, const MatrixView& m) {
-  if (m.cols == 1 || m.rows == 1) {  // a vector: the same either way
-    to.append(m.data, static_cast<hsize_t>(m.rows * m.cols));
-    return;
-  }
-  const std::int64_t piece = std::max<std::int64_t>(1, static_cast<std::int64_t>(kPieceBytes / 8) / std::max<std::int64_t>(1, m.cols));
-  std::vector<double> buf;
-  for (std::int64_t r = 0; r < m.rows; r += piece) {
-    const std::int64_t nr = std::min(piece, m.rows - r);
-    rows_of(m, r, nr, buf);
-    to.append(buf.data(), static_cast<hsize_t>(buf.size()));
-  }
-}
-
 }  // namespace
 
 template <class Commit>
@@ -229,7 +216,7 @@ void SweepStore<Commit>::append_rows(const Commit& commit, const std::vector<Swe
   if (matrices_.layout().index("offset") >= 0) {  // the store has /values
     rows.emplace_back();
     rows[3].write = [&values](AppendTable& to) {
-      for (const MatrixView& m : values) append_row_major(to, m);
+      for (const MatrixView& m : values) to.append(m.data, static_cast<hsize_t>(m.rows * m.cols));
     };
   }
   store_.append(Row(commit_.layout(), commit_.encode(commit).data()), rows);
@@ -276,46 +263,42 @@ void SweepTables::create(hid_t file) {
   create_group(file, std::string(kGroup) + "/matrices");
 }
 
-void SweepTables::write_matrices(hid_t file, const SweepTaskRow& task, const std::vector<MatrixStack>& stacks) {
-  const std::string group = std::string(kGroup) + "/matrices/" + std::to_string(task.id);
-  Handle g = create_group(file, group);
+MatrixStacks::MatrixStacks(hid_t file, const SweepTaskRow& task)
+    : file_(file), group_(std::string(SweepTables::kGroup) + "/matrices/" + std::to_string(task.id)),
+      lambda_units_(task.lambda_units) {
+  Handle g = create_group(file, group_);
   write_attr(g.get(), "data", task.data);
   write_attr(g.get(), "model", task.model);
+}
+
+void MatrixStacks::stack(const std::string& name, std::int64_t slabs, std::int64_t rows, std::int64_t cols) {
+  create_array(file_, group_ + "/" + name,
+               {static_cast<hsize_t>(slabs), static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)});
+}
+
+void MatrixStacks::write(const std::string& name, std::int64_t slab, const MatrixView& m) {
+  Handle ds = open_dataset(file_, group_ + "/" + name);
+  const auto piece = static_cast<std::int64_t>(slab_piece_rows(ds.get(), kPieceBytes));
   std::vector<double> buf;
-  for (const MatrixStack& s : stacks) {
-    const std::string path = group + "/" + s.name;
-    Handle out = create_array(file, path, {s.slabs.size(), static_cast<hsize_t>(s.rows), static_cast<hsize_t>(s.cols)});
-    const auto piece = static_cast<std::int64_t>(slab_piece_rows(out.get(), kPieceBytes));
-    for (std::size_t k = 0; k < s.slabs.size(); ++k) {
-      const MatrixStack::Slab& slab = s.slabs[k];
-      if (!slab.memory.data && slab.unit_offset < 0)
-        throw RuntimeError("matrix " + s.name + " of task " + std::to_string(task.id) + " has no entries");
-      if (slab.memory.data && (slab.memory.rows != s.rows || slab.memory.cols != s.cols))
-        throw RuntimeError("matrix " + s.name + " of task " + std::to_string(task.id) + " changes shape");
-      AppendTable units;
-      if (!slab.memory.data) units = AppendTable::open(file, std::string(SweepUnitTables::kGroup) + "/values", nullptr);
-      for (std::int64_t r = 0; r < s.rows; r += piece) {
-        const std::int64_t nr = std::min(piece, s.rows - r);
-        if (slab.memory.data) {
-          rows_of(slab.memory, r, nr, buf);
-        } else {
-          buf.resize(static_cast<std::size_t>(nr * s.cols));
-          units.read_rows(static_cast<hsize_t>(slab.unit_offset + r * s.cols), static_cast<hsize_t>(nr * s.cols),
-                          buf.data());
-        }
-        write_slab_rows(out.get(), k, static_cast<hsize_t>(r), static_cast<hsize_t>(nr), buf.data());
-      }
-    }
-    out.reset();
-    Handle ds = open_dataset(file, path);
-    write_attr(ds.get(), "lambda", s.lambda);
-    write_attr(ds.get(), "lambda_d", s.lambda_d);
-    write_attr(ds.get(), "lambda_job", s.lambda_job);
-    write_attr(ds.get(), "lambda_d_job", s.lambda_d_job);
-    write_attr(ds.get(), "lambda_units", task.lambda_units);
-    write_attr(ds.get(), "best_index", s.best_index);
-    write_attr(ds.get(), "dims", std::string("lambda, row, col"));
+  for (std::int64_t r = 0; r < m.rows; r += piece) {
+    const std::int64_t nr = std::min(piece, m.rows - r);
+    rows_of(m, r, nr, buf);
+    write_slab_rows(ds.get(), static_cast<hsize_t>(slab), static_cast<hsize_t>(r), static_cast<hsize_t>(nr),
+                    buf.data());
   }
+}
+
+void MatrixStacks::finish(const std::string& name, const std::vector<double>& lambda,
+                          const std::vector<double>& lambda_d, const std::vector<double>& lambda_job,
+                          const std::vector<double>& lambda_d_job, std::int64_t best_index) {
+  Handle ds = open_dataset(file_, group_ + "/" + name);
+  write_attr(ds.get(), "lambda", lambda);
+  write_attr(ds.get(), "lambda_d", lambda_d);
+  write_attr(ds.get(), "lambda_job", lambda_job);
+  write_attr(ds.get(), "lambda_d_job", lambda_d_job);
+  write_attr(ds.get(), "lambda_units", lambda_units_);
+  write_attr(ds.get(), "best_index", best_index);
+  write_attr(ds.get(), "dims", std::string("lambda, row, col"));
 }
 
 }  // namespace covfit::io

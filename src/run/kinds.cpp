@@ -188,8 +188,8 @@ class SweepKind : public Kind {
     for (std::size_t di = 0; di < data_.size(); ++di)
       for (job::CovModel m : job_.sweep.models) {
         const auto& X = data_[di].problem.X;
-        // Matrices are stored by units (store_all, store_lambdas) and in the summary.
-        bytes += 2.0 * cov::sweep_store_bytes(sweep_config(m), X.rows, X.cols);
+        // The stored matrices, in the summary (units keep r x r solutions only).
+        bytes += cov::sweep_store_bytes(sweep_config(m), X.rows, X.cols);
         bytes += 2.0 * static_cast<double>(L) * (250.0 + 60.0 * static_cast<double>(folds_[di].size()));
       }
     return bytes;
@@ -226,9 +226,7 @@ class SweepKind : public Kind {
   // what depends on the best lambda) and write /sweep.
   void finalize(hid_t f) override {
     if (io::exists(f, io::SweepTables::kGroup)) return;
-    // The matrices units stored stay in the file (copied from there, piece by piece).
-    std::vector<UnitMatrixAt> unit_matrices;
-    std::map<std::int64_t, std::vector<cov::SweepUnitResult>> units = read_sweep_units(f, &unit_matrices);
+    std::map<std::int64_t, std::vector<cov::SweepUnitResult>> units = read_sweep_units(f);
     io::SweepTables summary;
     summary.create(f);
     for (std::int64_t id = 0; id < job_.sweep_task_count(); ++id) {
@@ -239,10 +237,13 @@ class SweepKind : public Kind {
       if (progress_)
         std::fprintf(stderr, "covfit: assembling task %lld (%s/%s) from %zu units\n", static_cast<long long>(id),
                      data_[di].name.c_str(), job::cov_model_name(task.model).c_str(), units[id].size());
-      cov::SweepResult r = cov::assemble_sweep(*shared_data(task.data), cfg, std::move(units[id]), stop_);
+      // Stored matrices (n x n) are formed and written one lambda at a time.
+      std::shared_ptr<cov::SweepData> data = shared_data(task.data);
+      cov::SweepResult r = cov::assemble_sweep(*data, cfg, std::move(units[id]), stop_, true);
       if (stop_ && stop_->load()) throw Interrupted();
       append_sweep(f, summary, id, data_[di].name, job::cov_model_name(task.model), data_[di].centred_by_us,
-                   job_.sweep.base.lambda_relative, r, unit_matrices);
+                   job_.sweep.base.lambda_relative, r,
+                   [&](const cov::StorePoint& at) { return cov::form_stored(*data, at); });
     }
     summary.flush();
   }

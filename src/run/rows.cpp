@@ -223,24 +223,22 @@ void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, 
   for (auto& x : lambdas) x.lambda_job = x.lambda_d_job = std::nan("");
   std::vector<io::SweepFoldRow> folds;
   for (const auto& f : r.fold_rows) folds.push_back(fold_row(unit.id, f));
-  // The stored matrices from their own buffers (column-major), then the path end: the
-  // next block's start (r x r each, symmetric).
+  // The exact solutions at stored lambdas, then the path end (the next block's start):
+  // r x r and symmetric each, stored as they are (read back the same way, same bits).
   std::vector<io::SweepMatrixRow> matrices;
   std::vector<io::MatrixView> values;
   std::int64_t offset = 0;
   const auto add = [&](const std::string& name, double lambda, double lambda_d, int rows, int cols,
-                       io::MatrixView view) {
+                       const double* data) {
     matrices.push_back(matrix_row(unit.id, name, lambda, lambda_d, rows, cols));
     matrices.back().offset = offset;
     offset += static_cast<std::int64_t>(rows) * cols;
-    values.push_back(view);
+    values.push_back({data, static_cast<std::int64_t>(rows) * cols, 1});
   };
-  for (const auto& m : r.stored) add(m.name, m.lambda, m.lambda_d, m.rows, m.cols, {m.data.data(), m.rows, m.cols});
+  for (const auto& m : r.stored) add(m.name, m.lambda, m.lambda_d, m.rows, m.cols, m.data.data());
   if (const cov::WarmStart* w = r.warm_end.get()) {
-    // Stored as they are (column-major; read back the same way), not transposed: the
-    // next block must start from exactly these bits.
     const auto end = [&](const char* name, double lambda, const cov::Matrix& A) {
-      add(name, lambda, std::nan(""), A.rows, A.cols, {A.data.data(), static_cast<std::int64_t>(A.size()), 1});
+      add(name, lambda, std::nan(""), A.rows, A.cols, A.data.data());
     };
     end(kEndP, w->warm_lambda, w->warm);
     if (w->have_logs_for_warm) end(kEndLog, w->warm_lambda, w->log_warm);
@@ -249,8 +247,7 @@ void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, 
   tables.append(u, lambdas, folds, matrices, values);
 }
 
-std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file,
-                                                                          std::vector<UnitMatrixAt>* stored_at) {
+std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file, bool stored) {
   const io::SweepUnitTables::Contents c = io::SweepUnitTables::read(file);
   std::map<std::int64_t, std::vector<cov::SweepUnitResult>> out;
   const auto slice = [](std::int64_t off, std::int64_t len, std::size_t size, const std::string& what) {
@@ -290,15 +287,12 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
       const io::SweepMatrixRow& m = c.matrices[static_cast<std::size_t>(i)];
       if (m.offset < 0 || m.rows < 0 || m.cols < 0 || m.offset + m.rows * m.cols > u.values_len)
         throw RuntimeError("sweep unit matrix out of range in /sweep_units/values");
+      if (!stored && !is_path_end(m.name)) continue;
       cov::StoredMatrix sm{m.name, m.lambda, m.lambda_d, static_cast<int>(m.rows), static_cast<int>(m.cols), {}};
-      if (!is_path_end(sm.name)) {  // left in the file
-        if (!stored_at) continue;
-        stored_at->push_back({u.task_id, m.name, m.lambda, m.lambda_d, u.values_offset + m.offset});
-        r.stored.push_back(std::move(sm));
-        continue;
-      }
       sm.data = io::SweepUnitTables::read_values(file, u.values_offset + m.offset, m.rows * m.cols);
-      {
+      if (!is_path_end(sm.name)) {
+        r.stored.push_back(std::move(sm));
+      } else {
         cov::Matrix A(sm.rows, sm.cols);
         A.data = std::move(sm.data);
         if (sm.name == kEndP) end.have_warm = true, end.warm_lambda = sm.lambda, end.warm = std::move(A);
@@ -312,9 +306,80 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
   return out;
 }
 
+namespace {
+
+// A task's stored matrices into /sweep/matrices/<id>/: r.stored (formed), then one store
+// point at a time (formed by `form`, written, dropped). One stack per name, lambdas
+// ascending (then lambda_d). Returns the index rows, in the order the matrices are formed.
+std::vector<io::SweepMatrixRow> write_stored(hid_t file, const io::SweepTaskRow& t, double unit,
+                                             const cov::SweepResult& r, const FormStored& form) {
+  const std::int64_t id = t.id;
+  struct Slab {
+    std::size_t point;  // r.stored's index, or r.stored.size() + store point
+    double lambda, lambda_d;
+  };
+  const auto at = [&](std::size_t p) {
+    return p < r.stored.size() ? std::pair{r.stored[p].lambda, r.stored[p].lambda_d}
+                               : std::pair{r.store_points[p - r.stored.size()].lambda, std::nan("")};
+  };
+  std::vector<cov::StoredMatrix> first;  // the first point's matrices: names and shapes
+  std::map<std::string, std::vector<Slab>> slabs;
+  std::map<std::string, std::pair<int, int>> shape;
+  for (std::size_t p = 0; p < r.stored.size(); ++p) {
+    slabs[r.stored[p].name].push_back({p, r.stored[p].lambda, r.stored[p].lambda_d});
+    shape[r.stored[p].name] = {r.stored[p].rows, r.stored[p].cols};
+  }
+  if (!r.store_points.empty()) first = form(r.store_points.front());
+  for (std::size_t q = 0; q < r.store_points.size(); ++q)
+    for (const auto& m : first) {
+      slabs[m.name].push_back({r.stored.size() + q, r.store_points[q].lambda, std::nan("")});
+      shape[m.name] = {m.rows, m.cols};
+    }
+  io::MatrixStacks out(file, t);
+  std::map<std::pair<std::string, std::size_t>, std::int64_t> index;  // (name, point) -> slab
+  for (auto& [name, ss] : slabs) {
+    std::stable_sort(ss.begin(), ss.end(), [](const Slab& a, const Slab& b) {
+      return a.lambda < b.lambda || (a.lambda == b.lambda && a.lambda_d < b.lambda_d);
+    });
+    for (std::size_t k = 0; k < ss.size(); ++k) index[{name, ss[k].point}] = static_cast<std::int64_t>(k);
+    out.stack(name, static_cast<std::int64_t>(ss.size()), shape[name].first, shape[name].second);
+  }
+  std::vector<io::SweepMatrixRow> matrices;
+  const auto write = [&](std::size_t p, const cov::StoredMatrix& m) {
+    if (std::pair{m.rows, m.cols} != shape[m.name] || !index.count({m.name, p}))
+      throw RuntimeError("matrix " + m.name + " of task " + std::to_string(id) + " changes shape");
+    out.write(m.name, index[{m.name, p}], {m.data.data(), m.rows, m.cols});
+    matrices.push_back(matrix_row(id, m.name, at(p).first, at(p).second, m.rows, m.cols));
+    matrices.back().index = index[{m.name, p}];
+  };
+  for (std::size_t p = 0; p < r.stored.size(); ++p) write(p, r.stored[p]);
+  const std::size_t per_point = first.size();
+  for (std::size_t q = 0; q < r.store_points.size(); ++q) {
+    const std::vector<cov::StoredMatrix> ms = q == 0 ? std::move(first) : form(r.store_points[q]);
+    if (ms.size() != per_point)
+      throw RuntimeError("stored matrices of task " + std::to_string(id) + " differ between lambdas");
+    for (const auto& m : ms) write(r.stored.size() + q, m);
+  }
+  for (const auto& [name, ss] : slabs) {
+    std::vector<double> lam, lamd, lamj, lamdj;
+    std::int64_t best = -1;
+    for (const Slab& s : ss) {
+      if (same(s.lambda, t.best_lambda) && same(s.lambda_d, t.best_lambda_d)) best = static_cast<std::int64_t>(lam.size());
+      lam.push_back(s.lambda);
+      lamd.push_back(s.lambda_d);
+      lamj.push_back(s.lambda / unit);
+      lamdj.push_back(s.lambda_d / unit);
+    }
+    out.finish(name, lam, lamd, lamj, lamdj, best);
+  }
+  return matrices;
+}
+
+}  // namespace
+
 void append_sweep(hid_t file, io::SweepTables& tables, std::int64_t id, const std::string& data_name,
                   const std::string& model, bool centred, bool lambda_relative, const cov::SweepResult& r,
-                  const std::vector<UnitMatrixAt>& stored_at) {
+                  const FormStored& form) {
   const double unit = lambda_relative ? r.s_max * r.s_max : 1.0;
   std::vector<io::SweepLambdaRow> lambdas;
   for (const auto& x : r.rows) lambdas.push_back(lambda_row(id, data_name, model, unit, x));
@@ -351,50 +416,7 @@ void append_sweep(hid_t file, io::SweepTables& tables, std::int64_t id, const st
   t.rows_seconds = r.rows_seconds;
   t.seconds = r.seconds;
 
-  // One stack per name, lambdas ascending (then lambda_d); index rows in r.stored's order.
-  std::map<std::string, std::vector<std::size_t>> by_name;
-  for (std::size_t i = 0; i < r.stored.size(); ++i) by_name[r.stored[i].name].push_back(i);
-  std::vector<io::MatrixStack> stacks;
-  std::vector<std::int64_t> index(r.stored.size(), -1);
-  for (auto& [name, at] : by_name) {
-    std::stable_sort(at.begin(), at.end(), [&](std::size_t a, std::size_t b) {
-      const cov::StoredMatrix &x = r.stored[a], &y = r.stored[b];
-      return x.lambda < y.lambda || (x.lambda == y.lambda && x.lambda_d < y.lambda_d);
-    });
-    io::MatrixStack s;
-    s.name = name;
-    s.rows = r.stored[at.front()].rows;
-    s.cols = r.stored[at.front()].cols;
-    for (std::size_t i : at) {
-      const cov::StoredMatrix& m = r.stored[i];
-      if (m.rows != s.rows || m.cols != s.cols)
-        throw RuntimeError("matrix " + name + " of task " + std::to_string(id) + " changes shape");
-      index[i] = static_cast<std::int64_t>(s.slabs.size());
-      if (same(m.lambda, t.best_lambda) && same(m.lambda_d, t.best_lambda_d)) s.best_index = index[i];
-      s.lambda.push_back(m.lambda);
-      s.lambda_d.push_back(m.lambda_d);
-      s.lambda_job.push_back(m.lambda / unit);
-      s.lambda_d_job.push_back(m.lambda_d / unit);
-      io::MatrixStack::Slab slab;
-      if (!m.data.empty()) {
-        slab.memory = {m.data.data(), m.rows, m.cols};
-      } else {  // a unit's, left in the file
-        for (const UnitMatrixAt& u : stored_at)
-          if (u.task_id == id && u.name == m.name && same(u.lambda, m.lambda) && same(u.lambda_d, m.lambda_d))
-            slab.unit_offset = u.offset;
-      }
-      s.slabs.push_back(slab);
-    }
-    stacks.push_back(std::move(s));
-  }
-  io::SweepTables::write_matrices(file, t, stacks);
-  std::vector<io::SweepMatrixRow> matrices;
-  for (std::size_t i = 0; i < r.stored.size(); ++i) {
-    const cov::StoredMatrix& m = r.stored[i];
-    matrices.push_back(matrix_row(id, m.name, m.lambda, m.lambda_d, m.rows, m.cols));
-    matrices.back().index = index[i];
-  }
-  tables.append(t, lambdas, folds, matrices);
+  tables.append(t, lambdas, folds, write_stored(file, t, unit, r, form));
 }
 
 }  // namespace covfit::run

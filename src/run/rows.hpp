@@ -2,6 +2,7 @@
 // SweepResult -> /sweep rows, input data -> /data groups. Internal to run/.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -27,25 +28,15 @@ void write_matrix(hid_t loc, const std::string& name, const cov::Matrix& A);  //
 // A work unit's rows into /sweep_units, and every committed unit read back, by task id.
 void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, const std::string& data_name,
                        const std::string& model, const std::string& run, const cov::SweepUnitResult& result);
-// Where a matrix a unit stored is in the file: row-major from `offset` (absolute) of
-// /sweep_units/values.
-struct UnitMatrixAt {
-  std::int64_t task_id = 0;
-  std::string name;
-  double lambda = 0, lambda_d = 0;
-  std::int64_t offset = 0;
-};
-// The units' rows and path ends (what a resume needs). With `stored_at`, also the
-// matrices units stored (store = "all", store_lambdas): listed in each unit's `stored`
-// without their entries (empty data; store = "all" can mean many n x n), which stay in
-// the file, at the places appended to *stored_at.
-std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(
-    hid_t file, std::vector<UnitMatrixAt>* stored_at = nullptr);
+// `stored` = false skips the exact solutions units stored at store_lambdas (store = "all":
+// one per lambda), keeping their rows and path ends: what a resume needs.
+std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t file, bool stored = true);
 // A task's assembled result into the /sweep summary: its stored matrices as
-// /sweep/matrices/<id>/<name> (from their buffers, or from /sweep_units/values at
-// `stored_at` for those read without entries), then its rows.
+// /sweep/matrices/<id>/<name> (result.stored, then result.store_points, each formed by
+// `form` and written before the next is formed), then its rows.
+using FormStored = std::function<std::vector<cov::StoredMatrix>(const cov::StorePoint&)>;
 void append_sweep(hid_t file, io::SweepTables& tables, std::int64_t id, const std::string& data_name,
                   const std::string& model, bool centred, bool lambda_relative, const cov::SweepResult& result,
-                  const std::vector<UnitMatrixAt>& stored_at);
+                  const FormStored& form);
 
 }  // namespace covfit::run

@@ -16,9 +16,9 @@
 //   /sweep/matrices/<task id>/<name>   the stored matrices, float64 (lambda, rows, cols):
 //                        each in the file once (format 4; format 3 also had /sweep/values)
 //
-// Stored matrices are written from their own buffers in pieces of a few MB (an n x n W
-// is never copied whole), and the summary's matrices that units stored are copied from
-// /sweep_units/values the same way.
+// Units store r x r matrices only (exact solutions at the stored lambdas, path ends);
+// the summary forms each n x n matrix once and writes it from its own buffer in pieces of
+// a few MB (MatrixStacks), never copied whole.
 //
 // Plain row structs; their field lists (sweep_tables.cpp) are the only place a column is
 // named. Converting a SweepResult into these rows is run/'s job.
@@ -88,25 +88,29 @@ struct SweepMatrixRow {
 };
 
 // A matrix's entries in memory, column-major (cov::Matrix's layout; a vector: cols = 1).
-// Written row-major (as numpy reads them), transposed piece by piece.
 struct MatrixView {
   const double* data = nullptr;
   std::int64_t rows = 0, cols = 0;
 };
 
-// One stored matrix name of a task: its slabs, lambdas ascending, as written to
-// /sweep/matrices/<task id>/<name>. A slab's entries are in memory (`memory`), or were
-// stored by a unit (`unit_offset`: absolute, row-major in /sweep_units/values).
-struct MatrixStack {
-  std::string name;
-  std::int64_t rows = 0, cols = 0;
-  std::vector<double> lambda, lambda_d, lambda_job, lambda_d_job;  // one per slab
-  std::int64_t best_index = -1;  // the slab at the task's best lambda (-1: none)
-  struct Slab {
-    MatrixView memory;
-    std::int64_t unit_offset = -1;
-  };
-  std::vector<Slab> slabs;
+// /sweep/matrices/<task id>/<name> of one task: one float64 dataset (slabs, rows, cols)
+// per name, created by `stack` and filled slab by slab (each written row-major from its
+// own column-major buffer in pieces of a few MB), then `finish` writes its attributes.
+class MatrixStacks {
+ public:
+  // On a file opened without SWMR (finalize): the group, with attributes data and model.
+  MatrixStacks(hid_t file, const SweepTaskRow& task);
+  void stack(const std::string& name, std::int64_t slabs, std::int64_t rows, std::int64_t cols);
+  void write(const std::string& name, std::int64_t slab, const MatrixView& m);
+  // lambda, lambda_d, lambda_job, lambda_d_job (one per slab), lambda_units, best_index
+  // (the slab at the task's best lambda, -1: none) and dims.
+  void finish(const std::string& name, const std::vector<double>& lambda, const std::vector<double>& lambda_d,
+              const std::vector<double>& lambda_job, const std::vector<double>& lambda_d_job,
+              std::int64_t best_index);
+
+ private:
+  hid_t file_;
+  std::string group_, lambda_units_;
 };
 
 // One work unit's commit row.
@@ -168,7 +172,8 @@ class SweepStore {
 class SweepUnitTables : public SweepStore<SweepUnitRow> {
  public:
   SweepUnitTables();
-  // `values`: the entries of each matrix row (column-major views, written row-major).
+  // `values`: the entries of each matrix row, stored as they are in memory (units store
+  // only r x r symmetric matrices: exact solutions and path ends).
   void append(const SweepUnitRow& unit, const std::vector<SweepLambdaRow>& lambdas,
               const std::vector<SweepFoldRow>& folds, const std::vector<SweepMatrixRow>& matrices,
               const std::vector<MatrixView>& values) {
@@ -186,16 +191,12 @@ class SweepTables : public SweepStore<SweepTaskRow> {
   SweepTables();
   // On a file opened without SWMR (finalize): the tables, and the group /sweep/matrices.
   void create(hid_t file);
-  // `matrices`: the index rows (task_id, name, lambda, ..., index) of the task's stacks,
-  // which write_matrices has written.
+  // `matrices`: the index rows (task_id, name, lambda, ..., index) of the task's
+  // matrices, which its MatrixStacks has written.
   void append(const SweepTaskRow& task, const std::vector<SweepLambdaRow>& lambdas,
               const std::vector<SweepFoldRow>& folds, const std::vector<SweepMatrixRow>& matrices) {
     append_rows(task, lambdas, folds, matrices, {});
   }
-  // /sweep/matrices/<task.id>/<name> for each stack: float64 (slabs, rows, cols) with the
-  // attributes lambda, lambda_d, lambda_job, lambda_d_job, lambda_units, best_index and
-  // dims; the group gets data and model. Each slab is written in pieces of a few MB.
-  static void write_matrices(hid_t file, const SweepTaskRow& task, const std::vector<MatrixStack>& stacks);
   const Table<SweepTaskRow>& tasks() const { return commit_; }
   static constexpr const char* kGroup = "/sweep";
 };
