@@ -666,7 +666,7 @@ SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg, std::vector<
 
 std::vector<StoredMatrix> form_stored(SweepData& data, const StorePoint& at) {
   std::shared_ptr<const Reduced> red = data.full();
-  BlasThreads one(1);
+  BlasThreads threads(data.blas_threads());  // as the units and assemble_sweep
   std::vector<StoredMatrix> out;
   store_free(*red, at.lambda, at.exact_M.get(), out);
   return out;

@@ -242,7 +242,7 @@ SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part
 SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg,
                            std::vector<SweepUnitResult> units, const std::atomic<bool>* stop,
                            bool defer_stored = false);
-// The matrices free stores at `at` (data.full()'s reduction; BLAS on one thread).
+// The matrices free stores at `at` (data.full()'s reduction; BLAS on data.blas_threads()).
 std::vector<StoredMatrix> form_stored(SweepData& data, const StorePoint& at);
 
 // "exact path: 39 certified, 2 budget; folds: 3 uncertified solves" (the task's message).
