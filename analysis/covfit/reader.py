@@ -1,4 +1,4 @@
-"""Readers for covfit results files (format ``covfit-results``, versions 1 and 2).
+"""Readers for covfit results files (format ``covfit-results``, versions 1 to 4).
 
 See docs/FORMAT.md for the contract.  Every ``read_*`` function accepts either a path or an
 already opened :class:`h5py.File` (as returned by :func:`open_results`); when given a path
@@ -26,14 +26,15 @@ except ModuleNotFoundError as _e:  # one line, not a traceback into h5py's absen
     ) from None
 
 FORMAT_NAME = "covfit-results"
-FORMAT_VERSION = 3             # newest version this reader understands
-READABLE_VERSIONS = (1, 2, 3)  # older files stay readable
+FORMAT_VERSION = 4                # newest version this reader understands
+READABLE_VERSIONS = (1, 2, 3, 4)  # older files stay readable
 SUMMARY_SINCE = 3              # first format version with a stored /fit/summary
 # sha256 of the table/column structure (paths, names, dtypes, string sizes) per format
 # version: a column change without a version bump fails analysis/tests/test_schema.py.
 SCHEMA_DIGESTS = {
     2: "f56b2a1b61d88ee8925c50299dde48572ef05883df0119b7e6fc9481eb437af9",
     3: "ed65ff0b860bd8bfc6a69fc749e77c931312d017704689be67518f0e26e42fd5",
+    4: "eb247c03effe543308de425ea89090aa675e44ac01edb2ac08bbf19b5e8c6952",
 }
 STATUSES = ("converged", "reached_target", "max_steps", "diverged", "failed")
 
@@ -424,12 +425,13 @@ def _sweep_commits(f):
     if len(tasks) == 0:
         return tasks
     index = _index_name(f)
-    sizes = {name: _refresh(f["sweep/" + name]).shape[0] for name in ("lambda", "folds", index, "values")}
+    sizes = {name: _refresh(f["sweep/" + name]).shape[0] for name in ("lambda", "folds", index)}
     ok = ((tasks["lambda_offset"] + tasks["lambda_len"] <= sizes["lambda"])
           & (tasks["fold_offset"] + tasks["fold_len"] <= sizes["folds"])
           & (tasks["matrix_offset"] + tasks["matrix_len"] <= sizes[index])
-          & (tasks["values_offset"] + tasks["values_len"] <= sizes["values"])
           & (tasks["status"] != ""))
+    if "values_offset" in tasks:  # formats 1-3: the matrices' entries in /sweep/values
+        ok &= tasks["values_offset"] + tasks["values_len"] <= _refresh(f["sweep/values"]).shape[0]
     tasks = tasks[ok].sort_values("id").reset_index(drop=True)
     if "best_by" not in tasks:
         tasks["best_by"] = np.where(np.isfinite(tasks["best_r2_val_exact"]), "r2_val_exact", "r2_val")
@@ -533,11 +535,16 @@ def read_folds(source):
 
 
 def read_matrices(source):
-    """Index of the stored matrices (W, W_lin, d, d_lin, eq1_lhs, eq1_rhs) with the
-    absolute ``start`` into /sweep/values."""
+    """Index of the stored matrices (W, W_lin, d, d_lin, eq1_lhs, eq1_rhs), one row each.
+
+    Format 4: ``index`` is the matrix's index along the first axis of the dataset
+    ``/sweep/matrices/<task_id>/<name>`` (its only copy in the file). Formats 1-3 also
+    give ``start``, the absolute offset of its entries in /sweep/values."""
     with _opened(source) as f:
         tasks = _sweep_commits(f).set_index("id")
         m = _sweep_rows(f, _index_name(f), "matrix_offset", "matrix_len")
+        if "index" in m:
+            return m
         if len(m):
             m["start"] = tasks.loc[m["task_id"], "values_offset"].to_numpy() + m["offset"].to_numpy()
         else:
@@ -550,9 +557,10 @@ def read_matrix(source, task_id, name, lam=None, lam_d=None):
 
     ``lam`` (absolute, as in the ``lambda`` column) picks the stored lambda nearest to it;
     by default the task's best lambda (and best lambda_d), the one :func:`best` returns.
-    Complete format 2 files hold every matrix as a plain dataset,
+    Complete files (format 2 on) hold every matrix as a plain dataset,
     ``/sweep/matrices/<task id>/<name>`` with shape (lambda, rows, cols) and attributes
-    ``lambda``, ``lambda_job`` and ``best_index``; this reads the same numbers."""
+    ``lambda``, ``lambda_job`` and ``best_index``; this reads the same numbers (format 4
+    from there, its only copy; formats 1-3 from /sweep/values)."""
     task_id = int(task_id)
     with _opened(source) as f:
         m = read_matrices(f)
@@ -571,5 +579,7 @@ def read_matrix(source, task_id, name, lam=None, lam_d=None):
         if lam is not None and np.isfinite(lam):
             m = m.iloc[[int(np.argmin(np.abs(np.log(m["lambda"].to_numpy() / lam))))]]
         r = m.iloc[0]
+        if "index" in r:
+            return np.asarray(f[f"sweep/matrices/{task_id}/{name}"][int(r["index"])])
         vals = _refresh(f["sweep/values"])[int(r["start"]): int(r["start"]) + int(r["rows"] * r["cols"])]
         return np.asarray(vals).reshape(int(r["rows"]), int(r["cols"]))

@@ -98,7 +98,7 @@ class StoredSummaryTest(unittest.TestCase):
     def test_file_stores_the_summary(self):
         with h5py.File(self.path, "r") as f:
             self.assertEqual(int(f.attrs["complete"]), 1)
-            self.assertEqual(int(f.attrs["format_version"]), 3)
+            self.assertEqual(int(f.attrs["format_version"]), covfit.FORMAT_VERSION)
             ds = f["fit/summary"]
             self.assertEqual(list(ds.dtype.names), COLUMNS)
             self.assertEqual(covfit.units(ds)["level"], "values^2")
@@ -327,9 +327,9 @@ class FormatTwoTest(unittest.TestCase):
         r = subprocess.run([COVFIT_BIN, "finalize", p], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("format 2 -> 3", r.stdout)
+        self.assertIn(f"format 2 -> {covfit.FORMAT_VERSION}", r.stdout)
         attrs = covfit.read_attrs(p)
-        self.assertEqual(attrs["format_version"], 3)
+        self.assertEqual(attrs["format_version"], covfit.FORMAT_VERSION)
         self.assertEqual(len(attrs["writers"]), len(covfit.read_attrs(FORMAT2_FIT)["writers"]) + 1)
         self.assertIn("covfit finalize", attrs["writers"][-1])
         py = covfit.summary_table(p)

@@ -29,11 +29,9 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-StoredMatrix stored(const std::string& name, double lambda, double lambda_d, const Matrix& A) {
-  StoredMatrix s{name, lambda, lambda_d, A.rows, A.cols, std::vector<double>(A.size())};
-  for (int i = 0; i < A.rows; ++i)
-    for (int j = 0; j < A.cols; ++j) s.data[static_cast<std::size_t>(i) * A.cols + j] = A(i, j);
-  return s;
+// Takes A's entries (column-major): an n x n W exists once.
+StoredMatrix stored(const std::string& name, double lambda, double lambda_d, Matrix&& A) {
+  return {name, lambda, lambda_d, A.rows, A.cols, std::move(A.data)};
 }
 StoredMatrix stored_vector(const std::string& name, double lambda, double lambda_d,
                            const std::vector<double>& v) {
@@ -215,6 +213,9 @@ void store_free(const Reduced& red, double lambda, const Matrix* exact_M, std::v
   if (exact_M) out.push_back(stored("W_lin", lambda, kNaN, form_W(red.U, M)));
 }
 
+// A unit's stored exact solution at a store lambda (r x r).
+const char* const kExactM = "M";
+
 // Grid indices free stores whatever the best lambda is (store_all, store_lambdas).
 std::vector<int> fixed_store_indices(const SweepConfig& cfg, const std::vector<double>& lam, double unit) {
   std::vector<double> wanted;
@@ -264,11 +265,14 @@ void free_full_unit(const SweepConfig& cfg, const Reduced& red, const std::vecto
     }
   }
   for (const ExactResult& e : ex) ++u.exact_counts[static_cast<int>(e.status)];
+  // The exact solutions at the lambdas whose matrices are stored whatever the best: the
+  // summary forms W, d, ... from them (W_lin needs only the reduction).
+  if (!exact) return;
   const std::vector<int> keep = fixed_store_indices(cfg, lam, unit);
   for (int k = 0; k < B; ++k)
     if (std::binary_search(keep.begin(), keep.end(), block[static_cast<std::size_t>(k)]))
-      store_free(red, bl[static_cast<std::size_t>(k)], exact ? &ex[static_cast<std::size_t>(k)].M : nullptr,
-                 u.stored);
+      u.stored.push_back(stored(kExactM, bl[static_cast<std::size_t>(k)], kNaN,
+                                std::move(ex[static_cast<std::size_t>(k)].M)));
 }
 
 void free_fold_unit(const SweepConfig& cfg, const FoldData& fd, int fold, const std::vector<double>& lam,
@@ -487,7 +491,7 @@ SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part
 }
 
 SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg, std::vector<SweepUnitResult> units,
-                           const std::atomic<bool>* stop) {
+                           const std::atomic<bool>* stop, bool defer_stored) {
   const auto t0 = Clock::now();
   const std::vector<std::vector<int>> blocks = sweep_blocks(cfg);
   const int F = static_cast<int>(data.folds().size()), nb = static_cast<int>(blocks.size());
@@ -592,45 +596,54 @@ SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg, std::vector<
   std::shared_ptr<const Reduced> red = data.full();
   BlasThreads threads(data.blas_threads());
   if (!diag) {
-    // Stored matrices, by grid index: the units' (store_all, store_lambdas) and the best
-    // lambda's, recomputed here when no unit stored it.
-    std::map<int, std::vector<StoredMatrix>> by_index;
+    // Stored lambdas: store_lambdas / store_all, and the best. With exact solutions, the
+    // units' (kExactM) and the best's, recomputed here when no unit stored it.
+    std::vector<int> keep = fixed_store_indices(cfg, lam, unit);
+    if (res.best >= 0 && !std::binary_search(keep.begin(), keep.end(), res.best))
+      keep.insert(std::upper_bound(keep.begin(), keep.end(), res.best), res.best);
+    std::map<int, std::shared_ptr<const Matrix>> exact_M;
     for (auto& u : units)
       for (auto& sm : u.stored) {
         int g = -1;
         for (const SweepRow& row : u.rows)
           if (row.lambda == sm.lambda) g = row.lambda_index;
-        by_index[g].push_back(std::move(sm));
+        Matrix M(sm.rows, sm.cols);
+        M.data = std::move(sm.data);
+        exact_M[g] = std::make_shared<const Matrix>(std::move(M));
       }
-    if (res.best >= 0 && !by_index.count(res.best)) {
-      const double lb = lam[static_cast<std::size_t>(res.best)];
-      std::vector<StoredMatrix> m;
-      if (exact) {
-        // The best lambda's block from its start (the previous block's end, as its unit
-        // had it) down to the best lambda: the solution its unit found (same steps).
-        std::vector<double> path;
-        const WarmStart* start = nullptr;
-        for (std::size_t b = 0; b < blocks.size(); ++b) {
-          if (std::find(blocks[b].begin(), blocks[b].end(), res.best) == blocks[b].end()) continue;
-          if (b > 0) start = units[b - 1].warm_end.get();  // units[0..nb): the full data's blocks
-          for (int l : blocks[b]) {
-            path.push_back(lam[static_cast<std::size_t>(l)]);
-            if (l == res.best) break;
-          }
+    if (exact && res.best >= 0 && !exact_M.count(res.best)) {
+      // The best lambda's block from its start (the previous block's end, as its unit
+      // had it) down to the best lambda: the solution its unit found (same steps).
+      std::vector<double> path;
+      const WarmStart* start = nullptr;
+      for (std::size_t b = 0; b < blocks.size(); ++b) {
+        if (std::find(blocks[b].begin(), blocks[b].end(), res.best) == blocks[b].end()) continue;
+        if (b > 0) start = units[b - 1].warm_end.get();  // units[0..nb): the full data's blocks
+        for (int l : blocks[b]) {
+          path.push_back(lam[static_cast<std::size_t>(l)]);
+          if (l == res.best) break;
         }
-        const std::vector<ExactResult> e = exact_path(*red, path, cfg, stop, nullptr, start);
-        if (stop && stop->load()) {
-          finish();
-          return res;
-        }
-        store_free(*red, lb, &e.back().M, m);
-      } else {
-        store_free(*red, lb, nullptr, m);
       }
-      by_index[res.best] = std::move(m);
+      std::vector<ExactResult> e = exact_path(*red, path, cfg, stop, nullptr, start);
+      if (stop && stop->load()) {
+        finish();
+        return res;
+      }
+      exact_M[res.best] = std::make_shared<const Matrix>(std::move(e.back().M));
     }
-    for (auto& [g, ms] : by_index)
-      for (auto& sm : ms) res.stored.push_back(std::move(sm));
+    for (int g : keep) {
+      StorePoint at{lam[static_cast<std::size_t>(g)], nullptr};
+      if (exact) {
+        auto it = exact_M.find(g);
+        if (it == exact_M.end()) throw RuntimeError("sweep: no unit stored the exact solution at a stored lambda");
+        at.exact_M = it->second;
+      }
+      res.store_points.push_back(std::move(at));
+    }
+    if (!defer_stored) {
+      for (const StorePoint& at : res.store_points) store_free(*red, at.lambda, at.exact_M.get(), res.stored);
+      res.store_points.clear();
+    }
   } else if (res.best >= 0) {
     // Exact (non-linearised) solution at the best pair, on all stimuli.
     SweepRow& best = res.rows[static_cast<std::size_t>(res.best)];
@@ -645,10 +658,18 @@ SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg, std::vector<
     res.stored.push_back(stored_vector("d", best.lambda, best.lambda_d, e.d));
     Matrix W = form_W(red->U, dl.M);
     for (int i = 0; i < W.rows; ++i) W(i, i) += dl.d[static_cast<std::size_t>(i)];
-    res.stored.push_back(stored("W_lin", best.lambda, best.lambda_d, W));
+    res.stored.push_back(stored("W_lin", best.lambda, best.lambda_d, std::move(W)));
   }
   finish();
   return res;
+}
+
+std::vector<StoredMatrix> form_stored(SweepData& data, const StorePoint& at) {
+  std::shared_ptr<const Reduced> red = data.full();
+  BlasThreads threads(data.blas_threads());  // as the units and assemble_sweep
+  std::vector<StoredMatrix> out;
+  store_free(*red, at.lambda, at.exact_M.get(), out);
+  return out;
 }
 
 std::string exact_summary(const SweepResult& res) {

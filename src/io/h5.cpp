@@ -282,6 +282,33 @@ void write_slab(hid_t ds, hsize_t index, const double* data) {
   check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mspace.get(), fspace.get(), H5P_DEFAULT, data), "write slab");
 }
 
+void write_slab_rows(hid_t ds, hsize_t index, hsize_t row0, hsize_t nrows, const double* data) {
+  if (nrows == 0) return;
+  Handle fspace(H5Dget_space(ds), H5Sclose);
+  if (H5Sget_simple_extent_ndims(fspace.get()) != 3) throw RuntimeError("write_slab_rows: not a (slabs, rows, cols) dataset");
+  hsize_t dims[3];
+  H5Sget_simple_extent_dims(fspace.get(), dims, nullptr);
+  const hsize_t start[3] = {index, row0, 0}, count[3] = {1, nrows, dims[2]};
+  check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), "select slab rows");
+  Handle mspace(H5Screate_simple(3, count, nullptr), H5Sclose);
+  check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mspace.get(), fspace.get(), H5P_DEFAULT, data), "write slab rows");
+}
+
+hsize_t slab_piece_rows(hid_t ds, std::size_t bytes) {
+  Handle fspace(H5Dget_space(ds), H5Sclose);
+  hsize_t dims[3] = {1, 1, 1};
+  if (H5Sget_simple_extent_ndims(fspace.get()) != 3) throw RuntimeError("slab_piece_rows: not a (slabs, rows, cols) dataset");
+  H5Sget_simple_extent_dims(fspace.get(), dims, nullptr);
+  hsize_t chunk_rows = 1;  // contiguous (small) datasets: any piece
+  Handle dcpl(H5Dget_create_plist(ds), H5Pclose);
+  if (H5Pget_layout(dcpl.get()) == H5D_CHUNKED) {
+    hsize_t chunk[3];
+    if (H5Pget_chunk(dcpl.get(), 3, chunk) == 3) chunk_rows = std::max<hsize_t>(1, chunk[1]);
+  }
+  const hsize_t want = std::max<hsize_t>(1, bytes / (8 * std::max<hsize_t>(1, dims[2])));
+  return std::min(dims[1], std::max<hsize_t>(chunk_rows, want / chunk_rows * chunk_rows));
+}
+
 DoubleArray read_array(hid_t loc, const std::string& name, const std::string& where_) {
   const std::string where = where_.empty() ? name : where_;
   H5O_info_t info;  // HDF5 1.10 API
@@ -521,15 +548,18 @@ void AppendTable::flush() { check(H5Dflush(ds_.get()), "flush dataset"); }
 
 std::vector<char> AppendTable::read_rows(hsize_t first, hsize_t n) const {
   std::vector<char> out(n * (layout_ ? layout_->row_bytes() : 8));
-  if (n == 0) return out;
+  read_rows(first, n, out.data());
+  return out;
+}
+
+void AppendTable::read_rows(hsize_t first, hsize_t n, void* out) const {
+  if (n == 0) return;
   Handle fspace(H5Dget_space(ds_.get()), H5Sclose);
   check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &first, nullptr, &n, nullptr),
         "select rows");
   Handle mspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
   Handle type = layout_ ? layout_->file_type() : Handle(H5Tcopy(H5T_NATIVE_DOUBLE), H5Tclose);
-  check(H5Dread(ds_.get(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, out.data()),
-        "read rows");
-  return out;
+  check(H5Dread(ds_.get(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, out), "read rows");
 }
 
 template <class T>

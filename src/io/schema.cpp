@@ -44,10 +44,9 @@ std::string schema_json() {
   tables.push_back(table_json(SweepUnitTables::kGroup, units.matrices(), "dependent"));
   nlohmann::json arrays = nlohmann::json::array(
       {{{"path", "/fit/raw"}, {"dtype", "float64"}, {"description", "final raw parameters, kernel-major"}},
-       {{"path", "/sweep/values"}, {"dtype", "float64"}, {"description", "stored matrices' entries, row-major"}},
        {{"path", "/sweep_units/values"}, {"dtype", "float64"}, {"description", "entries of the matrices work units stored, row-major"}},
        {{"path", "/sweep/matrices/<task id>/<name>"}, {"dtype", "float64"},
-        {"description", "every stored matrix, (lambda, rows, cols), written when the file is complete"}}});
+        {"description", "every stored matrix of the summary, (lambda, rows, cols), written when the file is complete"}}});
   nlohmann::json j = {{"format", kFormatName}, {"format_version", kFormatVersion},
                       {"tables", tables}, {"arrays", arrays}};
   return j.dump(1) + "\n";

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <map>
-#include <numeric>
 
 #include "covfit/core/error.hpp"
 
@@ -41,14 +39,6 @@ std::vector<Field<T>> task_fields() {
       field("rows_seconds", &T::rows_seconds, "s", "full-data units without the SVD: losses, exact path, diagnostics per lambda"),
       field("seconds", &T::seconds, "s", "all work units (thread seconds, summed) and assembling the summary"),
       field("units", &T::units, "", "work units the summary was assembled from (rows of /sweep_units/units)"),
-      field("lambda_offset", &T::lambda_offset, "row", "first row of /sweep/lambda"),
-      field("lambda_len", &T::lambda_len, "rows", "rows of /sweep/lambda"),
-      field("fold_offset", &T::fold_offset, "row", "first row of /sweep/folds"),
-      field("fold_len", &T::fold_len, "rows", "rows of /sweep/folds"),
-      field("matrix_offset", &T::matrix_offset, "row", "first row of /sweep/matrix_index"),
-      field("matrix_len", &T::matrix_len, "rows", "rows of /sweep/matrix_index"),
-      field("values_offset", &T::values_offset, "element", "first element of /sweep/values"),
-      field("values_len", &T::values_len, "elements", "elements of /sweep/values"),
   };
 }
 
@@ -109,16 +99,27 @@ std::vector<Field<F>> fold_fields() {
 }
 
 using M = SweepMatrixRow;
-std::vector<Field<M>> matrix_fields() {
+// The matrix index of both stores; the last column says where the entries are.
+std::vector<Field<M>> matrix_fields(const char* names, Field<M> where) {
   return {
       field("task_id", &M::task_id, "", "task id"),
-      field("name", &M::name, 16, "", "W, W_lin (n, n); d, d_lin (n, 1); eq1_lhs, eq1_rhs (r(r+1)/2, 1)"),
+      field("name", &M::name, 16, "", names),
       field("lambda", &M::lambda, "S^2", "absolute"),
       field("lambda_d", &M::lambda_d, "S^2", "absolute (NaN for free)"),
       field("rows", &M::rows, "", "rows"),
       field("cols", &M::cols, "", "columns"),
-      field("offset", &M::offset, "element", "first element in /sweep/values, from the task's values_offset; row-major"),
+      std::move(where),
   };
+}
+std::vector<Field<M>> summary_matrix_fields() {
+  return matrix_fields("W, W_lin (n, n); d, d_lin (n, 1); eq1_lhs, eq1_rhs (r(r+1)/2, 1)",
+                       field("index", &M::index, "",
+                             "index along the first axis of /sweep/matrices/<task_id>/<name> (lambdas ascending)"));
+}
+std::vector<Field<M>> unit_matrix_fields() {
+  return matrix_fields("M (r, r): the exact solution at a stored lambda; P_end, logP_end, logP_prev (r, r): the path end",
+                       field("offset", &M::offset, "element",
+                             "first element in /sweep_units/values, from the unit's values_offset (symmetric matrices, as covfit holds them: column-major)"));
 }
 
 using U = SweepUnitRow;
@@ -146,166 +147,158 @@ std::vector<Field<U>> unit_fields() {
       field("exact_not_converged", &U::exact_not_converged, "", "exact solves that did not converge"),
       field("exact_budget", &U::exact_budget, "", "exact solves stopped by a budget"),
       field("exact_interrupted", &U::exact_interrupted, "", "exact solves interrupted"),
-      field("lambda_offset", &U::lambda_offset, "row", "first row of /sweep_units/lambda"),
-      field("lambda_len", &U::lambda_len, "rows", "rows of /sweep_units/lambda"),
-      field("fold_offset", &U::fold_offset, "row", "first row of /sweep_units/folds"),
-      field("fold_len", &U::fold_len, "rows", "rows of /sweep_units/folds"),
-      field("matrix_offset", &U::matrix_offset, "row", "first row of /sweep_units/matrix_index"),
-      field("matrix_len", &U::matrix_len, "rows", "rows of /sweep_units/matrix_index"),
       field("values_offset", &U::values_offset, "element", "first element of /sweep_units/values"),
       field("values_len", &U::values_len, "elements", "elements of /sweep_units/values"),
   };
 }
 
-bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
-
-// The dependents of both sweep stores (/sweep for tasks, /sweep_units for work units):
-// lambda rows, fold rows, the matrix index and the matrices' float64 values.
-std::vector<DependentTable> sweep_dependents(const Table<SweepLambdaRow>& lambdas, const Table<SweepFoldRow>& folds,
-                                             const Table<SweepMatrixRow>& matrices) {
-  return {{"lambda", &lambdas.layout(), "lambda_offset", "lambda_len", 1024},
-          {"folds", &folds.layout(), "fold_offset", "fold_len", 2048},
-          {"matrix_index", &matrices.layout(), "matrix_offset", "matrix_len", 64},
-          {"values", nullptr, "values_offset", "values_len", 16384}};
+// A commit table's fields, then the (offset, count) columns of the dependents in `group`,
+// before the units' values_offset / values_len (the columns' order in the file).
+template <class C>
+std::vector<Field<C>> with_ranges(std::vector<Field<C>> fields, const std::string& group) {
+  const auto at = [&](const char* dep) { return "first row of " + group + "/" + dep; };
+  const auto len = [&](const char* dep) { return "rows of " + group + "/" + dep; };
+  std::vector<Field<C>> ranges = {
+      field<C>("lambda_offset", &C::lambda_offset, "row", at("lambda").c_str()),
+      field<C>("lambda_len", &C::lambda_len, "rows", len("lambda").c_str()),
+      field<C>("fold_offset", &C::fold_offset, "row", at("folds").c_str()),
+      field<C>("fold_len", &C::fold_len, "rows", len("folds").c_str()),
+      field<C>("matrix_offset", &C::matrix_offset, "row", at("matrix_index").c_str()),
+      field<C>("matrix_len", &C::matrix_len, "rows", len("matrix_index").c_str()),
+  };
+  auto end = std::find_if(fields.begin(), fields.end(), [](const Field<C>& f) { return f.column.name == "values_offset"; });
+  fields.insert(end, ranges.begin(), ranges.end());
+  return fields;
 }
 
-// Those dependents' rows as the bytes TaskStore::append takes, in sweep_dependents' order.
-std::vector<std::vector<char>> encode_dependents(const Table<SweepLambdaRow>& lt, const Table<SweepFoldRow>& ft,
-                                                 const Table<SweepMatrixRow>& mt,
-                                                 const std::vector<SweepLambdaRow>& lambdas,
-                                                 const std::vector<SweepFoldRow>& folds,
-                                                 const std::vector<SweepMatrixRow>& matrices,
-                                                 const std::vector<double>& values) {
-  std::vector<std::vector<char>> rows(4);
-  for (const auto& r : lambdas) lt.encode(r, rows[0]);
-  for (const auto& r : folds) ft.encode(r, rows[1]);
-  for (const auto& r : matrices) mt.encode(r, rows[2]);
-  rows[3].resize(8 * values.size());
-  if (!values.empty()) std::memcpy(rows[3].data(), values.data(), rows[3].size());
-  return rows;
+// The dependents of both sweep stores: lambda rows, fold rows, the matrix index and (units)
+// the matrices' float64 values.
+std::vector<DependentTable> sweep_dependents(const Table<SweepLambdaRow>& lambdas, const Table<SweepFoldRow>& folds,
+                                             const Table<SweepMatrixRow>& matrices, bool values) {
+  std::vector<DependentTable> deps = {{"lambda", &lambdas.layout(), "lambda_offset", "lambda_len", 1024},
+                                      {"folds", &folds.layout(), "fold_offset", "fold_len", 2048},
+                                      {"matrix_index", &matrices.layout(), "matrix_offset", "matrix_len", 64}};
+  if (values) deps.push_back({"values", nullptr, "values_offset", "values_len", 16384});
+  return deps;
+}
+
+// Bytes per piece when a matrix is written (a bounded buffer, whatever n).
+constexpr std::size_t kPieceBytes = std::size_t{4} << 20;
+
+// Rows [row0, row0 + nrows) of a column-major matrix, row-major, into `out`.
+void rows_of(const MatrixView& m, std::int64_t row0, std::int64_t nrows, std::vector<double>& out) {
+  out.resize(static_cast<std::size_t>(nrows * m.cols));
+  for (std::int64_t j = 0; j < m.cols; ++j) {
+    const double* col = m.data + j * m.rows + row0;
+    for (std::int64_t i = 0; i < nrows; ++i) out[static_cast<std::size_t>(i * m.cols + j)] = col[i];
+  }
 }
 
 }  // namespace
 
-SweepTables::SweepTables()
-    : tasks_("tasks", "one row per (data set, model): the commit record", task_fields()),
-      lambdas_("lambda", "one row per lambda (free) or per (lambda, lambda_d) (free_diag)", lambda_fields()),
-      folds_("folds", "per fold and grid point: the values behind the means", fold_fields()),
-      matrices_("matrix_index", "stored matrices in /sweep/values", matrix_fields()),
-      store_(kGroup, "tasks", &tasks_.layout(), sweep_dependents(lambdas_, folds_, matrices_)) {}
+template <class Commit>
+SweepStore<Commit>::SweepStore(const char* group, Table<Commit> commit, const char* lambda_desc, const char* fold_desc,
+                               const char* matrix_desc, bool values)
+    : group_(group), commit_(std::move(commit)), lambdas_("lambda", lambda_desc, lambda_fields()),
+      folds_("folds", fold_desc, fold_fields()),
+      matrices_("matrix_index", matrix_desc, values ? unit_matrix_fields() : summary_matrix_fields()),
+      store_(group_, commit_.name(), &commit_.layout(), sweep_dependents(lambdas_, folds_, matrices_, values)) {}
 
-SweepUnitTables::SweepUnitTables()
-    : units_("units", "one row per work unit: the commit record", unit_fields()),
-      lambdas_("lambda", "full-data units: one row per grid point (R^2 columns NaN until assembled)", lambda_fields()),
-      folds_("folds", "fold units: one row per grid point", fold_fields()),
-      matrices_("matrix_index", "matrices stored by units in /sweep_units/values", matrix_fields()),
-      store_(kGroup, "units", &units_.layout(), sweep_dependents(lambdas_, folds_, matrices_)) {}
-
-void SweepUnitTables::append(const SweepUnitRow& unit, const std::vector<SweepLambdaRow>& lambdas,
-                             const std::vector<SweepFoldRow>& folds,
-                             const std::vector<SweepMatrixRow>& matrices, const std::vector<double>& values) {
-  store_.append(Row(units_.layout(), units_.encode(unit).data()),
-                encode_dependents(lambdas_, folds_, matrices_, lambdas, folds, matrices, values));
+template <class Commit>
+void SweepStore<Commit>::append_rows(const Commit& commit, const std::vector<SweepLambdaRow>& lambdas,
+                                     const std::vector<SweepFoldRow>& folds,
+                                     const std::vector<SweepMatrixRow>& matrices,
+                                     const std::vector<MatrixView>& values) {
+  std::vector<DependentRows> rows(3);
+  for (const auto& r : lambdas) lambdas_.encode(r, rows[0].bytes);
+  for (const auto& r : folds) folds_.encode(r, rows[1].bytes);
+  for (const auto& r : matrices) matrices_.encode(r, rows[2].bytes);
+  if (matrices_.layout().index("offset") >= 0) {  // the store has /values
+    rows.emplace_back();
+    rows[3].write = [&values](AppendTable& to) {
+      for (const MatrixView& m : values) to.append(m.data, static_cast<hsize_t>(m.rows * m.cols));
+    };
+  }
+  store_.append(Row(commit_.layout(), commit_.encode(commit).data()), rows);
 }
 
-SweepUnitTables::Contents SweepUnitTables::read(hid_t file) {
-  SweepUnitTables t;
+template <class Commit>
+typename SweepStore<Commit>::Contents SweepStore<Commit>::read_contents(hid_t file) const {
   Contents c;
-  const std::string g = kGroup;
-  c.units = read_all(file, g + "/units", t.units_);
-  c.lambdas = read_all(file, g + "/lambda", t.lambdas_);
-  c.folds = read_all(file, g + "/folds", t.folds_);
-  c.matrices = read_all(file, g + "/matrix_index", t.matrices_);
+  c.commits = read_all(file, group_ + "/" + commit_.name(), commit_);
+  c.lambdas = read_all(file, group_ + "/lambda", lambdas_);
+  c.folds = read_all(file, group_ + "/folds", folds_);
+  c.matrices = read_all(file, group_ + "/matrix_index", matrices_);
   return c;
 }
 
+template class SweepStore<SweepUnitRow>;
+template class SweepStore<SweepTaskRow>;
+
+SweepUnitTables::SweepUnitTables()
+    : SweepStore(kGroup, Table<SweepUnitRow>("units", "one row per work unit: the commit record",
+                                             with_ranges(unit_fields(), kGroup)),
+                 "full-data units: one row per grid point (R^2 columns NaN until assembled)",
+                 "fold units: one row per grid point", "matrices stored by units in /sweep_units/values", true) {}
+
 std::vector<double> SweepUnitTables::read_values(hid_t file, std::int64_t offset, std::int64_t count) {
   AppendTable values = AppendTable::open(file, std::string(kGroup) + "/values", nullptr);
-  std::vector<char> bytes = values.read_rows(static_cast<hsize_t>(offset), static_cast<hsize_t>(count));
   std::vector<double> out(static_cast<std::size_t>(count));
-  if (count > 0) std::memcpy(out.data(), bytes.data(), 8 * out.size());
+  values.read_rows(static_cast<hsize_t>(offset), static_cast<hsize_t>(count), out.data());
   return out;
 }
+
+SweepTables::SweepTables()
+    : SweepStore(kGroup, Table<SweepTaskRow>("tasks", "one row per (data set, model): the commit record",
+                                             with_ranges(task_fields(), kGroup)),
+                 "one row per lambda (free) or per (lambda, lambda_d) (free_diag)",
+                 "per fold and grid point: the values behind the means",
+                 "stored matrices: slabs of /sweep/matrices/<task_id>/<name>", false) {}
 
 void SweepTables::create(hid_t file) {
   store_.create(file);
   // The sd convention of every *_sd column (and of the one-SE rule), for h5py users.
   Handle ds = open_dataset(file, std::string(kGroup) + "/lambda");
   write_attr(ds.get(), "sd_ddof", std::int64_t{1});
+  create_group(file, std::string(kGroup) + "/matrices");
 }
 
-void SweepTables::append(const SweepTaskRow& task, const std::vector<SweepLambdaRow>& lambdas,
-                         const std::vector<SweepFoldRow>& folds,
-                         const std::vector<SweepMatrixRow>& matrices, const std::vector<double>& values) {
-  store_.append(Row(tasks_.layout(), tasks_.encode(task).data()),
-                encode_dependents(lambdas_, folds_, matrices_, lambdas, folds, matrices, values));
+MatrixStacks::MatrixStacks(hid_t file, const SweepTaskRow& task)
+    : file_(file), group_(std::string(SweepTables::kGroup) + "/matrices/" + std::to_string(task.id)),
+      lambda_units_(task.lambda_units) {
+  Handle g = create_group(file, group_);
+  write_attr(g.get(), "data", task.data);
+  write_attr(g.get(), "model", task.model);
 }
 
-void SweepTables::write_matrix_datasets(hid_t file) {
-  if (exists(file, "/sweep/matrices") || !exists(file, "/sweep/matrix_index")) return;
-  SweepTables t;
-  const std::vector<SweepTaskRow> tasks = read_all(file, "/sweep/tasks", t.tasks_);
-  const std::vector<SweepMatrixRow> index = read_all(file, "/sweep/matrix_index", t.matrices_);
-  const std::vector<SweepLambdaRow> lambdas = read_all(file, "/sweep/lambda", t.lambdas_);
-  AppendTable values = AppendTable::open(file, "/sweep/values", nullptr);
-  create_group(file, "/sweep/matrices");
-  for (const auto& task : tasks) {
-    if (task.status.empty()) continue;
-    // Job-unit lambdas of this task, by absolute lambda.
-    auto job_units = [&](double lam, double lam_d, double& lj, double& ldj) {
-      lj = lam / task.lambda_unit;
-      ldj = lam_d / task.lambda_unit;
-      for (std::int64_t i = task.lambda_offset; i < task.lambda_offset + task.lambda_len; ++i) {
-        const auto& r = lambdas[static_cast<std::size_t>(i)];
-        if (same(r.lambda, lam) && same(r.lambda_d, lam_d)) {
-          lj = r.lambda_job;
-          ldj = r.lambda_d_job;
-        }
-      }
-    };
-    std::map<std::string, std::vector<const SweepMatrixRow*>> by_name;
-    for (std::int64_t i = task.matrix_offset; i < task.matrix_offset + task.matrix_len; ++i)
-      by_name[index[static_cast<std::size_t>(i)].name].push_back(&index[static_cast<std::size_t>(i)]);
-    const std::string group = "/sweep/matrices/" + std::to_string(task.id);
-    Handle g = create_group(file, group);
-    write_attr(g.get(), "data", task.data);
-    write_attr(g.get(), "model", task.model);
-    for (auto& [name, ms] : by_name) {
-      std::stable_sort(ms.begin(), ms.end(), [](const SweepMatrixRow* a, const SweepMatrixRow* b) {
-        return a->lambda < b->lambda || (a->lambda == b->lambda && a->lambda_d < b->lambda_d);
-      });
-      const std::int64_t rows = ms.front()->rows, cols = ms.front()->cols;
-      const std::string path = group + "/" + name;
-      // One matrix in memory at a time (store = "all" can mean hundreds of n x n).
-      Handle out = create_array(file, path, {ms.size(), static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)});
-      std::vector<double> lam, lamd, lamj, lamdj;
-      std::int64_t best = -1;
-      for (const SweepMatrixRow* m : ms) {
-        if (m->rows != rows || m->cols != cols)
-          throw RuntimeError("matrix " + name + " of task " + std::to_string(task.id) + " changes shape");
-        std::vector<char> bytes = values.read_rows(static_cast<hsize_t>(task.values_offset + m->offset),
-                                                   static_cast<hsize_t>(rows * cols));
-        write_slab(out.get(), lam.size(), reinterpret_cast<const double*>(bytes.data()));
-        if (same(m->lambda, task.best_lambda) && same(m->lambda_d, task.best_lambda_d))
-          best = static_cast<std::int64_t>(lam.size());
-        double lj, ldj;
-        job_units(m->lambda, m->lambda_d, lj, ldj);
-        lam.push_back(m->lambda);
-        lamd.push_back(m->lambda_d);
-        lamj.push_back(lj);
-        lamdj.push_back(ldj);
-      }
-      out.reset();
-      Handle ds = open_dataset(file, path);
-      write_attr(ds.get(), "lambda", lam);
-      write_attr(ds.get(), "lambda_d", lamd);
-      write_attr(ds.get(), "lambda_job", lamj);
-      write_attr(ds.get(), "lambda_d_job", lamdj);
-      write_attr(ds.get(), "lambda_units", task.lambda_units);
-      write_attr(ds.get(), "best_index", best);
-      write_attr(ds.get(), "dims", std::string("lambda, row, col"));
-    }
+void MatrixStacks::stack(const std::string& name, std::int64_t slabs, std::int64_t rows, std::int64_t cols) {
+  create_array(file_, group_ + "/" + name,
+               {static_cast<hsize_t>(slabs), static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)});
+}
+
+void MatrixStacks::write(const std::string& name, std::int64_t slab, const MatrixView& m) {
+  Handle ds = open_dataset(file_, group_ + "/" + name);
+  const auto piece = static_cast<std::int64_t>(slab_piece_rows(ds.get(), kPieceBytes));
+  std::vector<double> buf;
+  for (std::int64_t r = 0; r < m.rows; r += piece) {
+    const std::int64_t nr = std::min(piece, m.rows - r);
+    rows_of(m, r, nr, buf);
+    write_slab_rows(ds.get(), static_cast<hsize_t>(slab), static_cast<hsize_t>(r), static_cast<hsize_t>(nr),
+                    buf.data());
   }
+}
+
+void MatrixStacks::finish(const std::string& name, const std::vector<double>& lambda,
+                          const std::vector<double>& lambda_d, const std::vector<double>& lambda_job,
+                          const std::vector<double>& lambda_d_job, std::int64_t best_index) {
+  Handle ds = open_dataset(file_, group_ + "/" + name);
+  write_attr(ds.get(), "lambda", lambda);
+  write_attr(ds.get(), "lambda_d", lambda_d);
+  write_attr(ds.get(), "lambda_job", lambda_job);
+  write_attr(ds.get(), "lambda_d_job", lambda_d_job);
+  write_attr(ds.get(), "lambda_units", lambda_units_);
+  write_attr(ds.get(), "best_index", best_index);
+  write_attr(ds.get(), "dims", std::string("lambda, row, col"));
 }
 
 }  // namespace covfit::io

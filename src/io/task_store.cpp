@@ -29,12 +29,22 @@ void TaskStore::open(hid_t file) {
 }
 
 void TaskStore::append(Row commit_row, const std::vector<std::vector<char>>& rows) {
+  std::vector<DependentRows> deps(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) deps[i].bytes = rows[i];
+  append(std::move(commit_row), deps);
+}
+
+void TaskStore::append(Row commit_row, const std::vector<DependentRows>& rows) {
   for (std::size_t i = 0; i < deps_.size(); ++i) {
-    const hsize_t width = deps_[i].layout ? deps_[i].layout->row_bytes() : 8;
-    const hsize_t count = rows[i].size() / width;
-    commit_row.set(deps_[i].offset_col, static_cast<std::int64_t>(tables_[i].size()));
-    commit_row.set(deps_[i].count_col, static_cast<std::int64_t>(count));
-    tables_[i].append(rows[i].data(), count);
+    const hsize_t first = tables_[i].size();
+    if (rows[i].write) {
+      rows[i].write(tables_[i]);
+    } else {
+      const hsize_t width = deps_[i].layout ? deps_[i].layout->row_bytes() : 8;
+      tables_[i].append(rows[i].bytes.data(), rows[i].bytes.size() / width);
+    }
+    commit_row.set(deps_[i].offset_col, static_cast<std::int64_t>(first));
+    commit_row.set(deps_[i].count_col, static_cast<std::int64_t>(tables_[i].size() - first));
   }
   pending_.insert(pending_.end(), commit_row.bytes().begin(), commit_row.bytes().end());
   ++pending_rows_;
@@ -65,7 +75,7 @@ std::vector<std::int64_t> TaskStore::copy_tasks_from(
       const std::int64_t id = row.get_i64("id");
       // A row of fill values (allocated, never written) has an empty status.
       if (row.get_str("status").empty() || !accept(id) || seen.count(id)) continue;
-      std::vector<std::vector<char>> rows(deps_.size());
+      std::vector<DependentRows> rows(deps_.size());
       bool consistent = true;
       for (std::size_t d = 0; d < deps_.size() && consistent; ++d) {
         const auto off = static_cast<hsize_t>(row.get_i64(deps_[d].offset_col));
@@ -74,10 +84,20 @@ std::vector<std::int64_t> TaskStore::copy_tasks_from(
           consistent = false;
           break;
         }
-        rows[d] = src.tables_[d].read_rows(off, cnt);
-        if (const TableLayout* L = deps_[d].layout)
+        if (const TableLayout* L = deps_[d].layout) {
+          rows[d].bytes = src.tables_[d].read_rows(off, cnt);
           for (hsize_t r = 0; r < cnt; ++r)
-            consistent &= Row(*L, rows[d].data() + r * L->row_bytes()).get_i64("task_id") == id;
+            consistent &= Row(*L, rows[d].bytes.data() + r * L->row_bytes()).get_i64("task_id") == id;
+        } else {  // float64 (stored matrices: possibly many n x n): in pieces of 4 MB
+          rows[d].write = [&src, d, off, cnt](AppendTable& to) {
+            std::vector<double> piece(std::min<hsize_t>(cnt, hsize_t{1} << 19));
+            for (hsize_t at = 0; at < cnt; at += piece.size()) {
+              const hsize_t n = std::min<hsize_t>(piece.size(), cnt - at);
+              src.tables_[d].read_rows(off + at, n, piece.data());
+              to.append(piece.data(), n);
+            }
+          };
+        }
       }
       if (!consistent) continue;
       append(row, rows);

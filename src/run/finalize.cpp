@@ -26,7 +26,8 @@ FinalizeSummary finalize_file(const std::string& path) {
                                  ", whose columns differ; re-run the job to get a format " +
                                  std::to_string(io::kFormatVersion) + " file");
     meta = io::read_meta(f.get());
-    // Only fit files are brought forward: their format 3 is format 2 plus /fit/summary.
+    // Only fit files are brought forward: their format 3 is format 2 plus /fit/summary,
+    // and format 4 (a sweep layout change) is format 3.
     if (out.from_version != io::kFormatVersion && meta.job_kind != "fit")
       throw InputError(path, "is a format " + std::to_string(out.from_version) + " " + meta.job_kind +
                                  " file; only fit files are brought to format " +

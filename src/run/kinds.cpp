@@ -142,8 +142,8 @@ class SweepKind : public Kind {
     // Refuse a problem that cannot fit before any file exists. What a process holds for a
     // data set (8-byte doubles; r = min(n, m)) besides X and S: the full reduction (U, V, R) and,
     // while dgesdd runs, its copy of X and workspace; the folds' reductions it keeps (the
-    // cache) and two in flight (X_tr and the SVD's workspace); the stored matrices, held
-    // about three times while they are written (result, row buffer, HDF5 bytes).
+    // cache) and two in flight (X_tr and the SVD's workspace); the stored matrices (each
+    // once: written from its own buffer in pieces of a few MB).
     const double threads = std::max(1, omp_get_max_threads());
     for (const auto& d : data_)
       for (job::CovModel m : job_.sweep.models) {
@@ -158,7 +158,7 @@ class SweepKind : public Kind {
         // (X and S are loaded already: the available memory no longer counts them.)
         const double doubles = (n * r + 2 * mm * r + r * r) + (n * mm + 5 * r * r) + kept * fold +
                                std::min(threads, 2.0) * (n * m_tr + 5 * r_f * r_f);
-        check_memory(8.0 * doubles + 3.0 * cov::sweep_store_bytes(sweep_config(m), d.problem.X.rows, d.problem.X.cols),
+        check_memory(8.0 * doubles + cov::sweep_store_bytes(sweep_config(m), d.problem.X.rows, d.problem.X.cols),
                      "data '" + d.name + "'", "a sweep task on X (" + std::to_string(d.problem.X.rows) +
                          " x " + std::to_string(d.problem.X.cols) + ")");
       }
@@ -188,8 +188,8 @@ class SweepKind : public Kind {
     for (std::size_t di = 0; di < data_.size(); ++di)
       for (job::CovModel m : job_.sweep.models) {
         const auto& X = data_[di].problem.X;
-        // Matrices are stored by units (store_all) and again in the summary.
-        bytes += 2.0 * cov::sweep_store_bytes(sweep_config(m), X.rows, X.cols);
+        // The stored matrices, in the summary (units keep r x r solutions only).
+        bytes += cov::sweep_store_bytes(sweep_config(m), X.rows, X.cols);
         bytes += 2.0 * static_cast<double>(L) * (250.0 + 60.0 * static_cast<double>(folds_[di].size()));
       }
     return bytes;
@@ -237,13 +237,15 @@ class SweepKind : public Kind {
       if (progress_)
         std::fprintf(stderr, "covfit: assembling task %lld (%s/%s) from %zu units\n", static_cast<long long>(id),
                      data_[di].name.c_str(), job::cov_model_name(task.model).c_str(), units[id].size());
-      cov::SweepResult r = cov::assemble_sweep(*shared_data(task.data), cfg, std::move(units[id]), stop_);
+      // Stored matrices (n x n) are formed and written one lambda at a time.
+      std::shared_ptr<cov::SweepData> data = shared_data(task.data);
+      cov::SweepResult r = cov::assemble_sweep(*data, cfg, std::move(units[id]), stop_, true);
       if (stop_ && stop_->load()) throw Interrupted();
-      append_sweep(summary, id, data_[di].name, job::cov_model_name(task.model), data_[di].centred_by_us,
-                   job_.sweep.base.lambda_relative, r);
+      append_sweep(f, summary, id, data_[di].name, job::cov_model_name(task.model), data_[di].centred_by_us,
+                   job_.sweep.base.lambda_relative, r,
+                   [&](const cov::StorePoint& at) { return cov::form_stored(*data, at); });
     }
     summary.flush();
-    io::SweepTables::write_matrix_datasets(f);
   }
   std::vector<std::int64_t> copy_tasks(hid_t old_file, hid_t new_file,
                                       const std::function<bool(std::int64_t)>& accept) override {
@@ -286,7 +288,7 @@ class SweepKind : public Kind {
   void set_run_id(const std::string& id) override { run_id_ = id; }
   // A part's lambda blocks form a chain: a committed unit's end starts its successor.
   void resume_from(hid_t f) override {
-    for (auto& [task_id, units] : read_sweep_units(f, false)) {
+    for (auto& [task_id, units] : read_sweep_units(f)) {
       const job::SweepTask task = job_.sweep_task(task_id);
       for (const cov::SweepUnitResult& u : units)
         shared_data(task.data)->set_warm(sweep_config(task.model).model, u.part, u.block, u.warm_end);

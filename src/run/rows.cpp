@@ -1,5 +1,6 @@
 #include "rows.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -101,9 +102,6 @@ const char* const kEndLogPrev = "logP_prev";
 
 bool is_path_end(const std::string& name) { return name == kEndP || name == kEndLog || name == kEndLogPrev; }
 
-cov::StoredMatrix as_stored(const char* name, double lambda, const cov::Matrix& A) {
-  return {name, lambda, std::nan(""), A.rows, A.cols, A.data};  // column-major (symmetric)
-}
 
 io::SweepLambdaRow lambda_row(std::int64_t id, const std::string& data_name, const std::string& model,
                               double unit, const cov::SweepRow& x) {
@@ -184,14 +182,13 @@ io::SweepFoldRow fold_row(std::int64_t id, const cov::SweepFoldRow& f) {
           f.r2_val_exact, f.r2_train};
 }
 
-void matrices_rows(std::int64_t id, const std::vector<cov::StoredMatrix>& stored,
-                   std::vector<io::SweepMatrixRow>& matrices, std::vector<double>& values) {
-  for (const auto& m : stored) {
-    matrices.push_back({id, m.name, m.lambda, m.lambda_d, static_cast<std::int64_t>(m.rows),
-                        static_cast<std::int64_t>(m.cols), static_cast<std::int64_t>(values.size())});
-    values.insert(values.end(), m.data.begin(), m.data.end());
-  }
+// A matrix index row of task (or unit) `id`.
+io::SweepMatrixRow matrix_row(std::int64_t id, const std::string& name, double lambda, double lambda_d, int rows,
+                              int cols) {
+  return {id, name, lambda, lambda_d, rows, cols, 0, 0};
 }
+
+bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
 
 }  // namespace
 
@@ -226,15 +223,27 @@ void append_sweep_unit(io::SweepUnitTables& tables, const job::SweepUnit& unit, 
   for (auto& x : lambdas) x.lambda_job = x.lambda_d_job = std::nan("");
   std::vector<io::SweepFoldRow> folds;
   for (const auto& f : r.fold_rows) folds.push_back(fold_row(unit.id, f));
+  // The exact solutions at stored lambdas, then the path end (the next block's start):
+  // r x r and symmetric each, stored as they are (read back the same way, same bits).
   std::vector<io::SweepMatrixRow> matrices;
-  std::vector<double> values;
-  std::vector<cov::StoredMatrix> stored = r.stored;
-  if (const cov::WarmStart* w = r.warm_end.get()) {  // the next block's start (r x r each)
-    stored.push_back(as_stored(kEndP, w->warm_lambda, w->warm));
-    if (w->have_logs_for_warm) stored.push_back(as_stored(kEndLog, w->warm_lambda, w->log_warm));
-    if (w->have_logs) stored.push_back(as_stored(kEndLogPrev, w->prev_lambda, w->log_prev));
+  std::vector<io::MatrixView> values;
+  std::int64_t offset = 0;
+  const auto add = [&](const std::string& name, double lambda, double lambda_d, int rows, int cols,
+                       const double* data) {
+    matrices.push_back(matrix_row(unit.id, name, lambda, lambda_d, rows, cols));
+    matrices.back().offset = offset;
+    offset += static_cast<std::int64_t>(rows) * cols;
+    values.push_back({data, static_cast<std::int64_t>(rows) * cols, 1});
+  };
+  for (const auto& m : r.stored) add(m.name, m.lambda, m.lambda_d, m.rows, m.cols, m.data.data());
+  if (const cov::WarmStart* w = r.warm_end.get()) {
+    const auto end = [&](const char* name, double lambda, const cov::Matrix& A) {
+      add(name, lambda, std::nan(""), A.rows, A.cols, A.data.data());
+    };
+    end(kEndP, w->warm_lambda, w->warm);
+    if (w->have_logs_for_warm) end(kEndLog, w->warm_lambda, w->log_warm);
+    if (w->have_logs) end(kEndLogPrev, w->prev_lambda, w->log_prev);
   }
-  matrices_rows(unit.id, stored, matrices, values);
   tables.append(u, lambdas, folds, matrices, values);
 }
 
@@ -245,7 +254,7 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
     if (off < 0 || len < 0 || static_cast<std::size_t>(off + len) > size)
       throw RuntimeError("sweep unit rows out of range in " + what);
   };
-  for (const io::SweepUnitRow& u : c.units) {
+  for (const io::SweepUnitRow& u : c.commits) {
     cov::SweepUnitResult r;
     r.part = u.part;
     r.block = u.block;
@@ -276,17 +285,19 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
     cov::WarmStart end;
     for (std::int64_t i = u.matrix_offset; i < u.matrix_offset + u.matrix_len; ++i) {
       const io::SweepMatrixRow& m = c.matrices[static_cast<std::size_t>(i)];
+      if (m.offset < 0 || m.rows < 0 || m.cols < 0 || m.offset + m.rows * m.cols > u.values_len)
+        throw RuntimeError("sweep unit matrix out of range in /sweep_units/values");
       if (!stored && !is_path_end(m.name)) continue;
       cov::StoredMatrix sm{m.name, m.lambda, m.lambda_d, static_cast<int>(m.rows), static_cast<int>(m.cols), {}};
       sm.data = io::SweepUnitTables::read_values(file, u.values_offset + m.offset, m.rows * m.cols);
-      if (is_path_end(sm.name)) {
+      if (!is_path_end(sm.name)) {
+        r.stored.push_back(std::move(sm));
+      } else {
         cov::Matrix A(sm.rows, sm.cols);
         A.data = std::move(sm.data);
         if (sm.name == kEndP) end.have_warm = true, end.warm_lambda = sm.lambda, end.warm = std::move(A);
         if (sm.name == kEndLog) end.have_logs_for_warm = true, end.log_warm = std::move(A);
         if (sm.name == kEndLogPrev) end.have_logs = true, end.prev_lambda = sm.lambda, end.log_prev = std::move(A);
-      } else {
-        r.stored.push_back(std::move(sm));
       }
     }
     if (end.have_warm) r.warm_end = std::make_shared<const cov::WarmStart>(std::move(end));
@@ -295,17 +306,85 @@ std::map<std::int64_t, std::vector<cov::SweepUnitResult>> read_sweep_units(hid_t
   return out;
 }
 
-void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& data_name,
-                  const std::string& model, bool centred, bool lambda_relative,
-                  const cov::SweepResult& r) {
+namespace {
+
+// A task's stored matrices into /sweep/matrices/<id>/: r.stored (formed), then one store
+// point at a time (formed by `form`, written, dropped). One stack per name, lambdas
+// ascending (then lambda_d). Returns the index rows, in the order the matrices are formed.
+std::vector<io::SweepMatrixRow> write_stored(hid_t file, const io::SweepTaskRow& t, double unit,
+                                             const cov::SweepResult& r, const FormStored& form) {
+  const std::int64_t id = t.id;
+  struct Slab {
+    std::size_t point;  // r.stored's index, or r.stored.size() + store point
+    double lambda, lambda_d;
+  };
+  const auto at = [&](std::size_t p) {
+    return p < r.stored.size() ? std::pair{r.stored[p].lambda, r.stored[p].lambda_d}
+                               : std::pair{r.store_points[p - r.stored.size()].lambda, std::nan("")};
+  };
+  std::vector<cov::StoredMatrix> first;  // the first point's matrices: names and shapes
+  std::map<std::string, std::vector<Slab>> slabs;
+  std::map<std::string, std::pair<int, int>> shape;
+  for (std::size_t p = 0; p < r.stored.size(); ++p) {
+    slabs[r.stored[p].name].push_back({p, r.stored[p].lambda, r.stored[p].lambda_d});
+    shape[r.stored[p].name] = {r.stored[p].rows, r.stored[p].cols};
+  }
+  if (!r.store_points.empty()) first = form(r.store_points.front());
+  for (std::size_t q = 0; q < r.store_points.size(); ++q)
+    for (const auto& m : first) {
+      slabs[m.name].push_back({r.stored.size() + q, r.store_points[q].lambda, std::nan("")});
+      shape[m.name] = {m.rows, m.cols};
+    }
+  io::MatrixStacks out(file, t);
+  std::map<std::pair<std::string, std::size_t>, std::int64_t> index;  // (name, point) -> slab
+  for (auto& [name, ss] : slabs) {
+    std::stable_sort(ss.begin(), ss.end(), [](const Slab& a, const Slab& b) {
+      return a.lambda < b.lambda || (a.lambda == b.lambda && a.lambda_d < b.lambda_d);
+    });
+    for (std::size_t k = 0; k < ss.size(); ++k) index[{name, ss[k].point}] = static_cast<std::int64_t>(k);
+    out.stack(name, static_cast<std::int64_t>(ss.size()), shape[name].first, shape[name].second);
+  }
+  std::vector<io::SweepMatrixRow> matrices;
+  const auto write = [&](std::size_t p, const cov::StoredMatrix& m) {
+    if (std::pair{m.rows, m.cols} != shape[m.name] || !index.count({m.name, p}))
+      throw RuntimeError("matrix " + m.name + " of task " + std::to_string(id) + " changes shape");
+    out.write(m.name, index[{m.name, p}], {m.data.data(), m.rows, m.cols});
+    matrices.push_back(matrix_row(id, m.name, at(p).first, at(p).second, m.rows, m.cols));
+    matrices.back().index = index[{m.name, p}];
+  };
+  for (std::size_t p = 0; p < r.stored.size(); ++p) write(p, r.stored[p]);
+  const std::size_t per_point = first.size();
+  for (std::size_t q = 0; q < r.store_points.size(); ++q) {
+    const std::vector<cov::StoredMatrix> ms = q == 0 ? std::move(first) : form(r.store_points[q]);
+    if (ms.size() != per_point)
+      throw RuntimeError("stored matrices of task " + std::to_string(id) + " differ between lambdas");
+    for (const auto& m : ms) write(r.stored.size() + q, m);
+  }
+  for (const auto& [name, ss] : slabs) {
+    std::vector<double> lam, lamd, lamj, lamdj;
+    std::int64_t best = -1;
+    for (const Slab& s : ss) {
+      if (same(s.lambda, t.best_lambda) && same(s.lambda_d, t.best_lambda_d)) best = static_cast<std::int64_t>(lam.size());
+      lam.push_back(s.lambda);
+      lamd.push_back(s.lambda_d);
+      lamj.push_back(s.lambda / unit);
+      lamdj.push_back(s.lambda_d / unit);
+    }
+    out.finish(name, lam, lamd, lamj, lamdj, best);
+  }
+  return matrices;
+}
+
+}  // namespace
+
+void append_sweep(hid_t file, io::SweepTables& tables, std::int64_t id, const std::string& data_name,
+                  const std::string& model, bool centred, bool lambda_relative, const cov::SweepResult& r,
+                  const FormStored& form) {
   const double unit = lambda_relative ? r.s_max * r.s_max : 1.0;
   std::vector<io::SweepLambdaRow> lambdas;
   for (const auto& x : r.rows) lambdas.push_back(lambda_row(id, data_name, model, unit, x));
   std::vector<io::SweepFoldRow> folds;
   for (const auto& f : r.fold_rows) folds.push_back(fold_row(id, f));
-  std::vector<io::SweepMatrixRow> matrices;
-  std::vector<double> values;
-  matrices_rows(id, r.stored, matrices, values);
   io::SweepTaskRow t;
   t.id = id;
   t.data = data_name;
@@ -336,7 +415,8 @@ void append_sweep(io::SweepTables& tables, std::int64_t id, const std::string& d
   t.folds_seconds = r.folds_seconds;
   t.rows_seconds = r.rows_seconds;
   t.seconds = r.seconds;
-  tables.append(t, lambdas, folds, matrices, values);
+
+  tables.append(t, lambdas, folds, write_stored(file, t, unit, r, form));
 }
 
 }  // namespace covfit::run

@@ -116,7 +116,19 @@ struct StoredMatrix {
   std::string name;    // W, W_lin, d, d_lin, eq1_lhs, eq1_rhs
   double lambda = 0, lambda_d = 0;
   int rows = 0, cols = 0;
-  std::vector<double> data;  // row-major
+  // Column-major, as cov::Matrix (the n x n W is moved in, never copied); a vector has
+  // cols = 1. Empty: the entries are kept elsewhere (a unit's, in the results file).
+  std::vector<double> data;
+};
+
+// A lambda at which a free task stores matrices (the best, store_lambdas, all with
+// store = "all"), and the exact solution there (M* in U coordinates, W* = U M* U^T; null
+// without exact solutions). form_stored makes its matrices from it: W (or W_lin), d, the
+// eq. 1 pairs (and W_lin beside an exact W). Units keep only these r x r solutions, so an
+// n x n matrix is formed once, when the summary is written, one lambda at a time.
+struct StorePoint {
+  double lambda = 0;
+  std::shared_ptr<const Matrix> exact_M;
 };
 
 struct SweepResult {
@@ -136,7 +148,9 @@ struct SweepResult {
   std::vector<SweepFoldRow> fold_rows;
   int best = -1, one_se = -1;            // indices into rows (by the headline R^2)
   int best_exact = -1;                   // by r2_val_exact (free with exact solutions)
-  std::vector<StoredMatrix> stored;
+  std::vector<StoredMatrix> stored;      // formed (free: unless assembled with defer_stored)
+  std::vector<StorePoint> store_points;  // free assembled with defer_stored: form_stored makes
+                                         // each point's matrices (grid order)
   // free with exact solutions: full-data rows per ExactStatus, and exact fold solves that
   // ended uncertified (their r2_val_exact uses the best iterate).
   int exact_counts[4] = {0, 0, 0, 0};
@@ -164,7 +178,9 @@ struct SweepUnitResult {
   double seconds = 0;                  // the whole unit
   std::vector<SweepRow> rows;          // full part: losses, exact solution, diagnostics
   std::vector<SweepFoldRow> fold_rows; // fold part: R^2 of this fold
-  std::vector<StoredMatrix> stored;    // full part: store_all / store_lambdas in this block
+  std::vector<StoredMatrix> stored;    // full part with exact solutions: "M" (r x r), the
+                                       // exact solution at each store_lambdas / store_all
+                                       // lambda of this block (assemble_sweep forms W there)
   int exact_counts[4] = {0, 0, 0, 0};  // exact solves of this unit per ExactStatus
   std::shared_ptr<const WarmStart> warm_end;  // exact path's last solution (null: none)
   bool warm_started = false;           // block > 0 started from its predecessor's warm_end
@@ -217,11 +233,17 @@ SweepUnitResult run_sweep_unit(SweepData& data, const SweepConfig& cfg, int part
                                const std::atomic<bool>* stop);
 
 // The task's result from all of its units (any order). Recomputes what depends on the
-// best lambda: the matrices stored there (the exact path of the best lambda's block, from
-// the same start, so the same bits) and free_diag's exact solution at the best pair.
+// best lambda: the exact solution there unless a unit stored it (the exact path of the
+// best lambda's block, from the same start, so the same bits) and free_diag's exact
+// solution at the best pair. free's stored matrices are formed from the units' exact
+// solutions (or W_lin from the reduction) into `stored`, or, with `defer_stored`, listed in
+// `store_points` for the caller to form (form_stored) and write one lambda at a time.
 // Throws RuntimeError if a unit is missing or duplicated.
 SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg,
-                           std::vector<SweepUnitResult> units, const std::atomic<bool>* stop);
+                           std::vector<SweepUnitResult> units, const std::atomic<bool>* stop,
+                           bool defer_stored = false);
+// The matrices free stores at `at` (data.full()'s reduction; BLAS on data.blas_threads()).
+std::vector<StoredMatrix> form_stored(SweepData& data, const StorePoint& at);
 
 // "exact path: 39 certified, 2 budget; folds: 3 uncertified solves" (the task's message).
 std::string exact_summary(const SweepResult& res);

@@ -64,6 +64,12 @@ void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>&
 // write_slab writes index `index` of the first dimension (the rest of the dims' data).
 Handle create_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims);
 void write_slab(hid_t ds, hsize_t index, const double* data);
+// Rows [row0, row0 + nrows) of slab `index` of a (slabs, rows, cols) dataset from `data`
+// (nrows x cols, row-major): a large slab written in pieces from a bounded buffer.
+void write_slab_rows(hid_t ds, hsize_t index, hsize_t row0, hsize_t nrows, const double* data);
+// Rows per piece for write_slab_rows: whole chunks (no chunk is written twice), about
+// `bytes` of them, at least one chunk's rows.
+hsize_t slab_piece_rows(hid_t ds, std::size_t bytes);
 // `where` names the place in messages (e.g. "in.h5:/X"); user-input errors (not a
 // dataset, not numeric) are InputError.
 DoubleArray read_array(hid_t loc, const std::string& name, const std::string& where = "");
@@ -145,6 +151,7 @@ class AppendTable {
   std::vector<double> read_f64(const std::string& column) const;
   std::vector<std::string> read_str(const std::string& column) const;
   std::vector<char> read_rows(hsize_t first, hsize_t n) const;  // raw row bytes
+  void read_rows(hsize_t first, hsize_t n, void* out) const;    // into n rows at `out`
 
  private:
   Handle ds_;

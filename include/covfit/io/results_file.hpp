@@ -24,7 +24,7 @@
 namespace covfit::io {
 
 inline constexpr const char* kFormatName = "covfit-results";
-inline constexpr std::int64_t kFormatVersion = 3;
+inline constexpr std::int64_t kFormatVersion = 4;
 
 struct FileMeta {
   std::string job_name, job_kind, job_toml, job_hash;

@@ -7,15 +7,18 @@
 //   /sweep_units/folds   fold units: one row per grid point (this fold's R^2)
 //   /sweep_units/matrix_index, /sweep_units/values   matrices stored by units
 // When every unit is done (the run's end, or merge), the tasks' summaries are assembled
-// from the units and written as (SweepTables):
+// from the units and written, on the finalize copy (no SWMR), as (SweepTables):
 //
 //   /sweep/tasks         one row per (data set, model): the commit record
 //   /sweep/lambda        one row per lambda (and lambda_d): R^2, losses, certificate, diagnostics
 //   /sweep/folds         per fold and lambda: validation R^2
-//   /sweep/matrix_index  index of stored matrices (W, d, eq. 1 pairs) into /sweep/values
-//   /sweep/values        float64; a matrix's `offset` counts from its task's values_offset
-//   /sweep/matrices/<task id>/<name>   written when the file is complete (finalize):
-//                        every stored matrix as a plain dataset (lambda, rows, cols)
+//   /sweep/matrix_index  index of the stored matrices (W, d, eq. 1 pairs)
+//   /sweep/matrices/<task id>/<name>   the stored matrices, float64 (lambda, rows, cols):
+//                        each in the file once (format 4; format 3 also had /sweep/values)
+//
+// Units store r x r matrices only (exact solutions at the stored lambdas, path ends);
+// the summary forms each n x n matrix once and writes it from its own buffer in pieces of
+// a few MB (MatrixStacks), never copied whole.
 //
 // Plain row structs; their field lists (sweep_tables.cpp) are the only place a column is
 // named. Converting a SweepResult into these rows is run/'s job.
@@ -29,7 +32,17 @@
 
 namespace covfit::io {
 
-struct SweepTaskRow {
+// The rows a commit row of either sweep store points to (its last columns).
+struct SweepRanges {
+  std::int64_t lambda_offset = 0;
+  std::int32_t lambda_len = 0;
+  std::int64_t fold_offset = 0;
+  std::int32_t fold_len = 0;
+  std::int64_t matrix_offset = 0;
+  std::int32_t matrix_len = 0;
+};
+
+struct SweepTaskRow : SweepRanges {
   std::int64_t id = 0;
   std::string data, model, status, message;
   std::int32_t n = 0, m = 0, r = 0, folds = 0, centred_by_covfit = 0;
@@ -41,13 +54,6 @@ struct SweepTaskRow {
   double best_exact_lambda = 0, best_r2_val_exact = 0;
   double svd_seconds = 0, fold_svd_seconds = 0, folds_seconds = 0, rows_seconds = 0, seconds = 0;
   std::int32_t units = 0;
-  std::int64_t lambda_offset = 0;
-  std::int32_t lambda_len = 0;
-  std::int64_t fold_offset = 0;
-  std::int32_t fold_len = 0;
-  std::int64_t matrix_offset = 0;
-  std::int32_t matrix_len = 0;
-  std::int64_t values_offset = 0, values_len = 0;
 };
 
 struct SweepLambdaRow {
@@ -76,11 +82,39 @@ struct SweepMatrixRow {
   std::int64_t task_id = 0;
   std::string name;
   double lambda = 0, lambda_d = 0;
-  std::int64_t rows = 0, cols = 0, offset = 0;
+  std::int64_t rows = 0, cols = 0;
+  std::int64_t offset = 0;  // units: first element in /sweep_units/values (from values_offset)
+  std::int64_t index = 0;   // summary: index along /sweep/matrices/<task id>/<name>'s first axis
+};
+
+// A matrix's entries in memory, column-major (cov::Matrix's layout; a vector: cols = 1).
+struct MatrixView {
+  const double* data = nullptr;
+  std::int64_t rows = 0, cols = 0;
+};
+
+// /sweep/matrices/<task id>/<name> of one task: one float64 dataset (slabs, rows, cols)
+// per name, created by `stack` and filled slab by slab (each written row-major from its
+// own column-major buffer in pieces of a few MB), then `finish` writes its attributes.
+class MatrixStacks {
+ public:
+  // On a file opened without SWMR (finalize): the group, with attributes data and model.
+  MatrixStacks(hid_t file, const SweepTaskRow& task);
+  void stack(const std::string& name, std::int64_t slabs, std::int64_t rows, std::int64_t cols);
+  void write(const std::string& name, std::int64_t slab, const MatrixView& m);
+  // lambda, lambda_d, lambda_job, lambda_d_job (one per slab), lambda_units, best_index
+  // (the slab at the task's best lambda, -1: none) and dims.
+  void finish(const std::string& name, const std::vector<double>& lambda, const std::vector<double>& lambda_d,
+              const std::vector<double>& lambda_job, const std::vector<double>& lambda_d_job,
+              std::int64_t best_index);
+
+ private:
+  hid_t file_;
+  std::string group_, lambda_units_;
 };
 
 // One work unit's commit row.
-struct SweepUnitRow {
+struct SweepUnitRow : SweepRanges {
   std::int64_t id = 0, task_id = 0;
   std::string data, model, status, message;
   std::string run;  // which run computed it: "<host>:<pid>:<start time>"
@@ -89,84 +123,82 @@ struct SweepUnitRow {
   double s_max = 0, loss_zero = 0;
   double full_svd_seconds = 0, fold_svd_seconds = 0, seconds = 0;
   std::int32_t exact_converged = 0, exact_not_converged = 0, exact_budget = 0, exact_interrupted = 0;
-  std::int64_t lambda_offset = 0;
-  std::int32_t lambda_len = 0;
-  std::int64_t fold_offset = 0;
-  std::int32_t fold_len = 0;
-  std::int64_t matrix_offset = 0;
-  std::int32_t matrix_len = 0;
   std::int64_t values_offset = 0, values_len = 0;
 };
 
-class SweepUnitTables {
+// The two sweep stores (/sweep_units for work units, /sweep for the tasks' summaries)
+// are one mechanism: a commit table (`Commit` rows) with the dependents lambda rows, fold
+// rows and the matrix index, plus, for units, the matrices' float64 values.
+template <class Commit>
+class SweepStore {
  public:
-  SweepUnitTables();
-  SweepUnitTables(const SweepUnitTables&) = delete;
+  SweepStore(const SweepStore&) = delete;
   void create(hid_t file) { store_.create(file); }
   void open(hid_t file) { store_.open(file); }
   TaskStore& store() { return store_; }
   const TaskStore& store() const { return store_; }
-  void append(const SweepUnitRow& unit, const std::vector<SweepLambdaRow>& lambdas,
-              const std::vector<SweepFoldRow>& folds, const std::vector<SweepMatrixRow>& matrices,
-              const std::vector<double>& values);
   void flush() { store_.flush(); }
 
-  // Everything committed in `file` (any order), and one unit's stored matrix entries.
+  const Table<SweepLambdaRow>& lambdas() const { return lambdas_; }
+  const Table<SweepFoldRow>& folds() const { return folds_; }
+  const Table<SweepMatrixRow>& matrices() const { return matrices_; }
+
+  // Everything committed in `file` (any order).
   struct Contents {
-    std::vector<SweepUnitRow> units;
+    std::vector<Commit> commits;
     std::vector<SweepLambdaRow> lambdas;
     std::vector<SweepFoldRow> folds;
     std::vector<SweepMatrixRow> matrices;
   };
-  static Contents read(hid_t file);
-  static std::vector<double> read_values(hid_t file, std::int64_t offset, std::int64_t count);
 
-  const Table<SweepUnitRow>& units() const { return units_; }
-  const Table<SweepLambdaRow>& lambdas() const { return lambdas_; }
-  const Table<SweepFoldRow>& folds() const { return folds_; }
-  const Table<SweepMatrixRow>& matrices() const { return matrices_; }
-  static constexpr const char* kGroup = "/sweep_units";
+ protected:
+  // `values`: whether the store has a /values dependent (units).
+  SweepStore(const char* group, Table<Commit> commit, const char* lambda_desc, const char* fold_desc,
+             const char* matrix_desc, bool values);
+  // `values` (a store with values only): the matrices' entries, in `matrices`' order.
+  void append_rows(const Commit& commit, const std::vector<SweepLambdaRow>& lambdas,
+                   const std::vector<SweepFoldRow>& folds, const std::vector<SweepMatrixRow>& matrices,
+                   const std::vector<MatrixView>& values);
+  Contents read_contents(hid_t file) const;
 
- private:
-  Table<SweepUnitRow> units_;
+  std::string group_;
+  Table<Commit> commit_;
   Table<SweepLambdaRow> lambdas_;
   Table<SweepFoldRow> folds_;
   Table<SweepMatrixRow> matrices_;
   TaskStore store_;
 };
 
-class SweepTables {
+class SweepUnitTables : public SweepStore<SweepUnitRow> {
+ public:
+  SweepUnitTables();
+  // `values`: the entries of each matrix row, stored as they are in memory (units store
+  // only r x r symmetric matrices: exact solutions and path ends).
+  void append(const SweepUnitRow& unit, const std::vector<SweepLambdaRow>& lambdas,
+              const std::vector<SweepFoldRow>& folds, const std::vector<SweepMatrixRow>& matrices,
+              const std::vector<MatrixView>& values) {
+    append_rows(unit, lambdas, folds, matrices, values);
+  }
+  static Contents read(hid_t file) { return SweepUnitTables().read_contents(file); }
+  // `count` entries of /sweep_units/values from `offset` (small matrices: path ends).
+  static std::vector<double> read_values(hid_t file, std::int64_t offset, std::int64_t count);
+  const Table<SweepUnitRow>& units() const { return commit_; }
+  static constexpr const char* kGroup = "/sweep_units";
+};
+
+class SweepTables : public SweepStore<SweepTaskRow> {
  public:
   SweepTables();
-  SweepTables(const SweepTables&) = delete;
+  // On a file opened without SWMR (finalize): the tables, and the group /sweep/matrices.
   void create(hid_t file);
-  void open(hid_t file) { store_.open(file); }
-  TaskStore& store() { return store_; }
-  const TaskStore& store() const { return store_; }
-  // `values`: the matrices' entries, row-major, at each matrix row's `offset`.
+  // `matrices`: the index rows (task_id, name, lambda, ..., index) of the task's
+  // matrices, which its MatrixStacks has written.
   void append(const SweepTaskRow& task, const std::vector<SweepLambdaRow>& lambdas,
-              const std::vector<SweepFoldRow>& folds, const std::vector<SweepMatrixRow>& matrices,
-              const std::vector<double>& values);
-  void flush() { store_.flush(); }
-
-  // In a complete, closed file (opened read-write without SWMR): every stored matrix as
-  // /sweep/matrices/<task id>/<name>, float64 (lambda, rows, cols), lambdas ascending,
-  // with attributes lambda, lambda_d, lambda_job, lambda_d_job, best_index, data, model.
-  // Does nothing if /sweep/matrices exists.
-  static void write_matrix_datasets(hid_t file);
-
-  const Table<SweepTaskRow>& tasks() const { return tasks_; }
-  const Table<SweepLambdaRow>& lambdas() const { return lambdas_; }
-  const Table<SweepFoldRow>& folds() const { return folds_; }
-  const Table<SweepMatrixRow>& matrices() const { return matrices_; }
+              const std::vector<SweepFoldRow>& folds, const std::vector<SweepMatrixRow>& matrices) {
+    append_rows(task, lambdas, folds, matrices, {});
+  }
+  const Table<SweepTaskRow>& tasks() const { return commit_; }
   static constexpr const char* kGroup = "/sweep";
-
- private:
-  Table<SweepTaskRow> tasks_;
-  Table<SweepLambdaRow> lambdas_;
-  Table<SweepFoldRow> folds_;
-  Table<SweepMatrixRow> matrices_;
-  TaskStore store_;
 };
 
 }  // namespace covfit::io

@@ -25,6 +25,15 @@ struct DependentTable {
   hsize_t chunk_rows = 1024;
 };
 
+// One dependent's rows for TaskStore::append: encoded bytes (row_bytes * count, or 8 *
+// count for float64 arrays), or, when `write` is set, a function that appends them to the
+// table itself (piece by piece: large float64 arrays written from their own buffers,
+// never copied whole).
+struct DependentRows {
+  std::vector<char> bytes;
+  std::function<void(AppendTable&)> write;
+};
+
 class TaskStore {
  public:
   // `commit_layout` must have an int64 `id` and a string `status` column.
@@ -34,9 +43,9 @@ class TaskStore {
   void open(hid_t file);
   hid_t commit_id() const { return commit_.id(); }
 
-  // rows[i]: the bytes of dependent i's rows (row_bytes * count, or 8 * count for
-  // float64 arrays). The commit row's offset/count columns are filled in here.
-  void append(Row commit_row, const std::vector<std::vector<char>>& rows);
+  // rows[i]: dependent i's rows. The commit row's offset/count columns are filled in here.
+  void append(Row commit_row, const std::vector<DependentRows>& rows);
+  void append(Row commit_row, const std::vector<std::vector<char>>& rows);  // bytes only
   void flush();
 
   std::vector<std::int64_t> done_ids() const { return commit_.read_i64("id"); }
@@ -44,7 +53,7 @@ class TaskStore {
 
   // Copy every complete, consistent task of `src` with accept(id) into this (new) store,
   // in id order; returns the ids copied. Rows that cannot be read or do not match are
-  // skipped: that task will be recomputed.
+  // skipped: that task will be recomputed. float64 arrays are copied in bounded pieces.
   std::vector<std::int64_t> copy_tasks_from(const TaskStore& src,
                                             const std::function<bool(std::int64_t)>& accept);
 
