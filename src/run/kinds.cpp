@@ -74,8 +74,10 @@ class FitKind : public Kind {
     return bytes;
   }
   // Adam: every task to max_steps at ~1.5 ns per kernel-point pair per step (measured: 4096
-  // points, K = 16, 3000 steps in 0.3 s). LM / VarPro: a Jacobian of 6K columns per step,
-  // and typically tens of steps (assumed 50, or max_steps if smaller).
+  // points, K = 16, 3000 steps in 0.3 s). LM / VarPro: ~1.5 ns per point and K² per step
+  // (culled Jacobian blocks; measured: jobs/real_grid_lm.toml, 138,632 points, K = 25,
+  // 200 steps in 25-31 s), typically tens of steps (assumed 50, or max_steps if smaller;
+  // lm_max_steps if set).
   double rough_cpu_seconds() const override {
     const auto& c = job_.fit.base;
     double s = 0;
@@ -83,8 +85,11 @@ class FitKind : public Kind {
       const job::TaskCoord t = job_.task(id);
       const double N = static_cast<double>(data_[static_cast<std::size_t>(t.data)].x.size());
       const double per_step = t.optimizer == rbf::Optimizer::adam ? 1.5e-9 * N * t.K
-                                                                  : 1e-9 * N * 36.0 * t.K * t.K;
-      const int steps = t.optimizer == rbf::Optimizer::adam ? c.max_steps : std::min(c.max_steps, 50);
+                                                                  : 1.5e-9 * N * t.K * t.K;
+      // LM / VarPro: lm_max_steps when set (a job that sets it expects to use it), else
+      // max_steps capped at a typical 50.
+      const int lm_steps = c.lm_max_steps > 0 ? c.lm_max_steps : std::min(c.max_steps, 50);
+      const int steps = t.optimizer == rbf::Optimizer::adam ? c.max_steps : lm_steps;
       s += per_step * steps;
     }
     return s;
