@@ -24,8 +24,17 @@ FORMAT3 = os.path.join(HERE, "data", "format3_sweep.h5")
 # small_sweep's job with these overrides (the later --set wins): the job of FORMAT3.
 SETS = ["data.n=16", "data.m=10", "data.rank=3", "sweep.lambda_count=4", "sweep.lambda_d=[0.1]",
         "sweep.folds=2", "sweep.store_lambdas=[0.001, 0.1]"]
-# Another build (AVX2 against AVX-512, another OpenBLAS core) may change the last bits.
-MATRIX_ATOL = 1e-12
+# Another build (AVX2 against AVX-512, another OpenBLAS core, -O1 with sanitizers) changes
+# the last bits of the closed forms, and the iterates of the iterative solvers (W, d: the
+# exact solution and free_diag's) within their stopping tolerance: seen 3e-6 relative in
+# free_diag's d between the Release and the sanitizer build. Still far below the difference
+# between two λ's matrices, which a wrong slab would show.
+MATRIX_ATOL = {"W": 1e-4, "d": 1e-4}
+CLOSED_FORM_ATOL = 1e-10
+
+
+def matrix_atol(name, a):
+    return MATRIX_ATOL.get(name, CLOSED_FORM_ATOL) * max(1.0, np.abs(a).max())
 
 
 class StoredOnceTest(unittest.TestCase):
@@ -87,7 +96,7 @@ class StoredOnceTest(unittest.TestCase):
             a = covfit.read_matrix(FORMAT3, r["task_id"], r["name"], r["lambda"], lam_d)
             b = covfit.read_matrix(self.path, r["task_id"], r["name"], r["lambda"], lam_d)
             self.assertEqual(a.shape, b.shape)
-            np.testing.assert_allclose(b, a, rtol=0, atol=MATRIX_ATOL * max(1.0, np.abs(a).max()),
+            np.testing.assert_allclose(b, a, rtol=0, atol=matrix_atol(r["name"], a),
                                        err_msg=f"{r['task_id']}/{r['name']}")
         # read_matrix's default (the best lambda) agrees too, and the datasets' attributes.
         with h5py.File(FORMAT3, "r") as fa, h5py.File(self.path, "r") as fb:
@@ -99,7 +108,7 @@ class StoredOnceTest(unittest.TestCase):
                     np.testing.assert_allclose(x.attrs["lambda_job"], y.attrs["lambda_job"], rtol=1e-12)
                     np.testing.assert_allclose(covfit.read_matrix(self.path, int(t), n),
                                                covfit.read_matrix(FORMAT3, int(t), n),
-                                               rtol=0, atol=MATRIX_ATOL * max(1.0, np.abs(x[()]).max()))
+                                               rtol=0, atol=matrix_atol(n, x[()]))
 
     def test_format_3_file_stays_readable(self):
         self.assertEqual(covfit.read_attrs(FORMAT3)["format_version"], 3)
