@@ -641,7 +641,8 @@ SweepResult assemble_sweep(SweepData& data, const SweepConfig& cfg, std::vector<
       res.store_points.push_back(std::move(at));
     }
     if (!defer_stored) {
-      for (const StorePoint& at : res.store_points) store_free(*red, at.lambda, at.exact_M.get(), res.stored);
+      for (const StorePoint& at : res.store_points)
+        for (StoredMatrix& m : form_stored(data, at)) res.stored.push_back(std::move(m));
       res.store_points.clear();
     }
   } else if (res.best >= 0) {

@@ -102,7 +102,6 @@ const char* const kEndLogPrev = "logP_prev";
 
 bool is_path_end(const std::string& name) { return name == kEndP || name == kEndLog || name == kEndLogPrev; }
 
-
 io::SweepLambdaRow lambda_row(std::int64_t id, const std::string& data_name, const std::string& model,
                               double unit, const cov::SweepRow& x) {
   io::SweepLambdaRow row;
